@@ -1,0 +1,164 @@
+#include "engine/allocator.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "engine/error.h"
+
+#if RDD_WITH_CUDA
+#include "engine/cuda_check.h"
+#endif
+
+namespace rdd {
+
+namespace {
+std::string mib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+  return buf;
+}
+}  // namespace
+
+CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free)
+    : name_(std::move(name)), raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)) {}
+
+CachingAllocator::~CachingAllocator() {
+  std::lock_guard<std::mutex> lock(mu_);
+  empty_cache_locked();
+}
+
+size_t CachingAllocator::round_size(size_t bytes) {
+  // 512 B granularity below 1 MiB, 2 MiB above (large activations repeat exactly anyway).
+  const size_t small = 512, large = size_t(2) << 20;
+  const size_t g = bytes < (size_t(1) << 20) ? small : large;
+  return (bytes + g - 1) / g * g;
+}
+
+void* CachingAllocator::allocate(size_t bytes) {
+  RDD_CHECK(bytes > 0, name_, ": zero-byte allocation");
+  const size_t size = round_size(bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  // Best fit among cached blocks, but never more than twice the request (no giant block for a tiny one).
+  auto it = free_blocks_.lower_bound(size);
+  if (it != free_blocks_.end() && it->first <= 2 * size) {
+    void* p = it->second;
+    const size_t got = it->first;
+    free_blocks_.erase(it);
+    live_[p] = got;
+    stats_.cached_bytes -= got;
+    stats_.in_use_bytes += got;
+    stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
+    ++stats_.cache_hits;
+    return p;
+  }
+  void* p = raw_alloc_(size);
+  if (!p && !free_blocks_.empty()) {  // out of memory: return the cache and try once more
+    empty_cache_locked();
+    p = raw_alloc_(size);
+  }
+  RDD_CHECK(p, name_, ": out of memory allocating ", mib(size), " (", mib(stats_.in_use_bytes),
+            " in use). Lower --batch or --crop.");
+  ++stats_.raw_allocations;
+  live_[p] = size;
+  stats_.in_use_bytes += size;
+  stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
+  return p;
+}
+
+void CachingAllocator::free(void* ptr) {
+  if (!ptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(ptr);
+  RDD_CHECK(it != live_.end(), name_, ": free of a pointer it did not allocate");
+  const size_t size = it->second;
+  live_.erase(it);
+  stats_.in_use_bytes -= size;
+  stats_.cached_bytes += size;
+  free_blocks_.emplace(size, ptr);
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(mu_);
+  empty_cache_locked();
+}
+
+void CachingAllocator::empty_cache_locked() {
+  for (auto& [size, p] : free_blocks_) {
+    raw_free_(p);
+    ++stats_.raw_frees;
+  }
+  free_blocks_.clear();
+  stats_.cached_bytes = 0;
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+#if RDD_WITH_CUDA
+CachingAllocator& cuda_allocator(int device_index) {
+  static std::mutex mu;
+  // Never destroyed (see cuda_context.cpp): device memory is returned by the driver at exit.
+  static auto* per_device = new std::vector<std::unique_ptr<CachingAllocator>>();
+  std::lock_guard<std::mutex> lock(mu);
+  RDD_CHECK(device_index >= 0 && device_index < gpu_count(), "cuda:", device_index, " does not exist (",
+            gpu_count(), " GPUs found)");
+  if (per_device->empty()) per_device->resize(size_t(gpu_count()));
+  auto& a = (*per_device)[size_t(device_index)];
+  if (!a) {
+    a = std::make_unique<CachingAllocator>(
+        "cuda:" + std::to_string(device_index) + " allocator",
+        [device_index](size_t n) -> void* {
+          RDD_CUDA_CHECK(cudaSetDevice(device_index));
+          void* p = nullptr;
+          if (cudaMalloc(&p, n) != cudaSuccess) {
+            cudaGetLastError();  // out of memory is reported by the caching allocator
+            return nullptr;
+          }
+          return p;
+        },
+        [device_index](void* p) {
+          cudaSetDevice(device_index);
+          cudaFree(p);
+        });
+  }
+  return *a;
+}
+#else
+CachingAllocator& cuda_allocator(int device_index) { fail("cuda:", device_index, ": this is a CPU-only build of rdd"); }
+#endif
+
+void* device_allocate(Device d, size_t bytes, bool pinned) {
+  if (bytes == 0) bytes = 1;  // every storage gets a distinct, valid address
+  if (d.is_cuda()) return cuda_allocator(d.index).allocate(bytes);
+#if RDD_WITH_CUDA
+  if (pinned && has_gpu()) {
+    void* p = nullptr;
+    RDD_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+    return p;
+  }
+#endif
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  RDD_CHECK(p, "out of host memory allocating ", mib(bytes));
+  return p;
+}
+
+void device_free(Device d, void* ptr, bool pinned) {
+  if (!ptr) return;
+  if (d.is_cuda()) {
+    cuda_allocator(d.index).free(ptr);
+    return;
+  }
+#if RDD_WITH_CUDA
+  if (pinned && has_gpu()) {
+    cudaFreeHost(ptr);
+    return;
+  }
+#endif
+  std::free(ptr);
+}
+
+}  // namespace rdd

@@ -1,0 +1,69 @@
+// Memory: host, pinned host, and a caching allocator for the GPU.
+//
+// The training step allocates the same sizes every iteration. The caching allocator keeps freed
+// blocks in per-size free lists and hands them back out, so the steady-state step makes no
+// cudaMalloc/cudaFree calls (both synchronise the device). Blocks are stream-ordered on the device's
+// compute stream: a block freed by one kernel's owner can be reused by the next kernel on the same
+// stream without a sync. Work on another stream (NCCL on the communication stream) must keep its
+// tensors alive until that stream has been joined.
+//
+// The caching logic is independent of CUDA (it takes the raw allocate/free functions), so it is
+// tested on machines without a GPU.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "engine/device.h"
+
+namespace rdd {
+
+struct AllocatorStats {
+  size_t in_use_bytes = 0;     // handed out, not yet freed
+  size_t cached_bytes = 0;     // freed, kept for reuse
+  size_t peak_in_use_bytes = 0;
+  size_t raw_allocations = 0;  // calls to the underlying allocator (cudaMalloc)
+  size_t raw_frees = 0;
+  size_t cache_hits = 0;
+};
+
+class CachingAllocator {
+ public:
+  using RawAlloc = std::function<void*(size_t)>;  // returns nullptr when out of memory
+  using RawFree = std::function<void(void*)>;
+  CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free);
+  ~CachingAllocator();  // returns every cached block; blocks still in use are reported, not freed
+
+  void* allocate(size_t bytes);  // bytes > 0; throws rdd::Error when even an emptied cache cannot serve it
+  void free(void* ptr);
+  void empty_cache();            // give all cached blocks back to the raw allocator
+  AllocatorStats stats() const;
+
+  // Requests are rounded up to this granularity, so near-equal sizes share blocks.
+  static size_t round_size(size_t bytes);
+
+ private:
+  std::string name_;
+  RawAlloc raw_alloc_;
+  RawFree raw_free_;
+  mutable std::mutex mu_;
+  std::multimap<size_t, void*> free_blocks_;     // size → block
+  std::unordered_map<void*, size_t> live_;       // block → size
+  AllocatorStats stats_;
+  void empty_cache_locked();
+};
+
+// Raw memory for a Storage on the given device. Host memory is 64-byte aligned. Pinned host memory
+// (page-locked, for fast asynchronous copies to the GPU) falls back to ordinary host memory when
+// there is no GPU.
+void* device_allocate(Device d, size_t bytes, bool pinned = false);
+void device_free(Device d, void* ptr, bool pinned = false);
+
+// The caching allocator behind cuda:i (created on first use).
+CachingAllocator& cuda_allocator(int device_index);
+
+}  // namespace rdd

@@ -1,0 +1,53 @@
+// GPU side of rng.h: the same Philox elements as the host loop in rng.cpp.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "engine/cuda_check.h"
+#include "engine/dtype.h"
+#include "engine/philox.h"
+
+namespace rdd::kernels {
+
+namespace {
+template <class T>
+__device__ void put(T* p, int64_t i, double v) { p[i] = T(v); }
+template <>
+__device__ void put<__nv_bfloat16>(__nv_bfloat16* p, int64_t i, double v) { p[i] = __float2bfloat16(float(v)); }
+template <>
+__device__ void put<__half>(__half* p, int64_t i, double v) { p[i] = __float2half(float(v)); }
+
+template <class T>
+__global__ void philox_fill_kernel(T* p, int64_t n, int kind, double a, double b, uint64_t seed, uint64_t offset) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    double v;
+    if (kind == 0) {
+      v = a + (b - a) * double(philox::uniform(seed, offset, uint64_t(i)));
+    } else if (kind == 1) {
+      v = a + b * double(philox::normal(seed, offset, uint64_t(i)));
+    } else {
+      const uint64_t range = uint64_t(b - a);
+      v = double(int64_t(a) + int64_t(uint64_t(philox::u32(seed, offset, uint64_t(i))) % range));
+    }
+    put(p, i, v);
+  }
+}
+}  // namespace
+
+void philox_fill(void* dst, DType dtype, int64_t n, int kind, double a, double b, uint64_t seed, uint64_t offset,
+                 cudaStream_t stream) {
+  if (n == 0) return;
+  const int threads = 256;
+  const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 65535 * 16));
+  switch (dtype) {
+    case DType::f32: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<float*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::f64: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<double*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::bf16: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::f16: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<__half*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::i32: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<int32_t*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::i64: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<int64_t*>(dst), n, kind, a, b, seed, offset); break;
+    case DType::u8: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<uint8_t*>(dst), n, kind, a, b, seed, offset); break;
+  }
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace rdd::kernels

@@ -1,0 +1,28 @@
+// The doctest main shared by every test executable.
+//
+// `--rdd-gpu-only` (used by the <folder>_gpu CTest entries together with --test-suite=gpu) exits with
+// code 77 — CTest's "Skipped" — when this machine has no GPU, so GPU cases are reported as skipped,
+// never as passed or silently absent.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "engine/device.h"
+
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  bool gpu_only = false;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--rdd-gpu-only") == 0) gpu_only = true;
+    else args.push_back(argv[i]);
+  }
+  if (gpu_only && !rdd::has_gpu()) {
+    std::printf("no GPU (%s): GPU test cases skipped\n", rdd::no_gpu_reason().c_str());
+    return 77;
+  }
+  doctest::Context context(int(args.size()), args.data());
+  return context.run();
+}
