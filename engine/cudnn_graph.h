@@ -16,8 +16,15 @@
 //   conv_backward_data:    dx = conv_transpose(dy, w) + beta·dx
 //   conv_backward_filter:  dw = corr(x, dy)      + beta·dw      (beta = 1 accumulates)
 //
-// Supported now: f32 NCHW (compute f32), bf16/f16 NCHW or NHWC (compute f32). Anything else is
-// refused with a message naming the op and the tensors.
+// Supported: f32, bf16 and f16 tensors in NCHW or NHWC (compute f32). Anything else is refused with a
+// message naming the op and the tensors.
+//
+// Engine choice (per configuration, once): the heuristics' configs (mode A, then FALLBACK) are tried in
+// order, first the ones without numerical notes we avoid — nondeterministic engines (atomics: runs
+// would not be bit-reproducible), reduced-precision reductions, and for f32 tensors TF32 tensor cores
+// (TENSOR_CORE / DOWN_CONVERT_INPUTS) and FFT, so f32 means f32 — then, only if none of those finalises,
+// any config that does. beta is part of the operation graph, so each beta value has its own plan; so
+// has each pointer alignment (16 bytes, or less for views into a tensor).
 #pragma once
 
 #include <cstddef>
@@ -46,6 +53,21 @@ struct PlanCacheStats {
   size_t misses = 0;  // calls that had to build one
 };
 PlanCacheStats plan_cache_stats();
+// Destroys every cached plan (after waiting for the devices that used them) and resets the counters.
 void clear_plan_cache();
+
+// Which convolution an entry point computes.
+enum class ConvOp { forward, backward_data, backward_filter };
+const char* conv_op_name(ConvOp op);  // "conv_forward", "conv_backward_data", "conv_backward_filter"
+
+// The argument checks every entry point runs before touching cuDNN. Works on tensors of any device
+// (a CPU convolution reference can share it) and any dtype. The tensors in their roles of the formula
+// above: forward (x, w, y), backward_data (dx, w, dy), backward_filter (x, dw, dy). Checks: all three
+// defined, 4-D and non-empty, with the same dtype, layout and device; pad ≥ 0, stride, dilation and
+// groups ≥ 1; x's C == w's C × groups; K divisible by groups; the kernel fits the padded input; the
+// third tensor is exactly (N, K, P, Q); the output is not one of the inputs. Throws rdd::Error naming
+// the op and the shapes, e.g. "conv_forward: x f32[2,3,8,8] NCHW cuda:0 has 3 channels but
+// w f32[16,4,3,3] expects 4 × groups 1".
+void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Tensor& y, const ConvParams& p);
 
 }  // namespace rdd::cudnn

@@ -1,0 +1,543 @@
+// Convolutions through the cuDNN graph (backend) API, with a cache of finalised execution plans.
+// See cudnn_graph.h for the contract. Only the backend entry points are used (cudnnBackendCreate /
+// SetAttribute / Finalize / GetAttribute / Execute); no legacy cudnnConvolution* call, no frontend.
+//
+// One plan per configuration: tensor descriptors x, w, y (UIDs 1, 2, 3; dims always N,C,H,W with
+// strides giving the layout), a convolution descriptor, one convolution operation, an operation graph,
+// the heuristics' engine configs, and the execution plan finalised from the first config that works.
+// A call then only fills a variant pack (pointers + workspace) and executes on the compute stream.
+#include "engine/cudnn_graph.h"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "engine/error.h"
+
+#if RDD_WITH_CUDA
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "engine/cuda_check.h"
+#include "engine/cuda_context.h"
+#endif
+
+namespace rdd::cudnn {
+
+const char* conv_op_name(ConvOp op) {
+  switch (op) {
+    case ConvOp::forward: return "conv_forward";
+    case ConvOp::backward_data: return "conv_backward_data";
+    case ConvOp::backward_filter: return "conv_backward_filter";
+  }
+  return "conv";
+}
+
+int conv_output_size(int in, int kernel, int pad, int stride, int dilation) {
+  RDD_CHECK(in >= 1 && kernel >= 1, "conv_output_size: input size ", in, " and kernel size ", kernel,
+            " must both be at least 1");
+  RDD_CHECK(pad >= 0 && stride >= 1 && dilation >= 1, "conv_output_size: pad ", pad, " must be >= 0, stride ",
+            stride, " and dilation ", dilation, " >= 1");
+  const int64_t span = int64_t(dilation) * (kernel - 1) + 1;
+  const int64_t padded = int64_t(in) + 2 * int64_t(pad);
+  RDD_CHECK(span <= padded, "conv_output_size: kernel ", kernel, " with dilation ", dilation, " spans ", span,
+            " but the padded input is only ", padded, " (input ", in, " + 2 x pad ", pad, ")");
+  return int((padded - span) / stride + 1);
+}
+
+namespace {
+
+// The names of the three tensors in an op's role: (input-side, filter-side, output-side of the forward).
+struct Roles {
+  const char* x;
+  const char* w;
+  const char* y;
+};
+Roles roles(ConvOp op) {
+  switch (op) {
+    case ConvOp::forward: return {"x", "w", "y"};
+    case ConvOp::backward_data: return {"dx", "w", "dy"};
+    case ConvOp::backward_filter: return {"x", "dw", "dy"};
+  }
+  return {"x", "w", "y"};
+}
+
+std::string params_str(const ConvParams& p) {
+  return detail::concat("pad (", p.pad_h, ",", p.pad_w, ") stride (", p.stride_h, ",", p.stride_w,
+                        ") dilation (", p.dilation_h, ",", p.dilation_w, ") groups ", p.groups);
+}
+
+}  // namespace
+
+void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Tensor& y, const ConvParams& p) {
+  const char* who = conv_op_name(op);
+  const Roles r = roles(op);
+  const Tensor* ts[3] = {&x, &w, &y};
+  const char* names[3] = {r.x, r.w, r.y};
+  for (int i = 0; i < 3; ++i) {
+    RDD_CHECK(ts[i]->defined(), who, ": ", names[i], " is undefined");
+    RDD_CHECK(ts[i]->ndim() == 4, who, ": ", names[i], " ", ts[i]->desc(), " is not 4-D (N, C, H, W)");
+    RDD_CHECK(ts[i]->numel() > 0, who, ": ", names[i], " ", ts[i]->desc(), " is empty");
+  }
+  for (int i = 1; i < 3; ++i) {
+    RDD_CHECK(ts[i]->dtype() == x.dtype(), who, ": ", r.x, " ", x.desc(), " and ", names[i], " ", ts[i]->desc(),
+              " have different dtypes");
+    RDD_CHECK(ts[i]->layout() == x.layout(), who, ": ", r.x, " ", x.desc(), " and ", names[i], " ",
+              ts[i]->desc(), " have different layouts");
+    RDD_CHECK(ts[i]->device() == x.device(), who, ": ", r.x, " ", x.desc(), " and ", names[i], " ",
+              ts[i]->desc(), " are on different devices");
+  }
+  RDD_CHECK(p.pad_h >= 0 && p.pad_w >= 0 && p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 &&
+                p.dilation_w >= 1 && p.groups >= 1,
+            who, ": invalid parameters ", params_str(p), " (pad must be >= 0; stride, dilation, groups >= 1)");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t K = w.size(0), Cg = w.size(1), R = w.size(2), S = w.size(3);
+  RDD_CHECK(Cg * p.groups == C, who, ": ", r.x, " ", x.desc(), " has ", C, " channels but ", r.w, " ", w.desc(),
+            " expects ", Cg, " x groups ", p.groups);
+  RDD_CHECK(K % p.groups == 0, who, ": ", r.w, " ", w.desc(), " has ", K, " filters, not divisible by groups ",
+            p.groups);
+  const int64_t span_h = int64_t(p.dilation_h) * (R - 1) + 1, span_w = int64_t(p.dilation_w) * (S - 1) + 1;
+  const int64_t padded_h = H + 2 * int64_t(p.pad_h), padded_w = W + 2 * int64_t(p.pad_w);
+  RDD_CHECK(span_h <= padded_h && span_w <= padded_w, who, ": ", r.w, " ", w.desc(), " with dilation (",
+            p.dilation_h, ",", p.dilation_w, ") spans ", span_h, "x", span_w, " but ", r.x, " ", x.desc(),
+            " padded by (", p.pad_h, ",", p.pad_w, ") is only ", padded_h, "x", padded_w);
+  const int64_t P = (padded_h - span_h) / p.stride_h + 1, Q = (padded_w - span_w) / p.stride_w + 1;
+  const Shape want{N, K, P, Q};
+  RDD_CHECK(y.shape() == want, who, ": ", r.y, " ", y.desc(), " should be ", shape_str(want), " for ", r.x, " ",
+            x.desc(), " and ", r.w, " ", w.desc(), " with ", params_str(p));
+  // The output must not be an input (cuDNN reads the inputs while it writes the output).
+  const int out = op == ConvOp::forward ? 2 : op == ConvOp::backward_data ? 0 : 1;
+  for (int i = 0; i < 3; ++i) {
+    if (i == out) continue;
+    RDD_CHECK(ts[i]->raw() != ts[out]->raw(), who, ": the output ", names[out], " ", ts[out]->desc(),
+              " is the same memory as ", names[i], " ", ts[i]->desc());
+  }
+}
+
+#if !RDD_WITH_CUDA
+
+namespace {
+[[noreturn]] void cpu_only(ConvOp op, const Tensor& x, const Tensor& w, const Tensor& y, const ConvParams& p) {
+  validate_conv_shapes(op, x, w, y, p);
+  fail(conv_op_name(op), ": this is a CPU-only build: cuDNN convolutions need a CUDA build (", roles(op).x, " ",
+       x.desc(), ")");
+}
+}  // namespace
+
+void conv_forward(const Tensor& x, const Tensor& w, Tensor& y, const ConvParams& p, float) {
+  cpu_only(ConvOp::forward, x, w, y, p);
+}
+void conv_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvParams& p, float) {
+  cpu_only(ConvOp::backward_data, dx, w, dy, p);
+}
+void conv_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, const ConvParams& p, float) {
+  cpu_only(ConvOp::backward_filter, x, dw, dy, p);
+}
+PlanCacheStats plan_cache_stats() { return {}; }
+void clear_plan_cache() {}
+
+#else  // RDD_WITH_CUDA
+
+namespace {
+
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3;
+constexpr int64_t kMaxEngineConfigs = 64;  // per heuristic mode; the heuristics rank them best first
+
+// One backend descriptor, destroyed with its owner.
+class Descriptor {
+ public:
+  Descriptor() = default;  // null
+  explicit Descriptor(cudnnBackendDescriptorType_t type) { RDD_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d_)); }
+  ~Descriptor() { reset(); }
+  Descriptor(Descriptor&& o) noexcept : d_(std::exchange(o.d_, nullptr)) {}
+  Descriptor& operator=(Descriptor&& o) noexcept {
+    if (this != &o) {
+      reset();
+      d_ = std::exchange(o.d_, nullptr);
+    }
+    return *this;
+  }
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+
+  cudnnBackendDescriptor_t get() const { return d_; }
+  void reset() {
+    if (d_) cudnnBackendDestroyDescriptor(d_);  // destruction cannot be reported; nothing to do on failure
+    d_ = nullptr;
+  }
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t count, const void* values) {
+    RDD_CUDNN_CHECK(cudnnBackendSetAttribute(d_, name, type, count, values));
+  }
+  void set_i64(cudnnBackendAttributeName_t name, const int64_t* values, int64_t count) {
+    set(name, CUDNN_TYPE_INT64, count, values);
+  }
+  void set_desc(cudnnBackendAttributeName_t name, const Descriptor& d) {
+    cudnnBackendDescriptor_t v = d.get();
+    set(name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v);
+  }
+  void finalize() { RDD_CUDNN_CHECK(cudnnBackendFinalize(d_)); }
+
+ private:
+  cudnnBackendDescriptor_t d_ = nullptr;
+};
+
+cudnnDataType_t cudnn_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f16: return CUDNN_DATA_HALF;
+    default: fail("cudnn_graph: no cuDNN data type for ", dtype_name(t));
+  }
+}
+
+// The largest power of two (up to 16) that divides the address: what the tensor descriptor may promise.
+int64_t byte_alignment(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  int64_t align = 16;
+  while (align > 1 && a % uintptr_t(align) != 0) align /= 2;
+  return align;
+}
+
+// A finalised tensor descriptor: dims in N,C,H,W order, strides from the layout.
+Descriptor make_tensor(int64_t uid, DType dtype, Layout layout, const Shape& s, int64_t alignment) {
+  const int64_t C = s[1], H = s[2], W = s[3];
+  const int64_t dims[4] = {s[0], s[1], s[2], s[3]};
+  std::array<int64_t, 4> strides;
+  if (layout == Layout::NCHW) strides = {C * H * W, H * W, W, 1};
+  else strides = {H * W * C, 1, W * C, C};
+  const cudnnDataType_t dt = cudnn_dtype(dtype);
+  Descriptor t(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  t.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+  t.set_i64(CUDNN_ATTR_TENSOR_DIMENSIONS, dims, 4);
+  t.set_i64(CUDNN_ATTR_TENSOR_STRIDES, strides.data(), 4);
+  t.set_i64(CUDNN_ATTR_TENSOR_UNIQUE_ID, &uid, 1);
+  t.set_i64(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, &alignment, 1);
+  t.finalize();
+  return t;
+}
+
+// What a plan is cached by: everything that went into its descriptors.
+using PlanKey = std::array<int64_t, 24>;
+
+struct Request {
+  ConvOp op;
+  const Tensor* x;  // the tensors in their forward roles (x, w, y) whatever the op
+  const Tensor* w;
+  const Tensor* y;
+  ConvParams p;
+  float beta;
+};
+
+PlanKey make_key(const Request& r) {
+  uint32_t beta_bits = 0;
+  std::memcpy(&beta_bits, &r.beta, sizeof beta_bits);
+  const Tensor &x = *r.x, &w = *r.w, &y = *r.y;
+  return {x.device().index, int64_t(r.op), int64_t(x.dtype()), int64_t(x.layout()),
+          x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), y.size(2), y.size(3),
+          r.p.pad_h, r.p.pad_w, r.p.stride_h, r.p.stride_w, r.p.dilation_h, r.p.dilation_w, r.p.groups,
+          int64_t(beta_bits), byte_alignment(x.raw()), byte_alignment(w.raw()), byte_alignment(y.raw())};
+}
+
+// "conv_forward of x f32[2,3,8,8] NCHW cuda:0, w ..., y ... with pad (1,1) ... groups 1, beta 0"
+std::string describe(const Request& r) {
+  const Roles n = roles(r.op);
+  return detail::concat(conv_op_name(r.op), " of ", n.x, " ", r.x->desc(), ", ", n.w, " ", r.w->desc(), ", ", n.y,
+                        " ", r.y->desc(), " with ", params_str(r.p), ", beta ", r.beta);
+}
+
+// A finalised execution plan and every descriptor it was built from (kept alive with it).
+struct Plan {
+  std::vector<Descriptor> parts;  // tensors, convolution, operation, graph, the chosen engine config
+  Descriptor plan;
+  int64_t workspace_bytes = 0;
+  int device = 0;
+  ~Plan() {
+    plan.reset();
+    while (!parts.empty()) parts.pop_back();  // newest first
+  }
+};
+
+std::vector<cudnnBackendNumericalNote_t> numerical_notes(const Descriptor& cfg) {
+  Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+  cudnnBackendDescriptor_t e = engine.get();
+  int64_t n = 0;
+  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(cfg.get(), CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                           &n, &e));
+  std::array<cudnnBackendNumericalNote_t, CUDNN_NUMERICAL_NOTE_TYPE_COUNT> notes{};
+  int64_t count = 0;
+  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                           int64_t(notes.size()), &count, notes.data()));
+  count = std::min<int64_t>(count, int64_t(notes.size()));
+  return {notes.begin(), notes.begin() + count};
+}
+
+// Engines we take only when nothing else works: see "Engine choice" in cudnn_graph.h.
+bool preferred(const Descriptor& cfg, DType dtype) {
+  for (cudnnBackendNumericalNote_t note : numerical_notes(cfg)) {
+    if (note == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC || note == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
+      return false;
+    if (dtype == DType::f32 && (note == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
+                                note == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS || note == CUDNN_NUMERICAL_NOTE_FFT))
+      return false;
+  }
+  return true;
+}
+
+// The heuristics' engine configs for the graph, best first (empty when this mode has none).
+std::vector<Descriptor> engine_configs(const Descriptor& graph, cudnnBackendHeurMode_t mode) {
+  Descriptor heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+  heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph);
+  heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+  heur.finalize();
+  int64_t available = 0;
+  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                           0, &available, nullptr));
+  const int64_t want = std::min(available, kMaxEngineConfigs);
+  std::vector<Descriptor> cfgs;
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (int64_t i = 0; i < want; ++i) {
+    cfgs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    raw.push_back(cfgs.back().get());
+  }
+  if (want == 0) return cfgs;
+  int64_t got = 0;
+  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                           want, &got, raw.data()));
+  while (int64_t(cfgs.size()) > std::max<int64_t>(got, 0)) cfgs.pop_back();
+  return cfgs;
+}
+
+std::string cudnn_status_text(cudnnStatus_t s) {
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof detail);
+  std::string text = cudnnGetErrorString(s);
+  if (detail[0]) text += std::string(" (") + detail + ")";
+  return text;
+}
+
+std::unique_ptr<Plan> build_plan(const Request& r, cudnnHandle_t handle) {
+  auto plan = std::make_unique<Plan>();
+  plan->device = r.x->device().index;
+  const DType dtype = r.x->dtype();
+  const Layout layout = r.x->layout();
+  auto& parts = plan->parts;
+  parts.push_back(make_tensor(kUidX, dtype, layout, r.x->shape(), byte_alignment(r.x->raw())));
+  parts.push_back(make_tensor(kUidW, dtype, layout, r.w->shape(), byte_alignment(r.w->raw())));
+  parts.push_back(make_tensor(kUidY, dtype, layout, r.y->shape(), byte_alignment(r.y->raw())));
+  const Descriptor &tx = parts[0], &tw = parts[1], &ty = parts[2];
+
+  // The convolution: cross-correlation (what deep learning calls convolution), 2 spatial dims, f32
+  // compute. Groups are implied by x's C / w's C.
+  Descriptor conv(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const int64_t spatial_dims = 2;
+  const int64_t pads[2] = {r.p.pad_h, r.p.pad_w}, strides[2] = {r.p.stride_h, r.p.stride_w},
+                dilations[2] = {r.p.dilation_h, r.p.dilation_w};
+  conv.set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
+  conv.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+  conv.set_i64(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, &spatial_dims, 1);
+  conv.set_i64(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, pads, 2);
+  conv.set_i64(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, pads, 2);
+  conv.set_i64(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, strides, 2);
+  conv.set_i64(CUDNN_ATTR_CONVOLUTION_DILATIONS, dilations, 2);
+  conv.finalize();
+
+  // The operation. alpha and beta are CUDNN_TYPE_FLOAT: the compute type is f32 (DOUBLE is for f64).
+  const float alpha = 1.f, beta = r.beta;
+  cudnnBackendDescriptorType_t op_type = CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR;
+  if (r.op == ConvOp::backward_data) op_type = CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR;
+  if (r.op == ConvOp::backward_filter) op_type = CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR;
+  Descriptor op(op_type);
+  switch (r.op) {
+    case ConvOp::forward:
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, conv);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, tx);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, tw);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, ty);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+      break;
+    case ConvOp::backward_data:
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, conv);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, tx);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, tw);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, ty);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+      break;
+    case ConvOp::backward_filter:
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, conv);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, tx);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, tw);
+      op.set_desc(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, ty);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+      op.set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+      break;
+  }
+  op.finalize();
+
+  // The graph of that one operation. (cuDNN 9.8+ marks the graph's and the plan's HANDLE attribute
+  // deprecated in favour of a device-property descriptor, but every 9.x honours it, and it names the
+  // device the plan is for; it needs no extra descriptor.)
+  Descriptor graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  graph.set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  graph.set_desc(CUDNN_ATTR_OPERATIONGRAPH_OPS, op);
+  graph.finalize();
+
+  // Engine configs: heuristic mode A, then FALLBACK; preferred ones first (see cudnn_graph.h).
+  std::vector<Descriptor> first, second;
+  std::string heuristics_errors;
+  for (cudnnBackendHeurMode_t m : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    try {
+      for (Descriptor& cfg : engine_configs(graph, m)) (preferred(cfg, dtype) ? first : second).push_back(std::move(cfg));
+    } catch (const Error& e) {
+      heuristics_errors += std::string("\n  heuristics ") + (m == CUDNN_HEUR_MODE_A ? "A" : "FALLBACK") + ": " +
+                           e.what();
+    }
+  }
+  for (Descriptor& cfg : second) first.push_back(std::move(cfg));
+  RDD_CHECK(!first.empty(), describe(r), ": cuDNN offers no engine for this convolution", heuristics_errors);
+
+  // The first config that finalises is the plan. A config may be refused (NOT_SUPPORTED for these
+  // shapes or this GPU, or a runtime-compiled kernel that fails to build): try the next one.
+  std::string refusals;
+  int tried = 0;
+  for (Descriptor& cfg : first) {
+    ++tried;
+    Descriptor candidate(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    candidate.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+    candidate.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfg);
+    const cudnnStatus_t s = cudnnBackendFinalize(candidate.get());
+    if (s != CUDNN_STATUS_SUCCESS) {
+      const std::string text = cudnn_status_text(s);
+      if (refusals.size() < 2000) refusals += "\n  engine config " + std::to_string(tried) + ": " + text;
+      continue;
+    }
+    int64_t ws = 0, n = 0;
+    RDD_CUDNN_CHECK(cudnnBackendGetAttribute(candidate.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                             CUDNN_TYPE_INT64, 1, &n, &ws));
+    RDD_CHECK(ws >= 0, describe(r), ": cuDNN reports a negative workspace size ", ws);
+    plan->plan = std::move(candidate);
+    plan->workspace_bytes = ws;
+    parts.push_back(std::move(conv));
+    parts.push_back(std::move(op));
+    parts.push_back(std::move(graph));
+    parts.push_back(std::move(cfg));
+    return plan;
+  }
+  fail(describe(r), ": none of the ", tried, " engine configs cuDNN offered could be finalised", refusals,
+       heuristics_errors);
+}
+
+// The cache. Plans are shared_ptrs so that clearing the cache while another thread executes a plan it
+// looked up stays safe. Building happens under the lock: one build per configuration, never two.
+struct Cache {
+  std::mutex mu;
+  std::map<PlanKey, std::shared_ptr<const Plan>> plans;
+  PlanCacheStats stats;
+};
+Cache& cache() {
+  static auto* c = new Cache();  // never destroyed: no cuDNN calls from static destructors at exit
+  return *c;
+}
+
+std::shared_ptr<const Plan> get_plan(const Request& r, cudnnHandle_t handle) {
+  const PlanKey key = make_key(r);
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.plans.find(key);
+  if (it != c.plans.end()) {
+    ++c.stats.hits;
+    return it->second;
+  }
+  ++c.stats.misses;
+  std::shared_ptr<const Plan> plan;
+  try {
+    plan = build_plan(r, handle);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(conv_op_name(r.op), 0) == 0) throw;  // already names the op and the shapes
+    fail(describe(r), ": building the cuDNN plan failed:\n", what);
+  }
+  c.plans.emplace(key, plan);
+  c.stats.plans = c.plans.size();
+  return plan;
+}
+
+void run(const Request& r) {
+  validate_conv_shapes(r.op, *r.x, *r.w, *r.y, r.p);
+  const char* who = conv_op_name(r.op);
+  const Roles n = roles(r.op);
+  RDD_CHECK(r.x->device().is_cuda(), who, ": ", n.x, " ", r.x->desc(),
+            " is not on a GPU: cuDNN convolutions need cuda tensors (the CPU reference lives in layers/)");
+  const DType dt = r.x->dtype();
+  RDD_CHECK(dt == DType::f32 || dt == DType::bf16 || dt == DType::f16, who, ": ", n.x, " ", r.x->desc(), " is ",
+            dtype_name(dt), "; cuDNN convolutions take f32, bf16 or f16");
+  RDD_CHECK(std::isfinite(r.beta), who, ": beta ", r.beta, " is not finite");
+
+  const int dev = r.x->device().index;
+  CudaDeviceGuard guard(dev);
+  CudaContext& ctx = cuda_context(dev);
+  cudnnHandle_t handle = ctx.cudnn();
+  const std::shared_ptr<const Plan> plan = get_plan(r, handle);
+
+  void* workspace = plan->workspace_bytes > 0 ? ctx.workspace(size_t(plan->workspace_bytes)) : nullptr;
+  int64_t uids[3] = {kUidX, kUidW, kUidY};
+  void* pointers[3] = {r.x->raw(), r.w->raw(), r.y->raw()};
+  Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  pack.set_i64(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, uids, 3);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  pack.finalize();
+  RDD_CUDNN_CHECK(cudnnBackendExecute(handle, plan->plan.get(), pack.get()));
+}
+
+}  // namespace
+
+// x: (N, C, H, W), w: (K, C/groups, R, S) → y: (N, K, P, Q); y = conv(x, w) + beta·y
+void conv_forward(const Tensor& x, const Tensor& w, Tensor& y, const ConvParams& p, float beta) {
+  run({ConvOp::forward, &x, &w, &y, p, beta});
+}
+
+// dy: (N, K, P, Q), w: (K, C/groups, R, S) → dx: (N, C, H, W); dx = conv_transpose(dy, w) + beta·dx
+void conv_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvParams& p, float beta) {
+  run({ConvOp::backward_data, &dx, &w, &dy, p, beta});
+}
+
+// x: (N, C, H, W), dy: (N, K, P, Q) → dw: (K, C/groups, R, S); dw = corr(x, dy) + beta·dw
+void conv_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, const ConvParams& p, float beta) {
+  run({ConvOp::backward_filter, &x, &dw, &dy, p, beta});
+}
+
+PlanCacheStats plan_cache_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return c.stats;
+}
+
+void clear_plan_cache() {
+  Cache& c = cache();
+  std::map<PlanKey, std::shared_ptr<const Plan>> doomed;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    doomed.swap(c.plans);
+    c.stats = {};
+  }
+  // Work already queued may still use a plan: wait for the devices before destroying descriptors.
+  std::set<int> devices;
+  for (const auto& [key, plan] : doomed) devices.insert(plan->device);
+  for (int d : devices) cuda_context(d).synchronize();
+  doomed.clear();
+}
+
+#endif  // RDD_WITH_CUDA
+
+}  // namespace rdd::cudnn
