@@ -1,0 +1,93 @@
+// Collectives across data-parallel ranks: all-reduce, broadcast, barrier.
+//
+// The real one is NCCL (one process per GPU; NcclCommunicator). Two others exist:
+//  - SoloCommunicator: world size 1; every collective is a no-op. The single-GPU and CPU path.
+//  - LocalGroup: N emulated ranks inside ONE process (one thread per rank), for testing the
+//    data-parallel math — gradient averaging, SyncBN, bucket layout — on machines without GPUs.
+//    It is a test instrument, not a product path: it sums on the CPU in rank order (deterministic).
+//
+// Collectives are called by every rank with tensors of the same shape and dtype (f32 or f64; the
+// local group also takes i64 for counters). For NCCL they are enqueued on the device's communication
+// stream after the compute stream's pending work, and the compute stream waits for them before its
+// next kernel — so callers see ordinary stream-ordered semantics.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/params.h"
+#include "engine/tensor.h"
+
+namespace rdd {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual void all_reduce_sum(Tensor& t) = 0;  // in place: every rank ends with Σ over ranks
+  virtual void broadcast(Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+  // Every rank ends with the mean over ranks. Default: all_reduce_sum, then scale (CPU tensors);
+  // NCCL overrides it with ncclAvg.
+  virtual void all_reduce_mean(Tensor& t);
+};
+
+class SoloCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  void all_reduce_sum(Tensor&) override {}
+  void broadcast(Tensor&, int root) override;
+  void barrier() override {}
+};
+
+// N ranks in one process. Make the group, hand rank(r) to thread r; every rank must call the same
+// collectives in the same order (as with NCCL). A rank that throws poisons the group: the others'
+// pending and later collectives throw too, instead of waiting forever.
+class LocalGroup {
+ public:
+  explicit LocalGroup(int world_size);
+  std::unique_ptr<Communicator> rank(int r);
+  int world_size() const { return world_; }
+
+ private:
+  friend class LocalCommunicator;
+  // One collective round: every rank deposits its tensor; the last to arrive combines; all copy out.
+  void collective(int rank, Tensor& t, int op, int root);
+  void poison(const std::string& why);
+
+  int world_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Tensor*> slots_;
+  int arrived_ = 0, departed_ = 0;
+  uint64_t generation_ = 0;
+  Tensor result_;
+  std::string poisoned_;
+};
+
+// NCCL (CUDA builds). `unique_id` is the 128-byte ncclUniqueId made by rank 0 (nccl_unique_id()) and
+// handed to every rank by the launcher's rendezvous.
+std::string nccl_unique_id();
+std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank, int world_size,
+                                                     int device);
+
+// Gradient all-reduce buckets: contiguous ranges of the flat gradient buffer, in REVERSE registration
+// order (backward produces the last layers' gradients first, so the first bucket is ready first).
+// Each parameter lies in exactly one bucket; buckets cover [0, padded_count) exactly once. A bucket
+// closes when it reaches `bucket_bytes` (a parameter is never split).
+struct GradBucket {
+  int64_t begin = 0, end = 0;            // element range in the flat buffers
+  std::vector<std::string> parameters;   // names, in the order their gradients become final
+};
+std::vector<GradBucket> make_grad_buckets(const ParamStore& store, size_t bucket_bytes);
+
+// Average the gradients of a store over ranks, bucket by bucket (no overlap with backward yet).
+void all_reduce_gradients(Communicator& comm, ParamStore& store, const std::vector<GradBucket>& buckets);
+
+}  // namespace rdd
