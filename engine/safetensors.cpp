@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <set>
 #include <vector>
 
@@ -266,7 +267,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const std::streamoff size = f.tellg();
   RDD_CHECK(f && size >= 0, "cannot read ", path, ": cannot determine its size");
   f.seekg(0, std::ios::beg);
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.resize(static_cast<size_t>(size));
+  } catch (const std::bad_alloc&) {
+    fail("cannot read ", path, ": ", size, " bytes do not fit in memory");
+  }
   if (size > 0) f.read(reinterpret_cast<char*>(bytes.data()), size);
   RDD_CHECK(f && f.gcount() == size, "cannot read ", path, ": ", errno_text(errno));
   return parse_safetensors(bytes.data(), bytes.size(), path);

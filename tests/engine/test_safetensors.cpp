@@ -7,6 +7,7 @@
 #include <memory>
 #include <sys/resource.h>
 
+#include "engine/params.h"
 #include "engine/rng.h"
 #include "harness.h"
 
@@ -243,6 +244,33 @@ TEST_CASE("safetensors: an NHWC tensor is stored and read back in logical NCHW o
   // Element (n=1, c=2, h=3, w=4), the last one, and an inner one (0, 1, 2, 3).
   CHECK(back.at<float>(((1 * 3 + 2) * 4 + 3) * 5 + 4) == nchw.at<float>(119));
   CHECK(back.at<float>(((0 * 3 + 1) * 4 + 2) * 5 + 3) == nchw.at<float>(33));
+}
+
+TEST_CASE("safetensors: a ParamStore state_dict (views into one flat buffer) round-trips by name") {
+  ParamStore store;
+  store.add_parameter("conv.weight", {4, 3, 3, 3});
+  store.add_parameter("bn.weight", {4});
+  store.add_buffer("bn.running_var", {4});
+  store.add_buffer("bn.num_batches_tracked", {}, DType::i64);
+  store.materialize(Device::cpu());
+  for (Param* p : store.parameters()) p->value.copy_from(test::random_tensor(p->shape, uint64_t(p->offset) + 1));
+  store.at("bn.running_var").value.copy_from(test::random_tensor({4}, 99, 0.5, 2.0));
+  store.at("bn.num_batches_tracked").value.data<int64_t>()[0] = 1234567;
+
+  const SafetensorsFile f = parse_exact(serialize_safetensors(store.state_dict(), {{"iteration", "7"}}));
+  REQUIRE(f.tensors.size() == 4);
+  for (const Param& p : store.entries()) check_same_tensor(f.tensors.at(p.name), p.value, p.name);
+  CHECK(f.tensors.at("bn.weight").numel() == 4);  // the slice, not the rest of the flat buffer
+
+  ParamStore other;
+  other.add_parameter("conv.weight", {4, 3, 3, 3});
+  other.add_parameter("bn.weight", {4});
+  other.add_buffer("bn.running_var", {4});
+  other.add_buffer("bn.num_batches_tracked", {}, DType::i64);
+  other.materialize(Device::cpu());
+  for (auto& [name, t] : other.state_dict()) t.copy_from(f.tensors.at(name));  // loading a checkpoint
+  CHECK(other.flat_values().to_vector<float>() == store.flat_values().to_vector<float>());
+  CHECK(other.at("bn.num_batches_tracked").value.to_vector<int64_t>()[0] == 1234567);
 }
 
 TEST_CASE("safetensors writer refuses what the format cannot hold") {
