@@ -141,7 +141,8 @@ void* device_allocate(Device d, size_t bytes, bool pinned) {
     return p;
   }
 #endif
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  // 256-byte aligned, like cudaMalloc: parameter views promise 256-byte alignment on every device.
+  void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   RDD_CHECK(p, "out of host memory allocating ", mib(bytes));
   return p;
 }

@@ -57,7 +57,7 @@ class CachingAllocator {
   void empty_cache_locked();
 };
 
-// Raw memory for a Storage on the given device. Host memory is 64-byte aligned. Pinned host memory
+// Raw memory for a Storage on the given device. Host memory is 256-byte aligned (as cudaMalloc's). Pinned host memory
 // (page-locked, for fast asynchronous copies to the GPU) falls back to ordinary host memory when
 // there is no GPU.
 void* device_allocate(Device d, size_t bytes, bool pinned = false);

@@ -28,7 +28,7 @@ namespace rdd {
 struct Param {
   std::string name;
   Shape shape;
-  DType dtype = DType::f32;  // parameters are f32 (master weights); buffers f32 or i64
+  DType dtype = DType::f32;  // parameters are f32 (master weights); buffers any dtype (f32 stats, i64 counters)
   bool trainable = true;     // parameter (flat value + grad) or buffer (running statistics, counters)
   int64_t offset = -1;       // parameters: element offset in the flat buffers
   Tensor value;              // valid after materialize()
@@ -50,7 +50,8 @@ class ParamStore {
   Param* add_buffer(const std::string& name, const Shape& shape, DType dtype = DType::f32);
 
   // Allocate the flat buffers on `device` (values and grads zeroed, buffers zeroed) — or, when already
-  // materialized, move everything to `device`, keeping the values. Registering after this is an error.
+  // materialized, move everything to `device`, keeping values and buffers (gradients start at zero
+  // again). Registering after this is an error.
   void materialize(Device device);
   bool materialized() const { return materialized_; }
   Device device() const { return device_; }

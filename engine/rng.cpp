@@ -40,6 +40,7 @@ void fill(Tensor& t, int kind, double a, double b, uint64_t seed, uint64_t offse
   if (kind == kRandint) {
     RDD_CHECK(!is_floating(t.dtype()), who, ": ", t.desc(), " is not an integer tensor");
     RDD_CHECK(b > a, who, ": empty range [", a, ", ", b, ")");
+    RDD_CHECK(b - a <= 4294967296.0, who, ": range [", a, ", ", b, ") is wider than 2^32 (one 32-bit draw per element)");
   } else {
     RDD_CHECK(is_floating(t.dtype()), who, ": ", t.desc(), " is not a floating tensor");
   }

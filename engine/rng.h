@@ -16,7 +16,7 @@ namespace rdd {
 void fill_uniform(Tensor& t, double lo, double hi, uint64_t seed, uint64_t offset);
 // Floating tensors: mean + std·N(0,1).
 void fill_normal(Tensor& t, double mean, double std, uint64_t seed, uint64_t offset);
-// i32/i64/u8 tensors: uniform integers in [lo, hi).
+// i32/i64/u8 tensors: uniform integers in [lo, hi), hi − lo ≤ 2^32 (one 32-bit draw per element).
 void fill_randint(Tensor& t, int64_t lo, int64_t hi, uint64_t seed, uint64_t offset);
 
 // A small sequential generator for host-side decisions (shuffles, augmentation parameters) that are

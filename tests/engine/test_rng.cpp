@@ -107,3 +107,9 @@ GPU_TEST_CASE("GPU fills give the same numbers as the CPU") {
   fill_randint(gi, -5, 19, 1, 2);
   CHECK(gi.to_vector<int32_t>() == ci.to_vector<int32_t>());
 }
+
+TEST_CASE("fill_randint refuses ranges it cannot cover with one 32-bit draw") {
+  Tensor k = Tensor::empty({4}, DType::i64);
+  CHECK_THROWS_WITH_AS(fill_randint(k, 0, int64_t(1) << 33, 1, 0), doctest::Contains("wider than 2^32"), Error);
+  fill_randint(k, -(int64_t(1) << 31), int64_t(1) << 31, 1, 0);  // exactly 2^32 values: fine
+}
