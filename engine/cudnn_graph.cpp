@@ -280,7 +280,13 @@ std::vector<cudnnBackendNumericalNote_t> numerical_notes(const Descriptor& cfg) 
 
 // Engines we take only when nothing else works: see "Engine choice" in cudnn_graph.h.
 bool preferred(const Descriptor& cfg, DType dtype) {
-  for (cudnnBackendNumericalNote_t note : numerical_notes(cfg)) {
+  std::vector<cudnnBackendNumericalNote_t> notes;
+  try {
+    notes = numerical_notes(cfg);
+  } catch (const Error&) {
+    return false;  // notes unknown: usable, but only after the configs we know to be good
+  }
+  for (cudnnBackendNumericalNote_t note : notes) {
     if (note == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC || note == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
       return false;
     if (dtype == DType::f32 && (note == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
@@ -534,7 +540,10 @@ void clear_plan_cache() {
   // Work already queued may still use a plan: wait for the devices before destroying descriptors.
   std::set<int> devices;
   for (const auto& [key, plan] : doomed) devices.insert(plan->device);
-  for (int d : devices) cuda_context(d).synchronize();
+  for (int d : devices) {
+    CudaDeviceGuard guard(d);
+    cuda_context(d).synchronize();
+  }
   doomed.clear();
 }
 
