@@ -4,6 +4,7 @@
 
 #include "engine/rng.h"
 #include "harness.h"
+#include "torch_parity_ops.h"
 
 using namespace rdd;
 using namespace rdd::layers;
@@ -107,5 +108,24 @@ GPU_TEST_CASE("relu and relu6 on the GPU match the CPU reference exactly") {
         CHECK_TENSORS_CLOSE(relu_backward(dy.to(g), yg, six), relu_backward(dy, y, six), Tolerance{0, 0});
       }
     }
+  }
+}
+
+TEST_CASE("relu and relu6 match PyTorch (forward and autograd backward)") {
+  test::TorchCases cases;
+  for (int six : {0, 1}) {
+    const std::string name = six ? "relu6" : "relu";
+    cases.tensors[name + ".x"] = test::random_tensor({2, 3, 7, 9}, 40 + uint64_t(six), -3.0, 9.0);
+    cases.tensors[name + ".r"] = test::random_tensor({2, 3, 7, 9}, 42 + uint64_t(six));
+    cases.add(name, "relu " + std::to_string(six));
+  }
+  const auto torch = test::run_torch_parity_ops(cases, "relu-torch");
+  if (torch.empty()) return;
+  for (int six : {0, 1}) {
+    const std::string name = six ? "relu6" : "relu";
+    INFO(name);
+    const Tensor y = relu_forward(cases.tensors[name + ".x"], six);
+    CHECK_TENSORS_CLOSE(y, torch.at(name + ".y"), Tolerance{0, 0});
+    CHECK_TENSORS_CLOSE(relu_backward(cases.tensors[name + ".r"], y, six), torch.at(name + ".dx"), Tolerance{0, 0});
   }
 }

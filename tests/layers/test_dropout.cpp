@@ -1,9 +1,11 @@
 #include "layers/dropout.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "engine/philox.h"
 #include "harness.h"
+#include "torch_parity_ops.h"
 
 using namespace rdd;
 using namespace rdd::layers;
@@ -159,4 +161,39 @@ GPU_TEST_CASE("dropout on the GPU: the same masks and values as the CPU") {
   const Tensor dy = test::random_tensor({2, 5, 3, 3}, 12);
   drop.forward(x.to(g), 6, 7);
   CHECK_TENSORS_CLOSE(drop.backward(dy.to(g)), dropout_backward(dy, 0.2, true, 6, 7), Tolerance{0, 0});
+}
+
+TEST_CASE("dropout statistics agree with PyTorch's dropout / dropout2d (fraction dropped, scale)") {
+  test::TorchCases cases;
+  struct Case {
+    std::string name;
+    Shape shape;
+    double p;
+    bool channelwise;
+  };
+  const Case list[] = {{"d1", {4, 16, 32, 32}, 0.1, false},
+                       {"d5", {4, 16, 32, 32}, 0.5, false},
+                       {"c1", {8, 2000, 2, 2}, 0.1, true},
+                       {"c3", {8, 2000, 2, 2}, 0.3, true}};
+  for (const Case& c : list) {
+    const Tensor x = test::random_tensor(c.shape, 300, 0.5, 1.5);  // no zeros: a 0 in y is a drop
+    cases.tensors[c.name + ".x"] = x;
+    cases.tensors[c.name + ".y"] = dropout_forward(x, c.p, c.channelwise, 77, 1);
+    char spec[64];
+    std::snprintf(spec, sizeof spec, "dropout %.17g %d", c.p, int(c.channelwise));
+    cases.add(c.name, spec);
+  }
+  const auto torch = test::run_torch_parity_ops(cases, "dropout-torch");
+  if (torch.empty()) return;
+  for (const Case& c : list) {
+    INFO(c.name << " p " << c.p << " channelwise " << c.channelwise);
+    const std::vector<double> s = torch.at(c.name + ".stats").to_vector<double>();  // torch frac, rdd frac, scales
+    REQUIRE(s.size() == 4);
+    const double units = double(c.channelwise ? c.shape[0] * c.shape[1] : shape_numel(c.shape));
+    const double sigma = std::sqrt(c.p * (1 - c.p) / units);
+    CHECK(std::fabs(s[0] - c.p) < 5 * sigma);
+    CHECK(std::fabs(s[1] - c.p) < 5 * sigma);
+    CHECK(std::fabs(s[2] - 1 / (1 - c.p)) < 1e-6);
+    CHECK(std::fabs(s[3] - 1 / (1 - c.p)) < 1e-6);
+  }
 }

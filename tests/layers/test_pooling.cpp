@@ -5,6 +5,7 @@
 
 #include "engine/rng.h"
 #include "harness.h"
+#include "torch_parity_ops.h"
 
 using namespace rdd;
 using namespace rdd::layers;
@@ -243,5 +244,68 @@ GPU_TEST_CASE("adaptive avgpool2d on the GPU matches the CPU") {
                             adaptive_avgpool2d_backward(dy, shape[2], shape[3]), Tolerance{0, 0});
       }
     }
+  }
+}
+
+TEST_CASE("maxpool2d and adaptive avgpool2d match PyTorch (forward, indices, autograd backward)") {
+  test::TorchCases cases;
+  struct Pool {
+    std::string name;
+    Shape shape;
+    MaxPool2dOptions o;
+  };
+  const Pool pools[] = {{"mp_a", {2, 3, 13, 17}, {3, 2, 1, false}}, {"mp_b", {2, 3, 13, 17}, {3, 2, 1, true}},
+                        {"mp_c", {1, 5, 7, 9}, {2, 2, 0, true}},    {"mp_d", {1, 5, 7, 9}, {2, 2, 0, false}},
+                        {"mp_e", {2, 3, 64, 128}, {3, 2, 1, true}}, {"mp_f", {1, 3, 5, 5}, {2, 3, 1, true}},
+                        {"mp_g", {1, 3, 10, 11}, {4, 3, 2, true}}};
+  uint64_t seed = 200;
+  for (const Pool& p : pools) {
+    const Tensor x = test::random_tensor(p.shape, ++seed);
+    const int64_t oh = maxpool2d_output_size(p.shape[2], p.o), ow = maxpool2d_output_size(p.shape[3], p.o);
+    cases.tensors[p.name + ".x"] = x;
+    cases.tensors[p.name + ".r"] = test::random_tensor({p.shape[0], p.shape[1], oh, ow}, ++seed);
+    cases.add(p.name, "maxpool " + std::to_string(p.o.kernel) + " " + std::to_string(p.o.stride) + " " +
+                          std::to_string(p.o.padding) + " " + std::to_string(int(p.o.ceil_mode)));
+  }
+  const Shape in_shapes[] = {{2, 3, 7, 9}, {1, 5, 13, 17}, {2, 3, 64, 128}};
+  const int outs[] = {1, 2, 3, 6};
+  for (size_t s = 0; s < 3; ++s) {
+    for (int o : outs) {
+      const std::string name = "ad_" + std::to_string(s) + "_" + std::to_string(o);
+      cases.tensors[name + ".x"] = test::random_tensor(in_shapes[s], ++seed);
+      cases.tensors[name + ".r"] = test::random_tensor({in_shapes[s][0], in_shapes[s][1], o, o}, ++seed);
+      cases.add(name, "adaptive " + std::to_string(o) + " " + std::to_string(o));
+    }
+  }
+  cases.tensors["ad_rect.x"] = test::random_tensor({1, 3, 7, 9}, ++seed);
+  cases.tensors["ad_rect.r"] = test::random_tensor({1, 3, 4, 11}, ++seed);  // 4 < 7 rows, 11 > 9 columns
+  cases.add("ad_rect", "adaptive 4 11");
+
+  const auto torch = test::run_torch_parity_ops(cases, "pooling-torch");
+  if (torch.empty()) return;
+  const Tolerance tol = default_tolerance(DType::f32);
+  for (const Pool& p : pools) {
+    INFO(p.name << " " << shape_str(p.shape) << " kernel " << p.o.kernel << " stride " << p.o.stride << " padding "
+                << p.o.padding << " ceil " << p.o.ceil_mode);
+    Tensor idx;
+    const Tensor y = maxpool2d_forward(cases.tensors[p.name + ".x"], p.o, &idx);
+    REQUIRE(torch.count(p.name + ".y"));
+    CHECK(y.shape() == torch.at(p.name + ".y").shape());
+    CHECK_TENSORS_CLOSE(y, torch.at(p.name + ".y"), Tolerance{0, 0});
+    CHECK(idx.to_vector<int32_t>() == torch.at(p.name + ".idx").to_vector<int32_t>());
+    CHECK_TENSORS_CLOSE(maxpool2d_backward(cases.tensors[p.name + ".r"], idx, p.shape[2], p.shape[3], p.o),
+                        torch.at(p.name + ".dx"), tol);
+  }
+  for (const auto& [name, spec] : cases.metadata) {
+    if (name.rfind("case.ad_", 0) != 0) continue;
+    const std::string c = name.substr(5);
+    INFO(c << ": " << spec);
+    const Tensor& x = cases.tensors[c + ".x"];
+    const Tensor& r = cases.tensors[c + ".r"];
+    const Tensor y = adaptive_avgpool2d_forward(x, int(r.size(2)), int(r.size(3)));
+    REQUIRE(torch.count(c + ".y"));
+    CHECK(y.shape() == torch.at(c + ".y").shape());
+    CHECK_TENSORS_CLOSE(y, torch.at(c + ".y"), tol);
+    CHECK_TENSORS_CLOSE(adaptive_avgpool2d_backward(r, x.size(2), x.size(3)), torch.at(c + ".dx"), tol);
   }
 }
