@@ -9,7 +9,7 @@
 namespace rdd::apps {
 
 std::vector<std::pair<std::string, CheckGroup>> selftest_groups() {
-  return {{"engine", selftest_engine}};
+  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops}};
 }
 
 namespace {
