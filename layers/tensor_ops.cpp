@@ -39,8 +39,17 @@ void copy_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, s
   if (row_bytes == 0 || rows == 0) return;
   if (device.is_cuda()) {
 #if RDD_WITH_CUDA
-    RDD_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, size_t(rows), cudaMemcpyDeviceToDevice,
-                                     cuda_context(device.index).compute_stream()));
+    cudaStream_t stream = cuda_context(device.index).compute_stream();
+    constexpr size_t kMaxPitch = size_t(1) << 30;  // cudaMemcpy2D refuses pitches past cudaDevAttrMaxPitch (2^31 − 1)
+    if (dst_pitch <= kMaxPitch && src_pitch <= kMaxPitch) {
+      RDD_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, size_t(rows),
+                                       cudaMemcpyDeviceToDevice, stream));
+    } else {  // images over 1 GiB: one copy per image
+      for (int64_t r = 0; r < rows; ++r)
+        RDD_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + size_t(r) * dst_pitch,
+                                       static_cast<const char*>(src) + size_t(r) * src_pitch, row_bytes,
+                                       cudaMemcpyDeviceToDevice, stream));
+    }
 #endif
     return;
   }
