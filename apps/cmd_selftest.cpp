@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/golden.h"
 #include "apps/selftest.h"
 #include "engine/device.h"
 #include "engine/error.h"
@@ -9,7 +10,8 @@
 namespace rdd::apps {
 
 std::vector<std::pair<std::string, CheckGroup>> selftest_groups() {
-  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops}};
+  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops},
+          {"layers-conv-bn", selftest_layers_conv_bn}};
 }
 
 namespace {
@@ -17,9 +19,12 @@ struct Args {
   std::string only;
   bool cpu_only = false;
   uint64_t seed = 1;
+  std::string golden;  // run these golden cases instead of the component checks
+  double rtol = 1e-4;
 };
 
 int run_selftest(const Args& a) {
+  if (!a.golden.empty()) return run_golden(a.golden, a.rtol, has_gpu() && !a.cpu_only);
   SelftestOptions o;
   o.gpu = has_gpu() && !a.cpu_only;
   o.seed = a.seed;
@@ -58,6 +63,10 @@ Command add_selftest_command(CLI::App& app) {
   sub->add_option("--only", args->only, "Run one component's checks (e.g. engine)");
   sub->add_flag("--cpu-only", args->cpu_only, "Skip the GPU checks even when a GPU is present");
   sub->add_option("--seed", args->seed, "Seed for the random inputs")->capture_default_str();
+  sub->add_option("--golden", args->golden,
+                  "Run the golden cases in FILE_OR_DIR (safetensors from scripts/make_golden_*.py) instead of "
+                  "the component checks; exits 1 when any output's relative error exceeds --rtol");
+  sub->add_option("--rtol", args->rtol, "Relative error allowed by --golden")->capture_default_str();
   return {sub, [args] { return run_selftest(*args); }};
 }
 

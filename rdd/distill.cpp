@@ -1,0 +1,94 @@
+// The distillation terms and the RDD stage schedule (see distill.h).
+#include "rdd/distill.h"
+
+namespace rdd::method {
+
+void StudentGrads::accumulate(Tensor& slot, const Tensor& g, double weight) {
+  if (!g.defined() || weight == 0) return;
+  if (!slot.defined()) slot = Tensor::zeros(g.shape(), g.dtype(), g.device());
+  axpy(slot, g, weight);
+}
+
+void LossTerms::add(const std::string& name, double value, double weight) { terms.push_back({name, value, weight}); }
+
+double LossTerms::total() const {
+  double s = 0;
+  for (const LossTerm& t : terms) s += t.weight * t.value;
+  return s;
+}
+
+bool LossTerms::has(const std::string& name) const {
+  for (const LossTerm& t : terms)
+    if (t.name == name) return true;
+  return false;
+}
+
+double LossTerms::value(const std::string& name) const {
+  for (const LossTerm& t : terms)
+    if (t.name == name) return t.value;
+  fail("loss terms: no term named '", name, "'");
+}
+
+StageMix rdd_stage_mix(const RddConfig& c, const StepInfo& step) {
+  RDD_CHECK(step.iteration >= 1, "rdd schedule: iteration ", step.iteration, " must be ≥ 1 (iterations are 1-based)");
+  if (!c.enabled) return {0, 0, 1};
+  if (step.iteration < c.warmup_iters) return {1, 0, 0};
+  if (!c.soft_switch) return {0, 1, 0};
+  RDD_CHECK(step.max_iterations > c.warmup_iters, "rdd schedule: the soft switch needs max_iterations (",
+            step.max_iterations, ") > warmup_iters (", c.warmup_iters, ")");
+  const double lambda = double(step.iteration - step.max_iterations) / double(c.warmup_iters - step.max_iterations);
+  return {lambda, 1 - lambda, 0};
+}
+
+void RddTaskTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels,
+                          LossTerms& terms, StudentGrads& grads) {
+  const StageMix mix = rdd_stage_mix(config_, step);
+  double total = 0, main = 0, aux = 0;
+  auto take = [&](const TaskLoss& l, double w) {
+    total += w * l.total;
+    main += w * l.main;
+    aux += w * l.aux;
+    StudentGrads::accumulate(grads.main, l.grad_main, w);
+    StudentGrads::accumulate(grads.aux, l.grad_aux, w);
+  };
+  if (mix.baseline > 0) take(baseline_task_loss(s.main, s.aux, labels, config_.aux_weight, config_.tse.ignore_index), mix.baseline);
+  if (mix.tfe > 0) {
+    TfeOptions o = config_.tfe;
+    o.aux_weight = config_.aux_weight;
+    take(tfe_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tfe);
+  }
+  if (mix.tse > 0) {
+    TseOptions o = config_.tse;
+    o.aux_weight = config_.aux_weight;
+    take(tse_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tse);
+  }
+  terms.add("task", total, 1.0);
+  terms.add("task.main", main, 0.0);
+  if (s.aux.defined()) terms.add("task.aux", aux, 0.0);
+  terms.add("task.tfe_share", mix.tfe, 0.0);
+}
+
+void LogitKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&, LossTerms& terms,
+                          StudentGrads& grads) {
+  RDD_CHECK(t.main.defined(), "kd: the teacher's main logits are missing");
+  const LossGrad l = logit_kd(s.main, t.main, temperature_);
+  terms.add("kd", l.loss, weight_);
+  StudentGrads::accumulate(grads.main, l.grad, weight_);
+}
+
+void ChannelWiseKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&,
+                                LossTerms& terms, StudentGrads& grads) {
+  RDD_CHECK(t.main.defined(), "cwd: the teacher's main logits are missing");
+  const LossGrad l = channel_wise_kd(s.main, t.main, temperature_);
+  terms.add("cwd", l.loss, weight_);
+  StudentGrads::accumulate(grads.main, l.grad, weight_);
+}
+
+LossTerms Distiller::compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher,
+                             const Tensor& labels, StudentGrads& grads) const {
+  LossTerms terms;
+  for (const auto& t : terms_) t->compute(step, student, teacher, labels, terms, grads);
+  return terms;
+}
+
+}  // namespace rdd::method

@@ -1,0 +1,237 @@
+// CUDA kernels behind rdd/pixel_ops.h (f32). One thread per pixel (or per softmax row) for the
+// per-pixel maps; block reductions with one double atomicAdd per block for sums; a 256-bin shared-memory
+// histogram per pass for the radix select.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/cuda_check.h"
+#include "rdd/pixel_ops_cuda.h"
+
+namespace rdd::method::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t n) {
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(65535) * 16)));
+}
+
+#define RDD_GRID_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+__global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __restrict__ y, float* __restrict__ ce,
+                                float* __restrict__ gtp, int64_t n, int c, int64_t hw, int ignore,
+                                unsigned long long* counters) {
+  // z: (N, C, HW); y, ce, gtp: (N, HW)
+  RDD_GRID_LOOP(i, n * hw) {
+    const int label = y[i];
+    if (label == ignore) {
+      ce[i] = 0.f;
+      gtp[i] = 1.f;
+      continue;
+    }
+    if (label < 0 || label >= c) {
+      atomicMin(counters + 1, (unsigned long long)i);
+      ce[i] = 0.f;
+      gtp[i] = 1.f;
+      continue;
+    }
+    atomicAdd(counters, 1ull);
+    const float* zp = z + (i / hw) * c * hw + (i % hw);
+    float m = zp[0];
+    for (int k = 1; k < c; ++k) m = fmaxf(m, zp[k * hw]);
+    float s = 0.f;
+    for (int k = 0; k < c; ++k) s += expf(zp[k * hw] - m);
+    const float v = m + logf(s) - zp[int64_t(label) * hw];
+    ce[i] = v;
+    gtp[i] = expf(-v);
+  }
+}
+
+__global__ void ce_coefficients_kernel(const int32_t* __restrict__ y, const float* __restrict__ cw,
+                                       const float* __restrict__ pw, float* __restrict__ coef, int64_t n, int ignore) {
+  RDD_GRID_LOOP(i, n) {
+    const int label = y[i];
+    coef[i] = label == ignore ? 0.f : (cw ? cw[label] : 1.f) * (pw ? pw[i] : 1.f);
+  }
+}
+
+__global__ void ce_grad_kernel(const float* __restrict__ z, const int32_t* __restrict__ y,
+                               const float* __restrict__ coef, float scale, float* __restrict__ dz, int64_t n, int c,
+                               int64_t hw, int ignore) {
+  // z, dz: (N, C, HW); y, coef: (N, HW)
+  RDD_GRID_LOOP(i, n * hw) {
+    const int64_t base = (i / hw) * c * hw + (i % hw);
+    const float* zp = z + base;
+    float* dp = dz + base;
+    const int label = y[i];
+    const float g = scale * coef[i];
+    if (label == ignore || g == 0.f) {
+      for (int k = 0; k < c; ++k) dp[k * hw] = 0.f;
+      continue;
+    }
+    float m = zp[0];
+    for (int k = 1; k < c; ++k) m = fmaxf(m, zp[k * hw]);
+    float s = 0.f;
+    for (int k = 0; k < c; ++k) s += expf(zp[k * hw] - m);
+    const float inv = 1.f / s;
+    for (int k = 0; k < c; ++k) dp[k * hw] = g * (expf(zp[k * hw] - m) * inv - (k == label ? 1.f : 0.f));
+  }
+}
+
+__global__ void kl_rows_kernel(const float* __restrict__ t, const float* __restrict__ s, float inv_t, int64_t outer,
+                               int64_t len, int64_t inner, float grad_scale, float* __restrict__ kl,
+                               float* __restrict__ grad) {
+  // t, s, grad: (outer, len, inner); kl: (outer·inner)
+  RDD_GRID_LOOP(row, outer * inner) {
+    const int64_t base = (row / inner) * len * inner + (row % inner);
+    const float* tr = t + base;
+    const float* sr = s + base;
+    float mt = tr[0] * inv_t, ms = sr[0] * inv_t;
+    for (int64_t j = 1; j < len; ++j) {
+      mt = fmaxf(mt, tr[j * inner] * inv_t);
+      ms = fmaxf(ms, sr[j * inner] * inv_t);
+    }
+    float st = 0.f, ss = 0.f;
+    for (int64_t j = 0; j < len; ++j) {
+      st += expf(tr[j * inner] * inv_t - mt);
+      ss += expf(sr[j * inner] * inv_t - ms);
+    }
+    const float lt = mt + logf(st), ls = ms + logf(ss);
+    float acc = 0.f;
+    for (int64_t j = 0; j < len; ++j) {
+      const float log_pt = tr[j * inner] * inv_t - lt, log_ps = sr[j * inner] * inv_t - ls;
+      const float pt = expf(log_pt);
+      acc += pt * (log_pt - log_ps);
+      if (grad) grad[base + j * inner] = grad_scale * (expf(log_ps) - pt);
+    }
+    kl[row] = acc;
+  }
+}
+
+__global__ void dot_kernel(const float* __restrict__ a, const float* __restrict__ b, int64_t n, double* acc) {
+  __shared__ double partial[kThreads];
+  double v = 0;
+  RDD_GRID_LOOP(i, n) v += double(a[i]) * (b ? double(b[i]) : 1.0);
+  partial[threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+    if (int(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) atomicAdd(acc, partial[0]);
+}
+
+__global__ void exp_neg_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+  RDD_GRID_LOOP(i, n) y[i] = expf(-x[i]);
+}
+
+__global__ void axpy_kernel(float* __restrict__ dst, const float* __restrict__ src, float alpha, int64_t n) {
+  RDD_GRID_LOOP(i, n) dst[i] += alpha * src[i];
+}
+
+__device__ __forceinline__ uint32_t device_float_key(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+__global__ void radix_histogram_kernel(const float* __restrict__ x, int64_t n, uint32_t prefix, uint32_t mask,
+                                       int shift, unsigned long long* hist) {
+  __shared__ unsigned int local[256];
+  for (int b = threadIdx.x; b < 256; b += blockDim.x) local[b] = 0;
+  __syncthreads();
+  RDD_GRID_LOOP(i, n) {
+    const uint32_t key = device_float_key(x[i]);
+    if ((key & mask) == prefix) atomicAdd(&local[(key >> shift) & 0xffu], 1u);
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < 256; b += blockDim.x)
+    if (local[b]) atomicAdd(hist + b, (unsigned long long)local[b]);
+}
+
+__global__ void tse_selection_kernel(const float* __restrict__ gs, float thr_s, const float* __restrict__ gt,
+                                     float thr_t, const int32_t* __restrict__ y, int ignore, int mode,
+                                     float* __restrict__ sel, int64_t n) {
+  RDD_GRID_LOOP(i, n) {
+    const bool valid = y[i] != ignore;
+    const bool hs = valid && gs[i] <= thr_s;
+    const bool ht = valid && gt && gt[i] <= thr_t;
+    bool on = false;
+    switch (mode) {
+      case 0: on = hs != ht; break;
+      case 1: on = hs || ht; break;
+      case 2: on = hs && ht; break;
+      default: on = hs; break;
+    }
+    sel[i] = on ? 1.f : 0.f;
+  }
+}
+
+}  // namespace
+
+void ce_stats(const float* z, const int32_t* y, float* ce, float* gtp, int64_t n, int c, int64_t hw, int ignore,
+              unsigned long long* counters, cudaStream_t stream) {
+  if (n * hw == 0) return;
+  ce_stats_kernel<<<blocks_for(n * hw), kThreads, 0, stream>>>(z, y, ce, gtp, n, c, hw, ignore, counters);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void ce_coefficients(const int32_t* y, const float* cw, const float* pw, float* coef, int64_t n_pix, int ignore,
+                     cudaStream_t stream) {
+  if (n_pix == 0) return;
+  ce_coefficients_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(y, cw, pw, coef, n_pix, ignore);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, float* dz, int64_t n, int c,
+             int64_t hw, int ignore, cudaStream_t stream) {
+  if (n * hw == 0) return;
+  ce_grad_kernel<<<blocks_for(n * hw), kThreads, 0, stream>>>(z, y, coef, scale, dz, n, c, hw, ignore);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
+             float grad_scale, float* kl, float* grad, cudaStream_t stream) {
+  if (outer * inner == 0) return;
+  kl_rows_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(t, s, inv_temperature, outer, len, inner,
+                                                                      grad_scale, kl, grad);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void dot(const float* a, const float* b, int64_t n, double* acc, cudaStream_t stream) {
+  if (n == 0) return;
+  dot_kernel<<<std::min(blocks_for(n), 1024u), kThreads, 0, stream>>>(a, b, n, acc);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void exp_neg(const float* x, float* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  exp_neg_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void axpy(float* dst, const float* src, float alpha, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  axpy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, src, alpha, n);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void radix_histogram(const float* x, int64_t n, uint32_t prefix, uint32_t mask, int shift, unsigned long long* hist,
+                     cudaStream_t stream) {
+  if (n == 0) return;
+  radix_histogram_kernel<<<std::min(blocks_for(n), 1024u), kThreads, 0, stream>>>(x, n, prefix, mask, shift, hist);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+void tse_selection(const float* gt_s, float thr_s, const float* gt_t, float thr_t, const int32_t* y, int ignore,
+                   int mode, float* sel, int64_t n_pix, cudaStream_t stream) {
+  if (n_pix == 0) return;
+  tse_selection_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(gt_s, thr_s, gt_t, thr_t, y, ignore, mode, sel,
+                                                                    n_pix);
+  RDD_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace rdd::method::cuda
