@@ -10,8 +10,7 @@
 namespace rdd::apps {
 
 std::vector<std::pair<std::string, CheckGroup>> selftest_groups() {
-  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops},
-          {"layers-conv-bn", selftest_layers_conv_bn}};
+  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops}};
 }
 
 namespace {
