@@ -31,6 +31,7 @@ std::vector<std::pair<std::string, CheckGroup>> selftest_groups();
 
 // Component groups (one per apps/selftest_<component>.cpp).
 std::vector<CheckRow> selftest_engine(const SelftestOptions& o);
+std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o);
 std::vector<CheckRow> selftest_layers_ops(const SelftestOptions& o);
 
 }  // namespace rdd::apps
