@@ -10,7 +10,8 @@
 namespace rdd::apps {
 
 std::vector<std::pair<std::string, CheckGroup>> selftest_groups() {
-  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops}};
+  return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops},
+          {"layers-conv-bn", selftest_layers_conv_bn}};
 }
 
 namespace {
