@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "engine/thread_pool.h"
+#include "layers/pooling_index.h"
 
 #if RDD_WITH_CUDA
 #include <cuda_runtime.h>
@@ -49,9 +50,8 @@ void validate(const MaxPool2dOptions& o, const char* who) {
             o.kernel, " (PyTorch refuses it too: a window could lie entirely in the padding)");
 }
 
-// Bin boundaries of adaptive pooling: [start, end) along a dim of size `in` cut into `out` bins.
-inline int64_t bin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-inline int64_t bin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+using pool_index::bin_end;
+using pool_index::bin_start;
 
 // x: (planes, h, w) → y, indices: (planes, oh, ow). indices may be null.
 template <class T>

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/cuda_check.h"
+#include "layers/pooling_index.h"
 
 namespace rdd::layers::kernels {
 
@@ -62,12 +63,10 @@ __global__ void maxpool2d_backward_kernel(const T* __restrict__ dy, const int32_
   const int64_t total = planes * h * w;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = e % w, r = (e / w) % h, p = e / (w * h);
-    // Windows i with i·s − pad ≤ r ≤ i·s − pad + k − 1.
-    const int64_t rl = r + padding - kernel + 1, cl = c + padding - kernel + 1;
-    const int64_t i0 = rl > 0 ? (rl + stride - 1) / stride : 0, j0 = cl > 0 ? (cl + stride - 1) / stride : 0;
-    int64_t i1 = (r + padding) / stride, j1 = (c + padding) / stride;
-    i1 = i1 < oh - 1 ? i1 : oh - 1;
-    j1 = j1 < ow - 1 ? j1 : ow - 1;
+    const int64_t i0 = pool_index::first_window_containing(r, kernel, stride, padding);
+    const int64_t i1 = pool_index::last_window_containing(r, stride, padding, oh);
+    const int64_t j0 = pool_index::first_window_containing(c, kernel, stride, padding);
+    const int64_t j1 = pool_index::last_window_containing(c, stride, padding, ow);
     const int32_t self = int32_t(r * w + c);
     const T* dyp = dy + p * oh * ow;
     const int32_t* ip = indices + p * oh * ow;
@@ -89,8 +88,8 @@ __global__ void adaptive_avgpool2d_forward_kernel(const T* __restrict__ x, T* __
   const int64_t warps = (int64_t(gridDim.x) * blockDim.x) >> 5;
   for (int64_t o = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; o < total; o += warps) {
     const int64_t j = o % ow, i = (o / ow) % oh, p = o / (ow * oh);
-    const int64_t hs = (i * h) / oh, he = ((i + 1) * h + oh - 1) / oh;
-    const int64_t ws = (j * w) / ow, we = ((j + 1) * w + ow - 1) / ow;
+    const int64_t hs = pool_index::bin_start(i, h, oh), he = pool_index::bin_end(i, h, oh);
+    const int64_t ws = pool_index::bin_start(j, w, ow), we = pool_index::bin_end(j, w, ow);
     const int64_t bw = we - ws, area = (he - hs) * bw;
     const T* xp = x + p * h * w;
     double sum = 0;
@@ -108,18 +107,15 @@ __global__ void adaptive_avgpool2d_backward_kernel(const T* __restrict__ dy, T* 
   const int64_t total = planes * h * w;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = e % w, r = (e / w) % h, p = e / (w * h);
-    // Bins i with start(i) ≤ r < end(i): i from floor(r·oh/h) to floor(((r+1)·oh − 1)/h).
-    const int64_t i0 = (r * oh) / h, i1 = ((r + 1) * oh - 1) / h;
-    const int64_t j0 = (c * ow) / w, j1 = ((c + 1) * ow - 1) / w;
+    const int64_t i0 = pool_index::first_bin_containing(r, h, oh), i1 = pool_index::last_bin_containing(r, h, oh);
+    const int64_t j0 = pool_index::first_bin_containing(c, w, ow), j1 = pool_index::last_bin_containing(c, w, ow);
     const T* dyp = dy + p * oh * ow;
     T sum = T(0);
-    for (int64_t i = i0; i <= i1 && i < oh; ++i) {
-      const int64_t hs = (i * h) / oh, he = ((i + 1) * h + oh - 1) / oh;
-      if (r < hs || r >= he) continue;
-      for (int64_t j = j0; j <= j1 && j < ow; ++j) {
-        const int64_t ws = (j * w) / ow, we = ((j + 1) * w + ow - 1) / ow;
-        if (c < ws || c >= we) continue;
-        sum += dyp[i * ow + j] / T((he - hs) * (we - ws));
+    for (int64_t i = i0; i <= i1; ++i) {
+      const int64_t area_h = pool_index::bin_end(i, h, oh) - pool_index::bin_start(i, h, oh);
+      for (int64_t j = j0; j <= j1; ++j) {
+        const int64_t area_w = pool_index::bin_end(j, w, ow) - pool_index::bin_start(j, w, ow);
+        sum += dyp[i * ow + j] / T(area_h * area_w);
       }
     }
     dx[e] = sum;

@@ -1,10 +1,12 @@
 #include "layers/pooling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "engine/rng.h"
 #include "harness.h"
+#include "layers/pooling_index.h"
 #include "torch_parity_ops.h"
 
 using namespace rdd;
@@ -307,5 +309,60 @@ TEST_CASE("maxpool2d and adaptive avgpool2d match PyTorch (forward, indices, aut
     CHECK(y.shape() == torch.at(c + ".y").shape());
     CHECK_TENSORS_CLOSE(y, torch.at(c + ".y"), tol);
     CHECK_TENSORS_CLOSE(adaptive_avgpool2d_backward(r, x.size(2), x.size(3)), torch.at(c + ".dx"), tol);
+  }
+}
+
+TEST_CASE("pooling gather ranges (used by the GPU backward) match brute force") {
+  using namespace rdd::layers::pool_index;
+  for (int64_t in = 1; in <= 40; ++in) {
+    for (int64_t out = 1; out <= 45; ++out) {
+      for (int64_t r = 0; r < in; ++r) {
+        int64_t lo = out, hi = -1;
+        for (int64_t i = 0; i < out; ++i) {
+          if (bin_start(i, in, out) <= r && r < bin_end(i, in, out)) {
+            lo = std::min(lo, i);
+            hi = std::max(hi, i);
+          }
+        }
+        INFO("adaptive in " << in << " out " << out << " row " << r);
+        REQUIRE(hi >= lo);  // every row is in some bin ...
+        for (int64_t i = lo; i <= hi; ++i)  // ... and the bins containing it are contiguous
+          REQUIRE((bin_start(i, in, out) <= r && r < bin_end(i, in, out)));
+        REQUIRE(first_bin_containing(r, in, out) == lo);
+        REQUIRE(last_bin_containing(r, in, out) == hi);
+      }
+    }
+  }
+  for (int kernel = 1; kernel <= 5; ++kernel) {
+    for (int stride = 1; stride <= 4; ++stride) {
+      for (int padding = 0; padding <= kernel / 2; ++padding) {
+        for (bool ceil : {false, true}) {
+          const MaxPool2dOptions o{kernel, stride, padding, ceil};
+          for (int64_t in = 1; in <= 20; ++in) {
+            const int64_t out = maxpool2d_output_size(in, o);
+            if (out < 1) continue;
+            for (int64_t r = 0; r < in; ++r) {
+              int64_t lo = out, hi = -1;
+              for (int64_t i = 0; i < out; ++i) {
+                if (i * stride - padding <= r && r < i * stride - padding + kernel) {
+                  lo = std::min(lo, i);
+                  hi = std::max(hi, i);
+                }
+              }
+              INFO("maxpool kernel " << kernel << " stride " << stride << " padding " << padding << " ceil " << ceil
+                                     << " in " << in << " row " << r);
+              const int64_t first = first_window_containing(r, kernel, stride, padding);
+              const int64_t last = last_window_containing(r, stride, padding, out);
+              if (hi < 0) {
+                REQUIRE(first > last);  // a row no window covers (stride > kernel)
+              } else {
+                REQUIRE(first == lo);
+                REQUIRE(last == hi);
+              }
+            }
+          }
+        }
+      }
+    }
   }
 }
