@@ -28,7 +28,8 @@ Tensor relu_backward(const Tensor& dy, const Tensor& y_or_x, bool relu6);
 class ReLU : public Module {
  public:
   explicit ReLU(bool relu6 = false) : relu6_(relu6) {}
-  // Train mode caches y (a reference to the returned tensor, no copy).
+  // Train mode caches y (a reference to the returned tensor, no copy): callers must not modify y in
+  // place (e.g. add_(y, ...)) before this module's backward has run.
   Tensor forward(const Tensor& x);
   // One backward per forward: the cached y is released afterwards.
   Tensor backward(const Tensor& dy);
