@@ -227,13 +227,13 @@ Tensor ce_coefficients(const Tensor& labels, const Tensor& class_weights, const 
     require_same_device(pixel_weights, labels, who);
     pw = pixel_weights.dtype() == dtype ? pixel_weights : pixel_weights.to_dtype(dtype);
   }
-  // A label that indexes past the class weights was already refused by pixel_ce_stats; check again here
-  // on the CPU, where it is free.
+  // A label that indexes past the class weights was already refused by pixel_ce_stats; the CPU checks
+  // again (free), the GPU gives such a pixel coefficient 0.
   Tensor coef = Tensor::empty(labels.shape(), dtype, labels.device());
 #if RDD_WITH_CUDA
   if (labels.device().is_cuda()) {
     cuda::ce_coefficients(labels.data<int32_t>(), cw.defined() ? cw.data<float>() : nullptr,
-                          pw.defined() ? pw.data<float>() : nullptr, coef.data<float>(), labels.numel(), ignore_index,
+                          cw.defined() ? int(cw.numel()) : 0, pw.defined() ? pw.data<float>() : nullptr, coef.data<float>(), labels.numel(), ignore_index,
                           stream_of(labels));
     return coef;
   }

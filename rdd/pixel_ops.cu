@@ -25,7 +25,9 @@ unsigned blocks_for(int64_t n) {
 __global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __restrict__ y, float* __restrict__ ce,
                                 float* __restrict__ gtp, int64_t n, int c, int64_t hw, int ignore,
                                 unsigned long long* counters) {
-  // z: (N, C, HW); y, ce, gtp: (N, HW)
+  // z: (N, C, HW); y, ce, gtp: (N, HW). Valid pixels are counted per thread, summed per warp, and added
+  // with one atomic per warp (every thread of every warp reaches the reduction).
+  unsigned long long valid = 0;
   RDD_GRID_LOOP(i, n * hw) {
     const int label = y[i];
     if (label == ignore) {
@@ -39,7 +41,7 @@ __global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __re
       gtp[i] = 1.f;
       continue;
     }
-    atomicAdd(counters, 1ull);
+    ++valid;
     const float* zp = z + (i / hw) * c * hw + (i % hw);
     float m = zp[0];
     for (int k = 1; k < c; ++k) m = fmaxf(m, zp[k * hw]);
@@ -49,13 +51,18 @@ __global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __re
     ce[i] = v;
     gtp[i] = expf(-v);
   }
+  for (int offset = 16; offset > 0; offset >>= 1) valid += __shfl_down_sync(0xffffffffu, valid, offset);
+  if ((threadIdx.x & 31) == 0 && valid) atomicAdd(counters, valid);
 }
 
-__global__ void ce_coefficients_kernel(const int32_t* __restrict__ y, const float* __restrict__ cw,
+__global__ void ce_coefficients_kernel(const int32_t* __restrict__ y, const float* __restrict__ cw, int num_weights,
                                        const float* __restrict__ pw, float* __restrict__ coef, int64_t n, int ignore) {
   RDD_GRID_LOOP(i, n) {
     const int label = y[i];
-    coef[i] = label == ignore ? 0.f : (cw ? cw[label] : 1.f) * (pw ? pw[i] : 1.f);
+    // Labels were validated by ce_stats; one without a class weight contributes nothing rather than
+    // reading out of bounds.
+    const bool has_weight = !cw || (label >= 0 && label < num_weights);
+    coef[i] = (label == ignore || !has_weight) ? 0.f : (cw ? cw[label] : 1.f) * (pw ? pw[i] : 1.f);
   }
 }
 
@@ -179,10 +186,10 @@ void ce_stats(const float* z, const int32_t* y, float* ce, float* gtp, int64_t n
   RDD_CUDA_CHECK_LAUNCH();
 }
 
-void ce_coefficients(const int32_t* y, const float* cw, const float* pw, float* coef, int64_t n_pix, int ignore,
-                     cudaStream_t stream) {
+void ce_coefficients(const int32_t* y, const float* cw, int num_weights, const float* pw, float* coef, int64_t n_pix,
+                     int ignore, cudaStream_t stream) {
   if (n_pix == 0) return;
-  ce_coefficients_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(y, cw, pw, coef, n_pix, ignore);
+  ce_coefficients_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(y, cw, num_weights, pw, coef, n_pix, ignore);
   RDD_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,9 +13,9 @@ namespace rdd::method::cuda {
 // of a bad label (left as is when none). counters: 2 × u64 on the device, initialised by the caller.
 void ce_stats(const float* z, const int32_t* y, float* ce, float* gtp, int64_t n, int c, int64_t hw, int ignore,
               unsigned long long* counters, cudaStream_t stream);
-// coef: (n_pix); cw: (C) or null; pw: (n_pix) or null.
-void ce_coefficients(const int32_t* y, const float* cw, const float* pw, float* coef, int64_t n_pix, int ignore,
-                     cudaStream_t stream);
+// coef: (n_pix); cw: (num_weights) or null; pw: (n_pix) or null.
+void ce_coefficients(const int32_t* y, const float* cw, int num_weights, const float* pw, float* coef, int64_t n_pix,
+                     int ignore, cudaStream_t stream);
 // dz: (N, C, HW) = scale·coef·(softmax(z) − onehot(y)).
 void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, float* dz, int64_t n, int c,
              int64_t hw, int ignore, cudaStream_t stream);
