@@ -23,6 +23,10 @@
 // Partial sums, backward: (2, C): row 0 Σdy, row 1 Σdy·x̂. The parameter gradients dgamma/dbeta take
 // the LOCAL sums (before the reducer): the data-parallel gradient all-reduce adds them up later.
 //
+// On the GPU the reducer is called from the host while the partial sums are still being produced on the
+// device's compute stream: it must order its work after that stream (run on it, or wait on an event
+// recorded on it) and finish — or order later work on the compute stream after it — before returning.
+//
 // Statistics are accumulated in f32 on the GPU (per-thread sums, then fixed-order tree reductions:
 // warp shuffles within a block, a second kernel over the blocks of each channel — deterministic) and
 // in double on the CPU. CPU: f32 and f64, NCHW; CUDA: f32 NCHW, our own kernels (no cuDNN batch norm).

@@ -192,6 +192,13 @@ void col2im_band(const T* dcol, const ConvGeom& g, int64_t c0, int64_t c1, int64
   }
 }
 
+// Images over threads when they divide evenly (or there are plenty); otherwise the work inside each image
+// is split (im2col by channels, gemm by columns or rows), which balances any batch size.
+bool images_over_threads(int64_t n_images) {
+  const int64_t t = cpu_threads();
+  return n_images >= t && n_images > 1 && (n_images % t == 0 || n_images >= 4 * t);
+}
+
 // Splits [0, n) over the thread pool (inline when already inside a parallel region).
 template <class F>
 void split(int64_t n, int64_t grain, F&& body) {
@@ -273,7 +280,7 @@ void conv_forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, Tensor&
   const T* wp = w.data<T>();
   const T* bp = b.defined() ? b.data<T>() : nullptr;
   T* yp = y.data<T>();
-  if (g.N >= cpu_threads()) {
+  if (images_over_threads(g.N)) {
     parallel_for(0, g.N, [&](int64_t n0, int64_t n1) { conv_forward_images(xp, wp, bp, yp, g, n0, n1); });
   } else {
     conv_forward_images(xp, wp, bp, yp, g, 0, g.N);  // parallel inside each image
@@ -408,7 +415,7 @@ void conv_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& w, Tenso
   const T* wp = w.data<T>();
   T* dxp = dx ? dx->data<T>() : nullptr;
   T* dwp = dw.data<T>();
-  if (g.N >= cpu_threads() && g.N > 1) {
+  if (images_over_threads(g.N)) {
     // Images over threads; each chunk sums its dw in a private buffer, added under a lock.
     std::mutex mu;
     parallel_for(0, g.N, [&](int64_t n0, int64_t n1) {

@@ -201,8 +201,8 @@ TEST_CASE("conv2d: forward and backward match the direct-loop oracle on every co
 
 TEST_CASE("conv2d: the banded path (column buffer split over output rows) and both threading paths agree") {
   // Cg·R·S·Q = 144·70 columns per output row: a 1 Mi-element buffer holds ~104 rows, so P = 130 takes two
-  // bands. Batch 1 splits work inside the image; batch 3 spreads images over the threads.
-  for (int64_t n : {int64_t(1), int64_t(3)}) {
+  // bands. Batch 1 splits the work inside the image; batch 2·threads spreads images over the threads.
+  for (int64_t n : {int64_t(1), int64_t(2 * cpu_threads())}) {
     INFO("batch " << n);
     Case cs{"banded", n, 16, 130, 70, 3, 3, opts(1, 1, 1, 1, true)};
     const Inputs in = make_inputs(cs, 900 + uint64_t(n));
