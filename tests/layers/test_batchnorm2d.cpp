@@ -504,3 +504,14 @@ TEST_CASE("batchnorm2d: matches torch.nn.BatchNorm2d in train and eval mode (out
     }
   }
 }
+
+GPU_TEST_CASE("batchnorm2d: the CUDA path refuses f64 and mixed devices by name") {
+  const Device gpu = Device::cuda(0);
+  const BnInputs in = make_bn({2, 3, 4, 4}, 5);
+  auto g = [&](const Tensor& t) { return t.to(gpu).to_dtype(DType::f64); };
+  CHECK_THROWS_WITH_AS(batchnorm2d_forward_eval(g(in.x), g(in.gamma), g(in.beta), g(in.rm), g(in.rv), 1e-5),
+                       doctest::Contains("CUDA path takes f32"), Error);
+  Tensor rm = in.rm.clone(), rv = in.rv.clone();
+  CHECK_THROWS_WITH_AS(batchnorm2d_forward_train(in.x.to(gpu), in.gamma, in.beta, rm, rv, 1e-5, 0.1, nullptr),
+                       doctest::Contains("batchnorm2d"), Error);
+}

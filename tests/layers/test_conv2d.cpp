@@ -420,3 +420,11 @@ TEST_CASE("conv2d: matches torch.nn.functional.conv2d forward and autograd backw
     if (cs.opt.bias) CHECK_TENSORS_CLOSE(g.db, res.tensors.at(p + ".db"), Tolerance{5e-5, 1e-4});
   }
 }
+
+GPU_TEST_CASE("conv2d: the CUDA path refuses f64 and mixed devices by name") {
+  const Device gpu = Device::cuda(0);
+  const Tensor x = test::random_tensor({2, 3, 8, 8}, 1), w = test::random_tensor({4, 3, 3, 3}, 2);
+  CHECK_THROWS_WITH_AS(conv2d_forward(x.to(gpu).to_dtype(DType::f64), w.to(gpu).to_dtype(DType::f64), Tensor(), {}),
+                       doctest::Contains("CUDA path takes f32"), Error);
+  CHECK_THROWS_WITH_AS(conv2d_forward(x.to(gpu), w, Tensor(), {}), doctest::Contains("conv2d"), Error);
+}
