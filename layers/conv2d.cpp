@@ -13,11 +13,17 @@
 #include "engine/rng.h"
 #include "engine/thread_pool.h"
 
+// OpenBLAS's thread control, weak so that another CBLAS (which has no such call) still links.
+extern "C" void openblas_set_num_threads(int);
+#pragma weak openblas_set_num_threads
+
 namespace rdd::layers {
 
 void cpu_blas_single_threaded() {
   static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
+  std::call_once(once, [] {
+    if (&::openblas_set_num_threads != nullptr) ::openblas_set_num_threads(1);
+  });
 }
 
 int conv2d_output_size(int in, int kernel, int padding, int stride, int dilation, const char* who) {
