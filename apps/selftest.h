@@ -33,5 +33,6 @@ std::vector<std::pair<std::string, CheckGroup>> selftest_groups();
 std::vector<CheckRow> selftest_engine(const SelftestOptions& o);
 std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o);
 std::vector<CheckRow> selftest_layers_ops(const SelftestOptions& o);
+std::vector<CheckRow> selftest_rdd(const SelftestOptions& o);
 
 }  // namespace rdd::apps

@@ -375,8 +375,9 @@ GPU_TEST_CASE("losses on the GPU match the CPU reference (values and gradients)"
   const Device g = Device::cuda(0);
   const Tolerance tol{2e-6, 1e-4};
   const Tensor labels = test::random_labels({2, 61, 77}, 19, 91, 0.1);
-  const Tensor sm = test::random_tensor({2, 19, 8, 10}, 92, -3, 3), sa = test::random_tensor({2, 19, 8, 10}, 93, -3, 3);
-  const Tensor tm = test::random_tensor({2, 19, 8, 10}, 94, -3, 3), ta = test::random_tensor({2, 19, 8, 10}, 95, -3, 3);
+  // Logits in [-8, 8]: confident pixels exist, so the TSE masks of student and teacher differ.
+  const Tensor sm = test::random_tensor({2, 19, 8, 10}, 92, -8, 8), sa = test::random_tensor({2, 19, 8, 10}, 93, -8, 8);
+  const Tensor tm = test::random_tensor({2, 19, 8, 10}, 94, -8, 8), ta = test::random_tensor({2, 19, 8, 10}, 95, -8, 8);
   auto close = [](double a, double b) { return std::abs(a - b) <= 1e-5 * std::max(1.0, std::abs(b)); };
   {
     CrossEntropyOptions o;
@@ -411,6 +412,8 @@ GPU_TEST_CASE("losses on the GPU match the CPU reference (values and gradients)"
                         ohem_hard_mask(sm, labels, {0.7, 1500}), Tolerance{0, 0});
     const TaskLoss c = tse_task_loss(sm, sa, tm, ta, labels, o);
     const TaskLoss d = tse_task_loss(sm.to(g), sa.to(g), tm.to(g), ta.to(g), labels.to(g), o);
+    CHECK(c.main > 0);
+    CHECK(c.aux > 0);
     CHECK(close(d.total, c.total));
     CHECK_TENSORS_CLOSE(d.grad_main.to(Device::cpu()), c.grad_main, tol);
     CHECK_TENSORS_CLOSE(d.grad_aux.to(Device::cpu()), c.grad_aux, tol);
