@@ -16,6 +16,11 @@ using CommandTable = std::vector<Command>;
 
 Command add_info_command(CLI::App& app);
 Command add_selftest_command(CLI::App& app);
+Command add_synth_command(CLI::App& app);
+Command add_bench_command(CLI::App& app);
+Command add_train_command(CLI::App& app);
+Command add_distill_command(CLI::App& app);
+Command add_eval_command(CLI::App& app);
 
 // Subcommands not implemented yet say so and exit 2 (a clear "not yet", not a stub that pretends).
 Command add_planned_command(CLI::App& app, const char* name, const char* description);
