@@ -6,9 +6,12 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "harness.h"
@@ -276,6 +279,69 @@ void check_split_batch(const BnInputs& in, Device dev, Tolerance tol) {
 TEST_CASE("batchnorm2d: the stats reducer sees local sums and turns half a batch into the whole (SyncBN)") {
   check_split_batch(make_bn({4, 3, 6, 7}, 321), Device::cpu(), Tolerance{1e-4, 1e-4});
   check_split_batch(make_bn({2, 5, 9, 4}, 322), Device::cpu(), Tolerance{1e-4, 1e-4});
+}
+
+namespace {
+// SyncBN for real: N ranks of a LocalGroup (one thread each), each a BatchNorm2d module on its share of the
+// batch with the reducer all_reduce_sum; against one module on the whole batch.
+void check_local_group_syncbn(const BnInputs& in, int world, Device dev) {
+  const int64_t per = in.x.size(0) / world;
+  auto make = [&](ParamStore& store) {
+    auto bn = std::make_unique<BatchNorm2d>(store, "bn", int(in.x.size(1)));
+    store.materialize(dev);
+    bn->reset_parameters();
+    bn->weight()->value.copy_from(in.gamma.to(dev));
+    bn->bias()->value.copy_from(in.beta.to(dev));
+    bn->running_mean()->value.copy_from(in.rm.to(dev));
+    bn->running_var()->value.copy_from(in.rv.to(dev));
+    return bn;
+  };
+  ParamStore whole_store;
+  auto whole = make(whole_store);
+  const Tensor y = whole->forward(in.x.to(dev));
+  const Tensor dx = whole->backward(in.r.to(dev));
+
+  LocalGroup group(world);
+  const size_t n = static_cast<size_t>(world);
+  std::vector<Tensor> ys(n), dxs(n), rms(n), rvs(n), dgammas(n);
+  std::vector<std::string> errors(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      auto comm = group.rank(r);
+      try {
+        ParamStore store;
+        auto bn = make(store);
+        bn->set_stats_reducer([&](Tensor& p) { comm->all_reduce_sum(p); });
+        ys[size_t(r)] = bn->forward(in.x.slice(r * per, (r + 1) * per).to(dev));
+        dxs[size_t(r)] = bn->backward(in.r.slice(r * per, (r + 1) * per).to(dev));
+        rms[size_t(r)] = bn->running_mean()->value.to(Device::cpu());
+        rvs[size_t(r)] = bn->running_var()->value.to(Device::cpu());
+        Tensor g = bn->weight()->grad.clone();
+        comm->all_reduce_sum(g);  // what the data-parallel gradient all-reduce does
+        dgammas[size_t(r)] = g.to(Device::cpu());
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string& e : errors) REQUIRE_MESSAGE(e.empty(), e);
+  const Tolerance tol{1e-4, 1e-4};
+  for (int r = 0; r < world; ++r) {
+    INFO("rank " << r << " of " << world);
+    CHECK_TENSORS_CLOSE(ys[size_t(r)], y.slice(r * per, (r + 1) * per), tol);
+    CHECK_TENSORS_CLOSE(dxs[size_t(r)], dx.slice(r * per, (r + 1) * per), tol);
+    CHECK_TENSORS_CLOSE(rms[size_t(r)], whole->running_mean()->value, tol);
+    CHECK_TENSORS_CLOSE(rvs[size_t(r)], whole->running_var()->value, tol);
+    CHECK_TENSORS_CLOSE(dgammas[size_t(r)], whole->weight()->grad, tol);
+  }
+}
+}  // namespace
+
+TEST_CASE("BatchNorm2d: SyncBN over a LocalGroup (reducer = all_reduce_sum) equals BN over the whole batch") {
+  check_local_group_syncbn(make_bn({4, 3, 5, 6}, 444), 2, Device::cpu());
+  check_local_group_syncbn(make_bn({6, 5, 7, 3}, 445, DType::f32, 3.0), 3, Device::cpu());
 }
 
 // ---------------------------------------------------------------------------------------------
