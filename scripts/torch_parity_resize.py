@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """PyTorch reference for rdd's bilinear resize (layers/resize.h): F.interpolate(mode='bilinear').
 
-Usage: torch_parity_resize.py DIR
-DIR/cases.txt has one case a line: "name n c h w out_h out_w align_corners(0|1)". For each case the C++
-test wrote DIR/<name>.x.f32 (the input, N*C*H*W little-endian f32) and DIR/<name>.r.f32 (an upstream
-gradient of the output's shape); this script writes DIR/<name>.y.f32 (the forward output) and
-DIR/<name>.dx.f32 (d sum(y*r) / dx), both computed by PyTorch in float32 on the CPU.
+Usage: torch_parity_resize.py IN.safetensors OUT.safetensors
+
+IN holds, for each case <name>, `x.<name>` (N, C, H, W) f32 and `r.<name>` (N, C, out_h, out_w) f32 (an
+upstream gradient), and metadata `<name>` = "out_h out_w align_corners(0|1)". OUT gets `y.<name>` (the
+forward output) and `dx.<name>` (d sum(y * r) / dx), both computed by PyTorch in float32 on the CPU.
+Files are read and written with scripts/safetensors_np.py.
 """
 import os
 import sys
@@ -14,23 +15,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np as st  # noqa: E402
+
 
 def main():
-    d = sys.argv[1]
-    with open(os.path.join(d, "cases.txt")) as f:
-        for line in f:
-            parts = line.split()
-            if not parts:
-                continue
-            name = parts[0]
-            n, c, h, w, oh, ow, ac = (int(v) for v in parts[1:])
-            x = np.fromfile(os.path.join(d, name + ".x.f32"), dtype="<f4").reshape(n, c, h, w)
-            r = np.fromfile(os.path.join(d, name + ".r.f32"), dtype="<f4").reshape(n, c, oh, ow)
-            xt = torch.from_numpy(x.copy()).requires_grad_(True)
-            y = F.interpolate(xt, size=(oh, ow), mode="bilinear", align_corners=bool(ac))
-            (y * torch.from_numpy(r.copy())).sum().backward()
-            y.detach().numpy().astype("<f4").tofile(os.path.join(d, name + ".y.f32"))
-            xt.grad.numpy().astype("<f4").tofile(os.path.join(d, name + ".dx.f32"))
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    tensors, meta = st.load(sys.argv[1])
+    out = {}
+    for name, spec in meta.items():
+        oh, ow, ac = (int(v) for v in spec.split())
+        x = torch.from_numpy(tensors["x." + name]).requires_grad_(True)
+        r = torch.from_numpy(tensors["r." + name])
+        y = F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=bool(ac))
+        (y * r).sum().backward()
+        out["y." + name] = y.detach().numpy().astype(np.float32)
+        out["dx." + name] = x.grad.numpy().astype(np.float32)
+    st.save(sys.argv[2], out)
     return 0
 
 

@@ -1,10 +1,10 @@
 #include "layers/resize.h"
 
-#include <cstdio>
-#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "engine/safetensors.h"
 #include "harness.h"
 
 using namespace rdd;
@@ -16,22 +16,6 @@ namespace {
 // (in_h, in_w, out_h, out_w): upsampling, downsampling, odd ratios, size 1 on either side, identity.
 const std::vector<std::array<int, 4>> kSizes = {{3, 5, 7, 9}, {9, 11, 4, 3}, {8, 8, 64, 64}, {1, 1, 3, 4},
                                                 {5, 6, 1, 1}, {1, 7, 4, 1}, {6, 5, 6, 5},  {13, 7, 5, 20}};
-
-void write_f32(const std::string& path, const Tensor& t) {
-  const std::vector<float> v = t.to_vector<float>();
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(float)));
-  REQUIRE(f.good());
-}
-
-Tensor read_f32(const std::string& path, const Shape& shape) {
-  Tensor t = Tensor::empty(shape);
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "missing " << path);
-  f.read(reinterpret_cast<char*>(t.data<float>()), std::streamsize(t.nbytes()));
-  REQUIRE(f.gcount() == std::streamsize(t.nbytes()));
-  return t;
-}
 
 }  // namespace
 
@@ -91,8 +75,6 @@ TEST_CASE("bilinear resize: f32 agrees with the f64 reference") {
 }
 
 TEST_CASE("bilinear resize: matches PyTorch F.interpolate (forward and backward)") {
-  const std::string dir = test::temp_dir("resize");
-  std::ofstream cases(dir + "/cases.txt");
   struct Case { std::string name; int n, c, h, w, oh, ow, ac; };
   std::vector<Case> all;
   int k = 0;
@@ -100,29 +82,35 @@ TEST_CASE("bilinear resize: matches PyTorch F.interpolate (forward and backward)
     for (const auto& s : kSizes) all.push_back({std::string(1, 'c').append(std::to_string(k++)), 2, 3, s[0], s[1], s[2], s[3], ac});
   all.push_back({"big_ac", 1, 19, 64, 128, 512, 1024, 1});
   all.push_back({"odd", 3, 5, 17, 23, 121, 181, 1});
+  std::map<std::string, Tensor> inputs;
+  std::map<std::string, std::string> meta;
   for (const Case& c : all) {
-    write_f32(dir + "/" + c.name + ".x.f32", test::random_tensor({c.n, c.c, c.h, c.w}, 30 + uint64_t(k), -3, 3));
-    write_f32(dir + "/" + c.name + ".r.f32", test::random_tensor({c.n, c.c, c.oh, c.ow}, 31 + uint64_t(k), -1, 1));
-    cases << c.name << ' ' << c.n << ' ' << c.c << ' ' << c.h << ' ' << c.w << ' ' << c.oh << ' ' << c.ow << ' '
-          << c.ac << '\n';
+    inputs["x." + c.name] = test::random_tensor({c.n, c.c, c.h, c.w}, 30 + uint64_t(k), -3, 3);
+    inputs["r." + c.name] = test::random_tensor({c.n, c.c, c.oh, c.ow}, 31 + uint64_t(k), -1, 1);
+    meta[c.name] = std::to_string(c.oh) + " " + std::to_string(c.ow) + " " + std::to_string(c.ac);
     ++k;
   }
-  cases.close();
+  const std::string dir = test::temp_dir("resize");
+  write_safetensors(dir + "/in.safetensors", inputs, meta);
   std::string out;
-  const int rc = test::run_command(test::python() + " " + test::source_path("scripts/torch_parity_resize.py") + " " + dir, &out);
+  const int rc = test::run_command(test::python() + " " + test::source_path("scripts/torch_parity_resize.py") + " " +
+                                       dir + "/in.safetensors " + dir + "/out.safetensors",
+                                   &out);
   REQUIRE_MESSAGE(rc == 0, out);
-  k = 0;
+  const SafetensorsFile torch_out = read_safetensors(dir + "/out.safetensors");
   for (const Case& c : all) {
     CAPTURE(c.name);
-    const Tensor x = read_f32(dir + "/" + c.name + ".x.f32", {c.n, c.c, c.h, c.w});
-    const Tensor r = read_f32(dir + "/" + c.name + ".r.f32", {c.n, c.c, c.oh, c.ow});
-    const Tensor y = read_f32(dir + "/" + c.name + ".y.f32", {c.n, c.c, c.oh, c.ow});
-    const Tensor dx = read_f32(dir + "/" + c.name + ".dx.f32", {c.n, c.c, c.h, c.w});
-    CHECK_TENSORS_CLOSE(bilinear_resize_forward(x, c.oh, c.ow, c.ac != 0), y, Tolerance{1e-6, 1e-5});
+    const Tensor& x = inputs.at("x." + c.name);
+    const Tensor& r = inputs.at("r." + c.name);
+    REQUIRE(torch_out.tensors.count("y." + c.name) == 1);
+    REQUIRE(torch_out.tensors.count("dx." + c.name) == 1);
+    CHECK_TENSORS_CLOSE(bilinear_resize_forward(x, c.oh, c.ow, c.ac != 0), torch_out.tensors.at("y." + c.name),
+                        Tolerance{1e-6, 1e-5});
     // The backward sums many products in a different order than PyTorch's: an absolute tolerance that
     // scales with the number of dy elements feeding one dx element.
     const double fan = double(c.oh) * c.ow / (double(c.h) * c.w) + 4;
-    CHECK_TENSORS_CLOSE(bilinear_resize_backward(r, c.h, c.w, c.ac != 0), dx, Tolerance{2e-6 * fan, 1e-5});
+    CHECK_TENSORS_CLOSE(bilinear_resize_backward(r, c.h, c.w, c.ac != 0), torch_out.tensors.at("dx." + c.name),
+                        Tolerance{2e-6 * fan, 1e-5});
   }
 }
 
