@@ -2,6 +2,7 @@
 #include "rdd/pixel_ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -46,6 +47,9 @@ void check_labels_shape(const Tensor& logits, const Tensor& labels, const char* 
        ", x=", index % labels.size(2), ") is not a class id in [0, ", c, ") nor the ignore value ", ignore_index);
 }
 
+// CPU kernels run over ranges of flat pixel indices (i = n·HW + p), so they use every thread whatever N is.
+constexpr int64_t kPixelGrain = 4096;
+
 template <class T>
 PixelCEStats ce_stats_cpu(const Tensor& logits, const Tensor& labels, int ignore_index, const char* who) {
   // logits: (N, C, H, W); labels: (N, H, W)
@@ -57,60 +61,62 @@ PixelCEStats ce_stats_cpu(const Tensor& logits, const Tensor& labels, int ignore
   T* gtp = r.gt_prob.data<T>();
   for (int64_t i = 0; i < n * hw; ++i)
     if (y[i] != ignore_index && (y[i] < 0 || y[i] >= c)) bad_label(who, labels, i, int(c), ignore_index);
-  std::vector<int64_t> valid(size_t(n), 0);
-  parallel_for(0, n, [&](int64_t b, int64_t e) {
-    for (int64_t img = b; img < e; ++img) {
-      const T* zi = z + img * c * hw;
-      for (int64_t p = 0; p < hw; ++p) {
-        const int64_t i = img * hw + p;
-        if (y[i] == ignore_index) {
-          ce[i] = T(0);
-          gtp[i] = T(1);
-          continue;
+  std::atomic<int64_t> valid{0};
+  parallel_for(
+      0, n * hw,
+      [&](int64_t b, int64_t e) {
+        int64_t local = 0;
+        for (int64_t i = b; i < e; ++i) {
+          if (y[i] == ignore_index) {
+            ce[i] = T(0);
+            gtp[i] = T(1);
+            continue;
+          }
+          ++local;
+          const T* zp = z + (i / hw) * c * hw + (i % hw);
+          T m = zp[0];
+          for (int64_t k = 1; k < c; ++k) m = std::max(m, zp[k * hw]);
+          T s = 0;
+          for (int64_t k = 0; k < c; ++k) s += std::exp(zp[k * hw] - m);
+          ce[i] = m + std::log(s) - zp[int64_t(y[i]) * hw];
+          gtp[i] = std::exp(-ce[i]);
         }
-        ++valid[size_t(img)];
-        T m = zi[p];
-        for (int64_t k = 1; k < c; ++k) m = std::max(m, zi[k * hw + p]);
-        T s = 0;
-        for (int64_t k = 0; k < c; ++k) s += std::exp(zi[k * hw + p] - m);
-        const T lse = m + std::log(s);
-        ce[i] = lse - zi[int64_t(y[i]) * hw + p];
-        gtp[i] = std::exp(-ce[i]);
-      }
-    }
-  });
-  for (int64_t v : valid) r.num_valid += v;
+        valid += local;
+      },
+      kPixelGrain);
+  r.num_valid = valid.load();
   return r;
 }
 
 template <class T>
 Tensor ce_grad_cpu(const Tensor& logits, const Tensor& labels, const Tensor& coef, double scale, int ignore_index) {
+  // logits, dz: (N, C, H, W); labels, coef: (N, H, W)
   const int64_t n = logits.size(0), c = logits.size(1), hw = logits.size(2) * logits.size(3);
   Tensor dz = Tensor::empty(logits.shape(), logits.dtype());
   const T* z = logits.data<T>();
   const int32_t* y = labels.data<int32_t>();
   const T* w = coef.data<T>();
   T* d = dz.data<T>();
-  parallel_for(0, n, [&](int64_t b, int64_t e) {
-    for (int64_t img = b; img < e; ++img) {
-      const T* zi = z + img * c * hw;
-      T* di = d + img * c * hw;
-      for (int64_t p = 0; p < hw; ++p) {
-        const int64_t i = img * hw + p;
-        const T g = T(scale) * w[i];
-        if (y[i] == ignore_index || g == T(0)) {
-          for (int64_t k = 0; k < c; ++k) di[k * hw + p] = T(0);
-          continue;
+  parallel_for(
+      0, n * hw,
+      [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t base = (i / hw) * c * hw + (i % hw);
+          const T* zp = z + base;
+          T* dp = d + base;
+          const T g = T(scale) * w[i];
+          if (y[i] == ignore_index || g == T(0)) {
+            for (int64_t k = 0; k < c; ++k) dp[k * hw] = T(0);
+            continue;
+          }
+          T m = zp[0];
+          for (int64_t k = 1; k < c; ++k) m = std::max(m, zp[k * hw]);
+          T s = 0;
+          for (int64_t k = 0; k < c; ++k) s += std::exp(zp[k * hw] - m);
+          for (int64_t k = 0; k < c; ++k) dp[k * hw] = g * (std::exp(zp[k * hw] - m) / s - (k == y[i] ? T(1) : T(0)));
         }
-        T m = zi[p];
-        for (int64_t k = 1; k < c; ++k) m = std::max(m, zi[k * hw + p]);
-        T s = 0;
-        for (int64_t k = 0; k < c; ++k) s += std::exp(zi[k * hw + p] - m);
-        for (int64_t k = 0; k < c; ++k)
-          di[k * hw + p] = g * (std::exp(zi[k * hw + p] - m) / s - (k == y[i] ? T(1) : T(0)));
-      }
-    }
-  });
+      },
+      kPixelGrain);
   return dz;
 }
 
@@ -126,7 +132,7 @@ KLRows kl_rows_cpu(const Tensor& teacher, const Tensor& student, double temperat
   T* g = need_grad ? r.grad.data<T>() : nullptr;
   const T inv_t = T(1) / T(temperature);
   parallel_for(0, outer * inner, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
+    for (int64_t row = b; row < e; ++row) {  // one softmax row: (outer, ·, inner)
       const int64_t o = row / inner, in = row % inner;
       const T* tr = t + o * len * inner + in;
       const T* sr = s + o * len * inner + in;
