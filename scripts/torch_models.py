@@ -19,6 +19,7 @@ Run directly to print each registered model's parameter count and a dilation-cor
 count:  /usr/bin/python3 scripts/torch_models.py [--input 512x1024]
 """
 import argparse
+import sys
 
 import torch
 import torch.nn as nn
@@ -420,7 +421,17 @@ if __name__ == "__main__":
     ap.add_argument("--input", default="512x1024")
     ap.add_argument("--num-classes", type=int, default=19)
     ap.add_argument("--no-macs", action="store_true")
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--dump-keys", action="store_true",
+                    help="print 'model name dtype d0,d1,..' (or '()') for every state_dict entry instead")
     a = ap.parse_args()
+    if a.dump_keys:
+        for n in MODEL_NAMES:
+            m = build_model(n, a.num_classes, a.width).to("meta")
+            for k, v in m.state_dict().items():
+                shape = ",".join(str(d) for d in v.shape) or "()"
+                print(n, k, str(v.dtype).replace("torch.", ""), shape)
+        sys.exit(0)
     h, w = (int(v) for v in a.input.split("x"))
     for n in MODEL_NAMES:
         m = build_model(n, a.num_classes)

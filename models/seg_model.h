@@ -1,0 +1,99 @@
+// Segmentation models built by name, and what the trainer, the distiller and `rdd info` use of them.
+//
+//   auto model = build_model("deeplabv3_resnet18", {.num_classes = 19});
+//   model->params().materialize(Device::cuda(0));
+//   model->init_weights(seed);                       // or load_weights(*model, path)
+//   ModelOutputs out = model->forward(images);       // images (N, 3, H, W) f32
+//   model->backward(d_main, d_aux, {});              // accumulates into params().flat_grads()
+//
+// Registered: deeplabv3_resnet101, deeplabv3_resnet50, deeplabv3_resnet18, psp_resnet101,
+// psp_resnet18 (ResNet-v1s backbones at output stride 8, FCN aux head on layer3), deeplabv3_mobilenetv2,
+// psp_mobilenetv2 (no aux head). Outputs are at stride 8 (H/8 × W/8); "feature" is the head's 3×3
+// conv + BN + ReLU + Dropout output, the classifier's input.
+//
+// Parameters and buffers are registered under the reference's state_dict keys (pretrained.*, head.*,
+// auxlayer.*). `width` multiplies every channel count (see scaled_channels) for small test and demo
+// models; width 1 is the reference. Train mode caches what backward needs (and applies dropout);
+// eval mode (the frozen teacher) keeps no activations and refuses backward.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/params.h"
+#include "engine/tensor.h"
+#include "models/blocks.h"
+#include "models/heads.h"
+#include "models/mobilenetv2.h"
+#include "models/resnet.h"
+
+namespace rdd::models {
+
+struct ModelOptions {
+  int num_classes = 19;
+  double width = 1.0;
+};
+
+struct ModelOutputs {
+  Tensor main;     // (N, classes, H/8, W/8)
+  Tensor aux;      // (N, classes, H/8, W/8); undefined when the model has no aux head
+  Tensor feature;  // (N, Ca, H/8, W/8)
+};
+
+class SegModel {
+ public:
+  SegModel(const std::string& name, const ModelOptions& opt);
+  SegModel(const SegModel&) = delete;
+  SegModel& operator=(const SegModel&) = delete;
+
+  const std::string& name() const { return name_; }
+  const ModelOptions& options() const { return opt_; }
+  bool has_aux() const { return aux_ != nullptr; }
+  ParamStore& params() { return store_; }
+  const ParamStore& params() const { return store_; }
+
+  void set_mode(layers::Mode mode);
+  layers::Mode mode() const { return mode_; }
+  // Dropout on/off in training mode (off: training-mode golden cases), and its random stream.
+  void set_dropout_enabled(bool enabled) { dropout_.enabled = enabled; }
+  void set_dropout_seed(uint64_t seed, uint64_t step = 0) {
+    dropout_.seed = seed;
+    dropout_.step = step;
+  }
+  // SyncBN: every BatchNorm2d of the model gets this reducer.
+  void set_stats_reducer(const layers::StatsReducer& reducer);
+
+  // The reference initialisation from Philox(seed): backbone convs Kaiming normal (fan_out), head
+  // convs PyTorch's default, BN γ 1, β 0, running statistics reset. Needs a materialized store.
+  void init_weights(uint64_t seed);
+
+  ModelOutputs forward(const Tensor& x);  // x (N, 3, H, W), f32, on params().device()
+  // After a training-mode forward. d_main required; d_aux / d_feature optional (undefined = zero).
+  // Accumulates into the parameters' gradients (params().zero_grad() first for a fresh step).
+  void backward(const Tensor& d_main, const Tensor& d_aux, const Tensor& d_feature);
+
+  // Shape-only pass for `rdd info`: one row per conv unit at input `in` (N, 3, H, W).
+  LayerTable trace(const Shape& in) const;
+
+ private:
+  std::string name_;
+  ModelOptions opt_;
+  ParamStore store_;
+  ModuleList mods_;
+  DropoutControl dropout_;
+  layers::Mode mode_ = layers::Mode::train;
+  std::unique_ptr<ResNet> resnet_;
+  std::unique_ptr<MobileNetV2> mobilenet_;
+  std::unique_ptr<SegHead> head_;
+  std::unique_ptr<FCNHead> aux_;
+  bool backward_ready_ = false;  // a training forward happened since the last backward
+};
+
+// The registry.
+std::vector<std::string> model_names();
+bool is_model_name(const std::string& name);
+std::unique_ptr<SegModel> build_model(const std::string& name, const ModelOptions& opt = {});
+
+}  // namespace rdd::models
