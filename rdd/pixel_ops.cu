@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
 #include <cstdint>
 
 #include "engine/cuda_check.h"
@@ -14,6 +16,7 @@ namespace rdd::method::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int64_t kBlockRowMin = 128;  // contiguous softmax rows at least this long get a block each
 
 unsigned blocks_for(int64_t n) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(65535) * 16)));
@@ -119,6 +122,59 @@ __global__ void kl_rows_kernel(const float* __restrict__ t, const float* __restr
   }
 }
 
+// Sums (or maxima) of two values over a block of kThreads threads; every thread gets the results.
+template <bool kMax>
+__device__ __forceinline__ void block_reduce2(float& a, float& b) {
+  __shared__ float sa[kThreads / 32], sb[kThreads / 32];
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float oa = __shfl_xor_sync(0xffffffffu, a, offset), ob = __shfl_xor_sync(0xffffffffu, b, offset);
+    a = kMax ? fmaxf(a, oa) : a + oa;
+    b = kMax ? fmaxf(b, ob) : b + ob;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // the shared slots may still be read by a previous call
+  if (lane == 0) sa[warp] = a, sb[warp] = b;
+  __syncthreads();
+  a = sa[0];
+  b = sb[0];
+  for (int w = 1; w < kThreads / 32; ++w) {
+    a = kMax ? fmaxf(a, sa[w]) : a + sa[w];
+    b = kMax ? fmaxf(b, sb[w]) : b + sb[w];
+  }
+}
+
+// kl_rows for contiguous rows (inner == 1) of length len: one block of kThreads per row. Channel-wise
+// distillation has few rows (N·C) of many positions (h·w), where a thread per row would leave the GPU idle.
+__global__ void kl_rows_block_kernel(const float* __restrict__ t, const float* __restrict__ s, float inv_t,
+                                     int64_t len, float grad_scale, float* __restrict__ kl, float* __restrict__ grad) {
+  // t, s, grad: (rows, len); kl: (rows); blockDim.x == kThreads, one block per row
+  const int64_t base = int64_t(blockIdx.x) * len;
+  const float* tr = t + base;
+  const float* sr = s + base;
+  float mt = -INFINITY, ms = -INFINITY;
+  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+    mt = fmaxf(mt, tr[j] * inv_t);
+    ms = fmaxf(ms, sr[j] * inv_t);
+  }
+  block_reduce2<true>(mt, ms);
+  float st = 0.f, ss = 0.f;
+  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+    st += expf(tr[j] * inv_t - mt);
+    ss += expf(sr[j] * inv_t - ms);
+  }
+  block_reduce2<false>(st, ss);
+  const float lt = mt + logf(st), ls = ms + logf(ss);
+  float acc = 0.f, unused = 0.f;
+  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+    const float log_pt = tr[j] * inv_t - lt, log_ps = sr[j] * inv_t - ls;
+    const float pt = expf(log_pt);
+    acc += pt * (log_pt - log_ps);
+    if (grad) grad[base + j] = grad_scale * (expf(log_ps) - pt);
+  }
+  block_reduce2<false>(acc, unused);
+  if (threadIdx.x == 0) kl[blockIdx.x] = acc;
+}
+
 __global__ void dot_kernel(const float* __restrict__ a, const float* __restrict__ b, int64_t n, double* acc) {
   __shared__ double partial[kThreads];
   double v = 0;
@@ -203,8 +259,12 @@ void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, f
 void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
              float grad_scale, float* kl, float* grad, cudaStream_t stream) {
   if (outer * inner == 0) return;
-  kl_rows_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(t, s, inv_temperature, outer, len, inner,
-                                                                      grad_scale, kl, grad);
+  if (inner == 1 && len >= kBlockRowMin && outer <= int64_t(INT32_MAX)) {
+    kl_rows_block_kernel<<<unsigned(outer), kThreads, 0, stream>>>(t, s, inv_temperature, len, grad_scale, kl, grad);
+  } else {
+    kl_rows_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(t, s, inv_temperature, outer, len, inner,
+                                                                        grad_scale, kl, grad);
+  }
   RDD_CUDA_CHECK_LAUNCH();
 }
 

@@ -395,6 +395,13 @@ GPU_TEST_CASE("losses on the GPU match the CPU reference (values and gradients)"
     CHECK(close(f.loss, e.loss));
     CHECK_TENSORS_CLOSE(f.grad.to(Device::cpu()), e.grad, tol);
   }
+  // CWD rows long enough for the block-per-row kernel (h·w = 660 and 4160, not multiples of 256).
+  for (const Shape& shape : {Shape{2, 19, 20, 33}, Shape{1, 3, 64, 65}}) {
+    const Tensor s = test::random_tensor(shape, 96, -4, 4), t = test::random_tensor(shape, 97, -4, 4);
+    const LossGrad e = channel_wise_kd(s, t, 4.0), f = channel_wise_kd(s.to(g), t.to(g), 4.0);
+    CHECK(close(f.loss, e.loss));
+    CHECK_TENSORS_CLOSE(f.grad.to(Device::cpu()), e.grad, tol);
+  }
   {
     const TaskLoss c = tfe_task_loss(sm, sa, tm, ta, labels);
     const TaskLoss d = tfe_task_loss(sm.to(g), sa.to(g), tm.to(g), ta.to(g), labels.to(g));
