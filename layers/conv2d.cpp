@@ -132,9 +132,10 @@ inline QRange valid_q(const ConvGeom& g, int64_t woff) {
   return {lo, std::max(lo, hi)};
 }
 
-// Output rows per band: keeps the column buffer (Cg·R·S × rows·Q) near 1 Mi elements.
+// Output rows per band: keeps the column buffer (Cg·R·S × rows·Q) near 256 Ki elements (1 MiB in f32,
+// within a core's L2) so gemm reads it from cache.
 int64_t band_rows(const ConvGeom& g) {
-  constexpr int64_t kColumnBudget = int64_t(1) << 20;
+  constexpr int64_t kColumnBudget = int64_t(1) << 18;
   return std::clamp<int64_t>(kColumnBudget / std::max<int64_t>(1, g.crs() * g.Q), 1, g.P);
 }
 
