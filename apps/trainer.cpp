@@ -1,0 +1,262 @@
+#include "apps/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "apps/checkpoint.h"
+#include "apps/evaluate.h"
+#include "apps/progress.h"
+#include "data/augment.h"
+#include "data/loader.h"
+#include "engine/safetensors.h"
+#include "engine/sgd.h"
+#include "models/seg_model.h"
+#include "models/weights_io.h"
+#include "rdd/distill.h"
+
+namespace rdd::apps {
+
+namespace fs = std::filesystem;
+
+Device resolve_device(const std::string& spec) {
+  if (spec == "auto") return default_device();
+  const Device d = Device::parse(spec);
+  if (d.is_cuda()) {
+    RDD_CHECK(has_gpu(), "--device ", spec, ": no GPU here (", no_gpu_reason(), "); use --device cpu or auto");
+    RDD_CHECK(d.index < gpu_count(), "--device ", spec, ": only ", gpu_count(), " GPU(s) found");
+  }
+  return d;
+}
+
+namespace {
+
+// Weights files carry what they are for, so a teacher file for another architecture is refused by name.
+std::map<std::string, std::string> weights_metadata(const models::SegModel& m) {
+  return {{"kind", "weights"},
+          {"model", m.name()},
+          {"num_classes", std::to_string(m.options().num_classes)},
+          {"width", std::to_string(m.options().width)}};
+}
+
+void load_teacher(models::SegModel& teacher, const std::string& path) {
+  SafetensorsFile f = read_safetensors(path);
+  auto it = f.metadata.find("model");
+  if (it != f.metadata.end())
+    RDD_CHECK(it->second == teacher.name(), "--teacher-weights ", path, " holds a '", it->second,
+              "' model, but --teacher is '", teacher.name(), "'");
+  auto w = f.metadata.find("width");
+  if (w != f.metadata.end())
+    RDD_CHECK(std::fabs(std::stod(w->second) - teacher.options().width) < 1e-9, "--teacher-weights ", path,
+              " was trained with width ", w->second, ", but --teacher-width is ", teacher.options().width);
+  auto c = f.metadata.find("num_classes");
+  if (c != f.metadata.end())
+    RDD_CHECK(std::stoi(c->second) == teacher.options().num_classes, "--teacher-weights ", path, " predicts ",
+              c->second, " classes, the dataset has ", teacher.options().num_classes);
+  models::load_weights(teacher.params(), f.tensors, /*strict=*/true, path);
+}
+
+void prepare_output_dir(const std::string& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  RDD_CHECK(!ec, "--out ", out, ": cannot create the folder (", ec.message(), ")");
+  const std::string probe = out + "/.rdd-write-test";
+  {
+    std::ofstream f(probe);
+    RDD_CHECK(f.good(), "--out ", out, ": the folder is not writable");
+  }
+  fs::remove(probe, ec);
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << text;
+    RDD_CHECK(f.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool distill, const data::Dataset& ds,
+                                                  bool student_has_aux) {
+  auto d = std::make_unique<method::Distiller>();
+  method::RddConfig rc;
+  rc.enabled = distill && !o.rdd.empty();
+  rc.aux_weight = o.aux_weight;
+  if (rc.enabled) {
+    rc.warmup_iters = o.rdd == "tse" ? 0 : o.rdd == "tfe" ? o.iters + 1 : o.warmup_iters;
+    rc.soft_switch = o.soft_switch;
+    rc.tfe.direction = o.tfe_direction == "paper" ? method::TfeDirection::main_aux : method::TfeDirection::aux_main;
+    rc.tse.mode = method::parse_tse_mode(o.tse_mode);
+    rc.tse.thresh = o.tse_thresh;
+    rc.tse.min_kept = o.min_kept;
+    if (o.tse_class_weights == "auto" && ds.name == "cityscapes") rc.tse.class_weights = method::cityscapes_class_weights();
+  }
+  (void)student_has_aux;
+  d->add(std::make_unique<method::RddTaskTerm>(rc));
+  if (distill && o.kd > 0) d->add(std::make_unique<method::LogitKDTerm>(o.kd, o.kd_temperature));
+  if (distill && o.cwd > 0) d->add(std::make_unique<method::ChannelWiseKDTerm>(o.cwd, o.cwd_temperature));
+  return d;
+}
+
+}  // namespace
+
+TrainResult run_training(const RunOptions& opt, bool distill) {
+  validate_run_options(opt, distill);
+  const Device device = resolve_device(opt.device);
+  const int world = 1, rank = 0;  // multi-GPU: see the launcher (issue 8)
+  RDD_CHECK(opt.batch % world == 0, "--batch ", opt.batch, " does not split over ", world, " ranks");
+
+  // Data: the training split and the validation split of the same dataset.
+  auto train_ds = std::make_shared<data::Dataset>(open_dataset(opt.data));
+  DataOptions val_opts = opt.data;
+  val_opts.split = opt.val_data.split.empty() ? "val" : opt.val_data.split;
+  auto val_ds = std::make_shared<data::Dataset>(open_dataset(val_opts));
+  const int num_classes = train_ds->num_classes;
+
+  prepare_output_dir(opt.out);
+  const nlohmann::json config = opt.to_json(distill);
+  write_text_atomically(opt.out + "/config.json", config.dump(2) + "\n");
+
+  // Student.
+  auto student = models::build_model(opt.model, {num_classes, opt.width});
+  student->params().materialize(device);
+  student->init_weights(opt.seed);
+  if (!opt.init.empty()) {
+    const models::WeightsReport r = models::load_weights(student->params(), opt.init, !opt.non_strict);
+    std::fprintf(stderr, "init: %s\n", r.summary().c_str());
+  }
+  Sgd sgd(student->params(), {opt.momentum, opt.weight_decay, false});
+
+  int64_t start = 0;
+  double best_miou = -1;
+  if (!opt.resume.empty()) {
+    const CheckpointInfo info = load_checkpoint(opt.resume, student->params(), sgd);
+    const std::vector<std::string> diffs = config_differences(info.config, config, {});
+    if (!diffs.empty()) {
+      std::string msg;
+      for (const auto& d : diffs) msg += "\n  " + d;
+      fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
+    }
+    RDD_CHECK(info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (",
+              info.iteration, " of ", opt.iters, " iterations)");
+    start = info.iteration;
+    if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
+    std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
+  }
+
+  // Teacher (frozen, eval mode: no activations kept, never updated).
+  std::unique_ptr<models::SegModel> teacher;
+  if (distill) {
+    teacher = models::build_model(opt.teacher, {num_classes, opt.teacher_width});
+    teacher->params().materialize(device);
+    load_teacher(*teacher, opt.teacher_weights);
+    teacher->set_mode(layers::Mode::eval);
+    RDD_CHECK(teacher->has_aux() || opt.rdd.empty() || (opt.rdd == "tse" && !student->has_aux()),
+              "--teacher ", opt.teacher, " has no aux head, which RDD's TFE stage (and TSE's aux pair) needs");
+  }
+  std::unique_ptr<method::Distiller> distiller = make_distiller(opt, distill, *train_ds, student->has_aux());
+
+  data::LoaderConfig lc;
+  lc.batch_size = opt.batch / world;
+  lc.workers = opt.workers;
+  lc.seed = opt.seed;
+  lc.rank = rank;
+  lc.world = world;
+  lc.start_iteration = start;
+  lc.max_iterations = opt.iters;
+  lc.cache = opt.cache;
+  lc.pinned = device.is_cuda();
+  data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w), lc);
+
+  MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/start > 0);
+  Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
+  student->set_mode(layers::Mode::train);
+  auto save = [&](int64_t it) {
+    CheckpointInfo info;
+    info.iteration = it;
+    info.model = student->name();
+    info.config = config;
+    if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
+    save_checkpoint(opt.out + "/checkpoint.safetensors", student->params(), sgd, info);
+  };
+  auto validate = [&](int64_t it) {
+    EvalResult r = evaluate(*student, val_ds, opt.preset, device, opt.workers, false);
+    const double miou = r.confusion.mean_iou();
+    metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
+    char line[128];
+    std::snprintf(line, sizeof line, "validation at %lld: mIoU %.2f%%  pixel accuracy %.2f%%", (long long)it,
+                  100 * miou, 100 * r.confusion.pixel_accuracy());
+    progress.message(line);
+    return r;
+  };
+
+  TrainResult result;
+  data::Batch batch;
+  for (int64_t it = start + 1; it <= opt.iters; ++it) {
+    RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
+    const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
+    const double lr = poly_lr(opt.lr, it, opt.iters, opt.power);
+
+    student->params().zero_grad();
+    student->set_dropout_seed(opt.seed, uint64_t(it));
+    const models::ModelOutputs s = student->forward(images);
+    method::NetOutputs s_out{s.main, s.aux, s.feature}, t_out;
+    if (teacher) {
+      const models::ModelOutputs t = teacher->forward(images);
+      t_out = {t.main, t.aux, t.feature};
+    }
+    method::StudentGrads grads;
+    const method::LossTerms terms = distiller->compute({it, opt.iters}, s_out, t_out, labels, grads);
+    const double total = terms.total();
+    RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", it,
+              " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
+    student->backward(grads.main, grads.aux, grads.feature);
+    sgd.step(lr);
+    loader.recycle(std::move(batch));
+
+    std::map<std::string, double> shown{{"loss", total}};
+    nlohmann::json rec = {{"iter", it}, {"lr", lr}, {"loss", total}};
+    for (const method::LossTerm& t : terms.terms) {
+      rec[t.name] = t.value;
+      if (t.weight != 0 && t.name != "task") shown[t.name] = t.value;
+    }
+    rec["img_per_s"] = progress.images_per_second();
+    progress.update(it, shown, lr, images.size(0));
+    metrics.write(rec);
+
+    if (opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
+      const double miou = validate(it).confusion.mean_iou();
+      if (miou > best_miou) {
+        best_miou = miou;
+        models::save_weights(student->params(), opt.out + "/best.safetensors", weights_metadata(*student));
+      }
+      student->set_mode(layers::Mode::train);
+    }
+    if (it % opt.save_every == 0 || it == opt.iters) save(it);
+  }
+  progress.finish();
+  result.iterations = opt.iters - start;
+  result.images_per_second = progress.images_per_second();
+
+  models::save_weights(student->params(), opt.out + "/weights.safetensors", weights_metadata(*student));
+  EvalResult final_eval = validate(opt.iters);
+  result.final_miou = final_eval.confusion.mean_iou();
+  if (result.final_miou > best_miou) {
+    best_miou = result.final_miou;
+    if (opt.val_every > 0)
+      models::save_weights(student->params(), opt.out + "/best.safetensors", weights_metadata(*student));
+  }
+  result.best_miou = best_miou;
+  nlohmann::json ej = eval_json(final_eval, val_ds->class_names);
+  ej["split"] = val_opts.split;
+  ej["model"] = student->name();
+  write_text_atomically(opt.out + "/eval.json", ej.dump(2) + "\n");
+  std::fprintf(stderr, "%s", format_eval_table(final_eval, val_ds->class_names).c_str());
+  return result;
+}
+
+}  // namespace rdd::apps

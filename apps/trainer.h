@@ -1,0 +1,38 @@
+// The training loop behind `rdd train` (supervised: teachers and baselines) and `rdd distill` (a frozen
+// teacher + KD / RDD / CWD terms). One iteration:
+//
+//   batch  = loader.next()                          images (N, 3, H, W) f32, labels (N, H, W) i32
+//   lr     = poly_lr(base, it, iters, 0.9)
+//   s      = student.forward(images)                 main/aux logits at stride 8 (train mode)
+//   t      = teacher.forward(images)                 (distill only; eval mode, nothing cached)
+//   terms  = distiller.compute(it, s, t, labels, g)  loss terms + d loss / d student outputs
+//   student.backward(g.main, g.aux, g.feature)       into the flat gradient buffer
+//   sgd.step(lr)                                      one fused pass over the flat buffers
+//
+// Outputs in --out: config.json (the resolved configuration), metrics.jsonl (one record per iteration
+// and per validation), checkpoint.safetensors (everything needed to resume exactly, written
+// atomically every --save-every iterations), weights.safetensors (final weights), best.safetensors
+// (best validation mIoU, when validating during training) and eval.json (the final evaluation).
+#pragma once
+
+#include <string>
+
+#include "apps/run_options.h"
+#include "engine/device.h"
+
+namespace rdd::apps {
+
+// "auto" → the GPU when present (else the CPU, said once), "cpu", "cuda", "cuda:N". Refuses a GPU
+// request on a machine without one, naming the reason.
+Device resolve_device(const std::string& spec);
+
+struct TrainResult {
+  double final_miou = 0;  // on the validation split
+  double best_miou = 0;
+  int64_t iterations = 0;
+  double images_per_second = 0;
+};
+
+TrainResult run_training(const RunOptions& options, bool distill);
+
+}  // namespace rdd::apps
