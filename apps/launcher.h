@@ -1,0 +1,84 @@
+// The `rdd` binary is its own launcher: `rdd train --gpus 4 ...` starts one worker process per GPU
+// from the same binary, with the same arguments, and watches them.
+//
+//   if (auto w = worker_env()) {                 // we are a worker: rendezvous, NCCL, train
+//     Rendezvous rdzv({w->master_addr, w->master_port, w->rank, w->world_size, timeout});
+//     ...
+//   } else if (gpus > 1 || nnodes > 1) {         // we are the launcher
+//     LaunchSpec spec;
+//     spec.args.assign(argv, argv + argc);       // program defaults to /proc/self/exe
+//     spec.nproc_per_node = gpus; spec.nnodes = nnodes; spec.node_rank = node_rank;
+//     spec.master_addr = master_addr; spec.master_port = master_port;
+//     return launch_local_workers(spec);
+//   }
+//
+// Each worker gets the launcher's environment plus
+//   RDD_RANK, RDD_LOCAL_RANK, RDD_WORLD_SIZE, RDD_LOCAL_WORLD_SIZE, RDD_NODE_RANK,
+//   RDD_MASTER_ADDR, RDD_MASTER_PORT, RDD_DEVICE=cuda:<local rank>
+// (CUDA_VISIBLE_DEVICES is left alone: every worker sees every GPU of its node and picks its own, so
+// device numbers in messages match nvidia-smi, and NCCL sees the peers it can use for P2P).
+// Worker stdin is /dev/null and stdout is inherited (rank 0 prints the progress line); stderr goes
+// through a pipe and every line is passed on as "[rank r] line".
+//
+// Supervision: SIGINT/SIGTERM to the launcher are forwarded to every worker (a second one sends
+// SIGKILL). When a worker exits non-zero or dies by a signal, the others get SIGTERM, then SIGKILL
+// after `grace_s`; the launcher returns non-zero with a message naming the failing rank, its exit
+// status or signal, and its last stderr lines. Each worker runs in its own process group (so a
+// worker's children — data loader processes, a shell's commands — are stopped with it) and gets
+// SIGKILL if the launcher's thread dies (PR_SET_PDEATHSIG), so nothing is left behind.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rdd::apps {
+
+struct LaunchSpec {
+  std::string program = "/proc/self/exe";  // what each worker execs (tests use /bin/sh)
+  std::vector<std::string> args;           // its argv, argv[0] included (argv[0] may not be empty)
+  int nproc_per_node = 1;                  // --gpus: workers on this node
+  int nnodes = 1;                          // --nnodes
+  int node_rank = 0;                       // --node-rank: 0..nnodes-1; global rank = node_rank × nproc + local
+  std::string master_addr = "127.0.0.1";   // --master-addr: where global rank 0 listens
+  int master_port = 29500;                 // --master-port; 0 = a free port (single node only)
+  double grace_s = 10;                     // SIGTERM → SIGKILL when stopping workers
+  std::vector<std::pair<std::string, std::string>> extra_env;  // more variables for every worker
+  // Receives every line the launcher prints: "[rank r] ..." worker stderr and its own messages
+  // (without the newline). Default: stderr. Called on the launching thread only.
+  std::function<void(std::string_view)> log;
+};
+
+struct LaunchResult {
+  int exit_code = 0;       // 0 when every worker exited 0; else the failing worker's exit status,
+                           // 128 + signal when it died by a signal or the launcher was interrupted
+  int failed_rank = -1;    // global rank of the first worker that failed; -1 if none
+  bool interrupted = false;  // the launcher got SIGINT/SIGTERM and stopped the workers
+  std::string message;     // empty on success; else what happened, with the failing rank's last lines
+};
+
+// Starts the workers, forwards signals, waits for all, stops all when one fails. Throws rdd::Error for
+// an invalid spec (naming the flag); a worker that cannot be exec'd is reported as a failing rank.
+// One launch at a time per process (it installs SIGINT/SIGTERM/SIGCHLD handlers while it runs and
+// restores the previous ones).
+LaunchResult run_local_workers(const LaunchSpec& spec);
+
+// run_local_workers, then the message (if any) to spec.log; returns the exit code.
+int launch_local_workers(const LaunchSpec& spec);
+
+// What a worker learns from its environment; nothing when RDD_RANK is not set (not a worker).
+struct WorkerEnv {
+  int rank = 0, local_rank = 0, world_size = 1, local_world_size = 1, node_rank = 0;
+  std::string master_addr;
+  int master_port = 0;
+  std::string device;  // "cuda:<local rank>"
+};
+// Throws rdd::Error naming the variable when one is set but malformed or inconsistent.
+std::optional<WorkerEnv> worker_env();
+// Same, from any lookup (tests): returns the value of a variable or nothing.
+std::optional<WorkerEnv> worker_env_from(const std::function<std::optional<std::string>(const std::string&)>& get);
+
+}  // namespace rdd::apps
