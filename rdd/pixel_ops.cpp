@@ -382,25 +382,13 @@ double kth_smallest(const Tensor& values, int64_t k) {
             values.desc());
 #if RDD_WITH_CUDA
   if (values.device().is_cuda()) {
-    // Radix select, most significant byte first: after each pass the prefix of the answer's key grows by
-    // one byte and k becomes its rank among the elements sharing that prefix.
     Tensor hist = Tensor::empty({256}, DType::i64, values.device());
-    uint32_t prefix = 0, mask = 0;
-    int64_t rank = k;
-    for (int shift = 24; shift >= 0; shift -= 8) {
+    return detail::radix_select(k, [&](uint32_t prefix, uint32_t mask, int shift, std::vector<int64_t>& h) {
       hist.zero_();
       cuda::radix_histogram(values.data<float>(), values.numel(), prefix, mask, shift,
                             reinterpret_cast<unsigned long long*>(hist.data<int64_t>()), stream_of(values));
-      const std::vector<int64_t> h = hist.to_vector<int64_t>();
-      int bin = 0;
-      while (bin < 255 && rank > h[size_t(bin)]) rank -= h[size_t(bin++)];
-      prefix |= uint32_t(bin) << shift;
-      mask |= 0xffu << shift;
-    }
-    const uint32_t bits = cuda::key_float_bits(prefix);
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return f;
+      h = hist.to_vector<int64_t>();
+    });
   }
 #endif
   auto run = [&](auto* p) {
@@ -411,6 +399,42 @@ double kth_smallest(const Tensor& values, int64_t k) {
   };
   return values.dtype() == DType::f64 ? run(values.data<double>()) : run(values.data<float>());
 }
+
+namespace detail {
+
+uint32_t float_order_key(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+float float_from_order_key(uint32_t key) {
+  const uint32_t bits = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float radix_select(int64_t k, const std::function<void(uint32_t, uint32_t, int, std::vector<int64_t>&)>& histogram) {
+  // After each pass the answer's key prefix grows by one byte, and `rank` becomes its rank among the
+  // elements sharing that prefix.
+  uint32_t prefix = 0, mask = 0;
+  int64_t rank = k;
+  std::vector<int64_t> h;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    h.assign(256, 0);
+    histogram(prefix, mask, shift, h);
+    RDD_CHECK(h.size() == 256, "radix_select: the histogram has ", h.size(), " bins, not 256");
+    int bin = 0;
+    while (bin < 255 && rank > h[size_t(bin)]) rank -= h[size_t(bin++)];
+    RDD_CHECK(rank >= 1 && rank <= h[size_t(bin)], "radix_select: k = ", k, " is beyond the counted elements");
+    prefix |= uint32_t(bin) << shift;
+    mask |= 0xffu << shift;
+  }
+  return float_from_order_key(prefix);
+}
+
+}  // namespace detail
 
 const char* tse_mode_name(TseMode m) {
   switch (m) {

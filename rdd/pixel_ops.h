@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -60,6 +63,19 @@ void axpy(Tensor& dst, const Tensor& src, double alpha);
 // select over the order-preserving uint32 image of the f32 bit patterns (four 8-bit histogram passes),
 // no sort.
 double kth_smallest(const Tensor& values, int64_t k);
+
+namespace detail {
+// The order-preserving map of f32 values to uint32 keys used by the GPU radix select (negative values
+// flip all bits, non-negative ones set the sign bit; −0 sorts just below +0), and its inverse.
+uint32_t float_order_key(float f);
+float float_from_order_key(uint32_t key);
+// The radix select behind kth_smallest on the GPU, with the histogram pass supplied by the caller:
+// histogram(prefix, mask, shift, hist) must set hist[b] to the number of elements whose key matches
+// `prefix` under `mask` and whose byte at `shift` is b. Four passes, most significant byte first; returns
+// the k-th smallest value (1-based). Host code, so the selection logic is tested without a GPU.
+float radix_select(int64_t k, const std::function<void(uint32_t prefix, uint32_t mask, int shift,
+                                                       std::vector<int64_t>& hist)>& histogram);
+}  // namespace detail
 
 // How TSE combines the student's and the teacher's hard masks.
 enum class TseMode { xor_mode, or_mode, and_mode, ohem };

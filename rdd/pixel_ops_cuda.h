@@ -26,16 +26,12 @@ void kl_rows(const float* t, const float* s, float inv_temperature, int64_t oute
 void dot(const float* a, const float* b, int64_t n, double* acc, cudaStream_t stream);
 void exp_neg(const float* x, float* y, int64_t n, cudaStream_t stream);
 void axpy(float* dst, const float* src, float alpha, int64_t n, cudaStream_t stream);
-// hist[256] += counts of the byte at `shift` of key(x) over the elements whose key matches prefix under mask.
+// hist[256] += counts of the byte at `shift` of key(x) (detail::float_order_key in pixel_ops.h) over the elements whose key matches prefix under mask.
 void radix_histogram(const float* x, int64_t n, uint32_t prefix, uint32_t mask, int shift, unsigned long long* hist,
                      cudaStream_t stream);
 // sel: (n_pix) 0/1; gt_t may be null (mode 3 = ohem). mode: 0 xor, 1 or, 2 and, 3 ohem.
 void tse_selection(const float* gt_s, float thr_s, const float* gt_t, float thr_t, const int32_t* y, int ignore,
                    int mode, float* sel, int64_t n_pix, cudaStream_t stream);
-
-// The order-preserving map of f32 bit patterns to uint32 (and back) used by the radix select.
-inline uint32_t float_key(uint32_t bits) { return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u); }
-inline uint32_t key_float_bits(uint32_t key) { return (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key; }
 
 }  // namespace rdd::method::cuda
 #endif

@@ -145,6 +145,35 @@ TEST_CASE("kth_smallest: the CPU reference") {
   CHECK_THROWS_AS(kth_smallest(v, 8), Error);
 }
 
+TEST_CASE("radix select (the GPU kth_smallest's logic, histogram pass emulated on the CPU) matches nth_element") {
+  // The key map is order-preserving and invertible.
+  const std::vector<float> ordered = {-INFINITY, -3e38f, -2.5f, -1e-30f, -0.f, 0.f, 1e-30f, 0.7f, 1.f, 3e38f, INFINITY};
+  for (size_t i = 0; i + 1 < ordered.size(); ++i)
+    CHECK(method::detail::float_order_key(ordered[i]) < method::detail::float_order_key(ordered[i + 1]));
+  for (float f : ordered) CHECK(method::detail::float_from_order_key(method::detail::float_order_key(f)) == f);
+  for (int64_t n : {int64_t(1), int64_t(2), int64_t(9), int64_t(5000)}) {
+    Tensor v = test::random_tensor({n}, 100 + uint64_t(n), -2, 2);
+    float* p = v.data<float>();
+    for (int64_t i = 0; i < n; i += 2) p[i] = float(int(p[i] * 4)) / 4;  // exact ties, ±0
+    if (n > 3) p[3] = -0.f;
+    std::vector<float> sorted(p, p + n);
+    std::sort(sorted.begin(), sorted.end());
+    auto histogram = [&](uint32_t prefix, uint32_t mask, int shift, std::vector<int64_t>& h) {
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t key = method::detail::float_order_key(p[i]);
+        if ((key & mask) == prefix) ++h[(key >> shift) & 0xffu];
+      }
+    };
+    for (int64_t k = 1; k <= n; k += std::max<int64_t>(1, n / 37)) {
+      CAPTURE(n);
+      CAPTURE(k);
+      CHECK(method::detail::radix_select(k, histogram) == sorted[size_t(k - 1)]);
+    }
+    CHECK(method::detail::radix_select(n, histogram) == sorted.back());
+    CHECK_THROWS_AS(method::detail::radix_select(n + 1, histogram), Error);
+  }
+}
+
 TEST_CASE("logit KD and CWD: closed forms and finite-difference gradients (f64)") {
   // Identical logits: both losses are 0 with a zero gradient.
   Tensor s = f64({2, 4, 3, 5}, 21);
