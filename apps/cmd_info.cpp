@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "apps/data_options.h"
+#include "apps/model_info.h"
 #include "data/dataset.h"
 #include "engine/device.h"
 #include "engine/thread_pool.h"
@@ -99,7 +100,12 @@ int print_dataset(const DataOptions& o) {
   return 1;
 }
 
-int run_info(const DataOptions& o) {
+int run_info(const DataOptions& o, const ModelInfoOptions& m) {
+  if (!m.model.empty()) {
+    ModelInfoOptions mo = m;
+    if (o.num_classes > 0) mo.num_classes = o.num_classes;  // --num-classes is shared with --dataset list
+    return print_model_info(mo);
+  }
   print_build();
   if (!o.given()) return 0;
   std::printf("\n");
@@ -114,7 +120,14 @@ Command add_info_command(CLI::App& app) {
       "Show the build (CUDA, cuDNN, NCCL versions) and the GPUs found; with --dataset, check a dataset: images, "
       "sizes, pixels per class, ignored fraction and every bad file (exit 1 when there is one)");
   add_data_options(sub, *o, false);
-  return {sub, [o] { return run_info(*o); }};
+  auto m = std::make_shared<ModelInfoOptions>();
+  sub->add_option("--model", m->model,
+                  "Instead: a model's parameters, per-layer table (output shape, parameters, multiply-adds) and "
+                  "forward FLOPs (deeplabv3_resnet101, deeplabv3_resnet50, deeplabv3_resnet18, psp_resnet101, "
+                  "psp_resnet18, deeplabv3_mobilenetv2, psp_mobilenetv2); --num-classes N sets its classes (default 19)");
+  sub->add_option("--input", m->input, "With --model: input resolution HxW")->capture_default_str();
+  sub->add_option("--width", m->width, "With --model: channel width multiplier")->capture_default_str();
+  return {sub, [o, m] { return run_info(*o, *m); }};
 }
 
 }  // namespace rdd::apps

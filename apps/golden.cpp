@@ -1,6 +1,8 @@
 // `rdd selftest --golden`: run golden cases (see golden.h).
 #include "apps/golden.h"
 
+#include "apps/model_info.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +17,7 @@ namespace rdd::apps {
 const std::map<std::string, GoldenRunner>& golden_runners() {
   static const std::map<std::string, GoldenRunner> runners = {
       {"loss", run_golden_loss},
+      {"model", run_golden_model},
   };
   return runners;
 }
