@@ -309,17 +309,18 @@ void conv_forward_images(const T* x, const T* w, const T* b, T* y, const ConvGeo
 }
 
 template <class T>
-void conv_forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const ConvGeom& g) {
+void conv_forward_raw(const T* xp, const T* wp, const T* bp, T* yp, const ConvGeom& g) {
   cpu_blas_single_threaded();
-  const T* xp = x.data<T>();
-  const T* wp = w.data<T>();
-  const T* bp = b.defined() ? b.data<T>() : nullptr;
-  T* yp = y.data<T>();
   if (images_over_threads(g.N)) {
     parallel_for(0, g.N, [&](int64_t n0, int64_t n1) { conv_forward_images(xp, wp, bp, yp, g, n0, n1); });
   } else {
     conv_forward_images(xp, wp, bp, yp, g, 0, g.N);  // parallel inside each image
   }
+}
+
+template <class T>
+void conv_forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const ConvGeom& g) {
+  conv_forward_raw(x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr, y.data<T>(), g);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -440,6 +441,32 @@ void conv_backward_images(const T* dy, const T* x, const T* w, T* dx, T* dw, con
   }
 }
 
+// With stride 1, dL/dx is itself a convolution: dy correlated with the spatially flipped, in/out-swapped
+// weight, padding dil·(R−1) − pad. Running it through the forward path (im2col + a gemm whose inner
+// dimension is Kg·R·S) beats a gemm of inner dimension Kg followed by a col2im scatter. Needs a square
+// kernel (one padding for both axes) and pad ≤ dil·(R−1); depthwise and 1×1 have their own paths.
+bool transposed_forward_applies(const ConvGeom& g) {
+  return g.stride == 1 && g.R == g.S && g.pad <= g.dil * (g.R - 1) && !g.depthwise() && !g.pointwise();
+}
+
+template <class T>
+void dx_by_transposed_forward(const T* dy, const T* w, T* dx, const ConvGeom& g) {
+  // wt (C, Kg, R, S): wt[gi·Cg + c, k, r, s] = w[gi·Kg + k, c, R−1−r, S−1−s]
+  const int64_t RS = g.R * g.S;
+  std::vector<T> wt(size_t(g.C * g.Kg * RS));
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t k = 0; k < g.Kg; ++k)
+      for (int64_t c = 0; c < g.Cg; ++c)
+        for (int64_t i = 0; i < RS; ++i)
+          wt[size_t(((gi * g.Cg + c) * g.Kg + k) * RS + (RS - 1 - i))] = w[((gi * g.Kg + k) * g.Cg + c) * RS + i];
+  ConvGeom t = g;
+  t.C = g.K, t.H = g.P, t.W = g.Q;  // input: dy
+  t.K = g.C, t.P = g.H, t.Q = g.W;  // output: dx
+  t.Cg = g.Kg, t.Kg = g.Cg;
+  t.pad = g.dil * (g.R - 1) - g.pad;
+  conv_forward_raw<T>(dy, wt.data(), nullptr, dx, t);
+}
+
 template <class T>
 void conv_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw, Tensor* db,
                        const ConvGeom& g) {
@@ -449,6 +476,10 @@ void conv_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& w, Tenso
   const T* wp = w.data<T>();
   T* dxp = dx ? dx->data<T>() : nullptr;
   T* dwp = dw.data<T>();
+  if (dxp && transposed_forward_applies(g)) {
+    dx_by_transposed_forward(dyp, wp, dxp, g);
+    dxp = nullptr;  // the pass below computes dw only
+  }
   if (images_over_threads(g.N)) {
     // Images over threads; each chunk sums its dw in a private buffer, added under a lock.
     std::mutex mu;

@@ -52,6 +52,7 @@ const std::vector<Case>& cases() {
       {"depthwise_dil2", 1, 4, 10, 9, 4, 3, opts(1, 2, 2, 4, false)},
       {"7x7_stride2_pad3", 2, 3, 17, 15, 4, 7, opts(2, 3, 1, 1, false)},
       {"5x5_pad3_stride3", 2, 3, 10, 12, 2, 5, opts(3, 3, 1, 1, true)},
+      {"3x3_pad3_wider_than_kernel", 2, 3, 6, 7, 4, 3, opts(1, 3, 1, 1, true)},  // dx by col2im, not transposed
   };
   return all;
 }
