@@ -9,9 +9,10 @@
 //
 // CPU (f32 and f64, NCHW): im2col + BLAS gemm per image and group, in bands of output rows so the
 // column buffer stays small; 1×1/stride-1/unpadded convolutions skip im2col; depthwise convolutions
-// (C/groups == 1) use direct loops. Images are spread over the thread pool (rdd::parallel_for); with
-// fewer images than threads the work inside an image is split instead. BLAS runs single-threaded
-// (see cpu_blas_single_threaded below): the parallelism is ours.
+// (C/groups == 1) use direct loops; with stride 1, dL/dx runs as the forward convolution of dy with the
+// flipped, transposed weight. Images are spread over the thread pool (rdd::parallel_for) when they
+// balance; otherwise the work inside an image is split. BLAS runs single-threaded (see
+// cpu_blas_single_threaded below): the parallelism is ours.
 // CUDA (f32, NCHW): cuDNN graph API (engine/cudnn_graph.h) plus bias kernels in conv2d.cu.
 #pragma once
 
@@ -53,7 +54,7 @@ class Conv2d : public Module {
   Conv2d(ParamStore& store, const std::string& name, int in_channels, int out_channels, int kernel_size,
          Conv2dOptions opt = {});
 
-  Tensor forward(const Tensor& x);                // train mode caches x
+  Tensor forward(const Tensor& x);                // train mode caches x (shares its storage: keep it unchanged)
   Tensor backward(const Tensor& dy);              // accumulates into weight()->grad (+bias), returns dx
   Tensor backward_params_only(const Tensor& dy);  // the first layer: no dx; returns undefined
 
