@@ -11,7 +11,8 @@ namespace rdd::apps {
 
 std::vector<std::pair<std::string, CheckGroup>> selftest_groups() {
   return {{"engine", selftest_engine}, {"layers-ops", selftest_layers_ops},
-          {"layers-conv-bn", selftest_layers_conv_bn}, {"rdd", selftest_rdd}};
+          {"layers-conv-bn", selftest_layers_conv_bn}, {"rdd", selftest_rdd},
+          {"models", selftest_models}};
 }
 
 namespace {

@@ -34,5 +34,6 @@ std::vector<CheckRow> selftest_engine(const SelftestOptions& o);
 std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o);
 std::vector<CheckRow> selftest_layers_ops(const SelftestOptions& o);
 std::vector<CheckRow> selftest_rdd(const SelftestOptions& o);
+std::vector<CheckRow> selftest_models(const SelftestOptions& o);
 
 }  // namespace rdd::apps
