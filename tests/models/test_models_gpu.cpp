@@ -2,6 +2,7 @@
 // gradient), the BN running-statistics update, and dropout (Philox: the same masks on both devices).
 #include <cmath>
 
+#include "engine/allocator.h"
 #include "engine/rng.h"
 #include "harness.h"
 #include "models/golden.h"
@@ -108,4 +109,41 @@ GPU_TEST_CASE("a full-width DeepLabV3-R18 forward on the GPU matches the CPU at 
   check_rel("main", g.main, c.main, 2e-4);
   check_rel("aux", g.aux, c.aux, 2e-4);
   CHECK(g.main.shape() == Shape{1, 19, 9, 13});
+}
+
+GPU_TEST_CASE("eval mode keeps no activations; train mode keeps them only until backward") {
+  ModelOptions o;
+  o.num_classes = 5;
+  o.width = 0.25;
+  auto m = build_model("deeplabv3_resnet18", o);
+  m->params().materialize(Device::cuda(0));
+  m->init_weights(1);
+  const Tensor x = test::random_tensor({2, 3, 64, 64}, 1).to(Device::cuda(0));
+  auto in_use = [] {
+    synchronize(Device::cuda(0));
+    return cuda_allocator(0).stats().in_use_bytes;
+  };
+  // Warm-up passes first: workspaces and plans may be allocated once.
+  m->set_mode(layers::Mode::eval);
+  { ModelOutputs warm = m->forward(x); }
+  const size_t base = in_use();
+  { ModelOutputs out = m->forward(x); }
+  CHECK(in_use() == base);
+
+  m->set_mode(layers::Mode::train);
+  m->set_dropout_enabled(false);
+  Tensor gm, ga;
+  {
+    ModelOutputs warm = m->forward(x);
+    gm = Tensor::full(warm.main.shape(), 0.5, DType::f32, Device::cuda(0));
+    ga = Tensor::full(warm.aux.shape(), 0.25, DType::f32, Device::cuda(0));
+    m->backward(gm, ga, Tensor());
+  }
+  const size_t steady = in_use();
+  ModelOutputs out = m->forward(x);
+  // The cached activations: at least layer1's input (2×32×16×16 floats) besides the outputs.
+  CHECK(in_use() > steady + out.main.nbytes() + out.aux.nbytes() + out.feature.nbytes() + 2 * 32 * 16 * 16 * 4);
+  m->backward(gm, ga, Tensor());
+  out = ModelOutputs();
+  CHECK(in_use() == steady);
 }
