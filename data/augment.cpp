@@ -54,19 +54,26 @@ void resample_window(const Sample& s, double inv_y, double inv_x, int y0, int x0
   if (h == 0 || w == 0) return;
   const Axis ay = bilinear_axis(s.image.height, inv_y, y0, h), ax = bilinear_axis(s.image.width, inv_x, x0, w);
   const std::vector<int> ny = nearest_axis(s.label.height, inv_y, y0, h), nx = nearest_axis(s.label.width, inv_x, x0, w);
+  // Fixed-point weights with 11 fractional bits, as cv2 resizes 8-bit images (INTER_RESIZE_COEF_BITS).
+  constexpr int kOne = 1 << 11;
+  std::vector<int> wxi(static_cast<size_t>(w)), c0s(static_cast<size_t>(w)), c1s(static_cast<size_t>(w));
+  for (int x = 0; x < w; ++x) {
+    wxi[size_t(x)] = int(std::lround(ax.w[size_t(x)] * kOne));
+    c0s[size_t(x)] = ax.i0[size_t(x)] * 3;
+    c1s[size_t(x)] = ax.i1[size_t(x)] * 3;
+  }
   for (int y = 0; y < h; ++y) {
     const uint8_t* r0 = s.image.row(ay.i0[size_t(y)]);
     const uint8_t* r1 = s.image.row(ay.i1[size_t(y)]);
-    const float wy = ay.w[size_t(y)];
+    const int wy = int(std::lround(ay.w[size_t(y)] * kOne));
     uint8_t* dst = img.data() + size_t(y) * size_t(w) * 3;
     for (int x = 0; x < w; ++x) {
-      const int c0 = ax.i0[size_t(x)] * 3, c1 = ax.i1[size_t(x)] * 3;
-      const float wx = ax.w[size_t(x)];
+      const int c0 = c0s[size_t(x)], c1 = c1s[size_t(x)];
+      const int wx = wxi[size_t(x)];
       for (int c = 0; c < 3; ++c) {
-        const float top = float(r0[c0 + c]) + wx * float(int(r0[c1 + c]) - int(r0[c0 + c]));
-        const float bot = float(r1[c0 + c]) + wx * float(int(r1[c1 + c]) - int(r1[c0 + c]));
-        const float v = top + wy * (bot - top);
-        dst[3 * x + c] = uint8_t(std::clamp(int(std::lround(v)), 0, 255));
+        const int top = int(r0[c0 + c]) * (kOne - wx) + int(r0[c1 + c]) * wx;
+        const int bot = int(r1[c0 + c]) * (kOne - wx) + int(r1[c1 + c]) * wx;
+        dst[3 * x + c] = uint8_t((top * (kOne - wy) + bot * wy + (1 << 21)) >> 22);
       }
     }
     const uint8_t* lr = s.label.row(ny[size_t(y)]);
@@ -83,25 +90,34 @@ void write_output(const std::vector<uint8_t>& img, const std::vector<uint8_t>& l
                   int32_t* out_label) {
   const size_t plane = size_t(crop_h) * size_t(crop_w);
   const int src_c[3] = {n.bgr ? 2 : 0, 1, n.bgr ? 0 : 2};
-  float scale[3], shift[3];
-  for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.0f / n.stdev[c];
-    shift[c] = -n.mean[c] / n.stdev[c];
-  }
+  // (v − mean) / std for every u8 value, per output channel.
+  float lut[3][256];
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v) lut[c][v] = (float(v) - n.mean[c]) / n.stdev[c];
+  float* out_c[3] = {out_image, out_image + plane, out_image + 2 * plane};
   for (int y = 0; y < crop_h; ++y) {
-    for (int x = 0; x < crop_w; ++x) {
-      const int ox = flip_crop ? crop_w - 1 - x : x;
-      const size_t o = size_t(y) * size_t(crop_w) + size_t(ox);
-      if (y < h && x < w) {
+    const size_t row = size_t(y) * size_t(crop_w);
+    // Output column of window column x: mirrored within the crop (cirkd) or within the window (mmseg).
+    const long step = flip_crop ? -1 : 1;
+    const long first = flip_crop ? long(crop_w) - 1 : 0;
+    if (y < h) {
+      const uint8_t* src = img.data() + size_t(y) * size_t(w) * 3;
+      const uint8_t* lsrc = lab.data() + size_t(y) * size_t(w);
+      for (int x = 0; x < w; ++x) {
         const int sx = flip_window ? w - 1 - x : x;
-        const uint8_t* p = img.data() + (size_t(y) * size_t(w) + size_t(sx)) * 3;
-        for (int c = 0; c < 3; ++c) out_image[size_t(c) * plane + o] = float(p[src_c[c]]) * scale[c] + shift[c];
-        const uint8_t l = lab[size_t(y) * size_t(w) + size_t(sx)];
+        const size_t o = row + size_t(first + step * x);
+        const uint8_t* p = src + size_t(sx) * 3;
+        out_c[0][o] = lut[0][p[src_c[0]]];
+        out_c[1][o] = lut[1][p[src_c[1]]];
+        out_c[2][o] = lut[2][p[src_c[2]]];
+        const uint8_t l = lsrc[sx];
         out_label[o] = l == kIgnoreU8 ? kIgnore : int32_t(l);
-      } else {
-        for (int c = 0; c < 3; ++c) out_image[size_t(c) * plane + o] = 0.0f;
-        out_label[o] = kIgnore;
       }
+    }
+    for (int x = (y < h ? w : 0); x < crop_w; ++x) {
+      const size_t o = row + size_t(first + step * x);
+      out_c[0][o] = out_c[1][o] = out_c[2][o] = 0.0f;
+      out_label[o] = kIgnore;
     }
   }
 }

@@ -1,5 +1,6 @@
 #include "data/image.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -76,6 +77,38 @@ uint8_t paeth(int a, int b, int c) {
   if (pa <= pb && pa <= pc) return uint8_t(a);
   if (pb <= pc) return uint8_t(b);
   return uint8_t(c);
+}
+
+// A zlib stream of stored (uncompressed) deflate blocks: fast to write and to inflate, for images
+// whose noise leaves little to compress (synthetic scenes).
+std::vector<uint8_t> zlib_stored(const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> out;
+  out.reserve(data.size() + data.size() / 65535 * 5 + 16);
+  out.push_back(0x78);
+  out.push_back(0x01);
+  size_t pos = 0;
+  do {
+    const size_t n = std::min<size_t>(65535, data.size() - pos);
+    out.push_back(pos + n == data.size() ? 1 : 0);  // BFINAL, BTYPE 00
+    out.push_back(uint8_t(n));
+    out.push_back(uint8_t(n >> 8));
+    out.push_back(uint8_t(~n));
+    out.push_back(uint8_t((~n) >> 8));
+    out.insert(out.end(), data.begin() + long(pos), data.begin() + long(pos + n));
+    pos += n;
+  } while (pos < data.size());
+  uint32_t a = 1, b = 0;  // Adler-32
+  for (size_t i = 0; i < data.size();) {
+    const size_t end = std::min(data.size(), i + 5552);
+    for (; i < end; ++i) {
+      a += data[i];
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+  }
+  put_be32(out, (b << 16) | a);
+  return out;
 }
 
 }  // namespace
@@ -243,7 +276,7 @@ std::vector<uint8_t> encode_png(const Image& image, int compression, const Palet
   RDD_CHECK(image.width > 0 && image.height > 0 &&
                 image.pixels.size() == size_t(image.width) * size_t(image.height) * size_t(image.channels),
             "encode_png: inconsistent image ", image.width, "x", image.height, "x", image.channels);
-  RDD_CHECK(compression >= 1 && compression <= 9, "encode_png: compression ", compression, " not in 1..9");
+  RDD_CHECK(compression >= 0 && compression <= 9, "encode_png: compression ", compression, " not in 0..9");
   RDD_CHECK(!palette || (image.channels == 1 && !palette->empty() && palette->size() <= 256),
             "encode_png: a palette needs a 1-channel image of indices and 1..256 colours");
   const size_t stride = size_t(image.width) * size_t(image.channels);
@@ -267,8 +300,15 @@ std::vector<uint8_t> encode_png(const Image& image, int compression, const Palet
     }
   }
   int zlen = 0;
-  unsigned char* z = stbi_zlib_compress(filtered.data(), int(filtered.size()), &zlen, compression);
-  RDD_CHECK(z != nullptr, "encode_png: compression failed");
+  unsigned char* z = nullptr;
+  std::vector<uint8_t> stored;
+  if (compression == 0) {
+    stored = zlib_stored(filtered);
+    zlen = int(stored.size());
+  } else {
+    z = stbi_zlib_compress(filtered.data(), int(filtered.size()), &zlen, compression);
+    RDD_CHECK(z != nullptr, "encode_png: compression failed");
+  }
   std::vector<uint8_t> png(kPngSignature, kPngSignature + 8);
   auto chunk = [&png](const char* type, const uint8_t* body, size_t len) {
     put_be32(png, uint32_t(len));
@@ -291,9 +331,9 @@ std::vector<uint8_t> encode_png(const Image& image, int compression, const Palet
     for (const auto& c : *palette) plte.insert(plte.end(), c.begin(), c.end());
     chunk("PLTE", plte.data(), plte.size());
   }
-  chunk("IDAT", z, size_t(zlen));
+  chunk("IDAT", z ? z : stored.data(), size_t(zlen));
   chunk("IEND", nullptr, 0);
-  STBIW_FREE(z);
+  if (z) STBIW_FREE(z);
   return png;
 }
 

@@ -45,7 +45,8 @@ LabelImage read_label_png(const std::string& path, Palette* palette_out = nullpt
 
 // Writing (8-bit): grey (1 channel) or RGB (3 channels) PNGs; with a palette, a 1-channel image is
 // written as a palette PNG of indices (the Pascal VOC SegmentationClass flavour). `compression` 1..9
-// (stb's zlib level). Files are written to a temporary name and renamed (never half-written).
+// (stb's zlib level) or 0 (stored, no compression: fastest). Files are written to a temporary name and
+// renamed (never half-written).
 std::vector<uint8_t> encode_png(const Image& image, int compression = 6, const Palette* palette = nullptr);
 void write_png(const std::string& path, const Image& image, int compression = 6, const Palette* palette = nullptr);
 // Baseline JPEG of an RGB image (stb_image_write), quality 1..100.

@@ -45,6 +45,16 @@ TEST_CASE("PNG round trip: RGB through stb_image, grey through the label reader"
   for (size_t i = 0; i < grey.pixels.size(); ++i) CHECK(as_rgb.pixels[3 * i + 1] == grey.pixels[i]);
 }
 
+TEST_CASE("stored (uncompressed) PNGs decode with both readers") {
+  const Image rgb = test::make_rgb(300, 250, 4);  // > 65535 bytes: several stored blocks
+  const std::vector<uint8_t> png = encode_png(rgb, 0);
+  CHECK(png.size() > rgb.pixels.size());
+  CHECK(decode_image(png.data(), png.size(), "stored").pixels == rgb.pixels);
+  const Image grey = test::make_blocks(300, 250, {1, 200, 3}, 5);
+  const std::vector<uint8_t> g = encode_png(grey, 0);
+  CHECK(decode_label_png(g.data(), g.size(), "stored").pixels == grey.pixels);
+}
+
 TEST_CASE("palette label PNGs give palette indices, not colours") {
   const std::string dir = test::temp_dir("pal");
   const Palette voc = {{0, 0, 0}, {128, 0, 0}, {0, 128, 0}, {128, 128, 0}, {224, 224, 192}};
