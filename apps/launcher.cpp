@@ -145,7 +145,7 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 void validate(const LaunchSpec& s) {
   RDD_CHECK(!s.program.empty(), "launch: no program to start the workers with");
-  RDD_CHECK(!s.args.empty() && !s.args[0].empty(), "launch: the workers' arguments must start with argv[0]");
+  RDD_CHECK(s.args.empty() || !s.args[0].empty(), "launch: the workers' arguments must start with argv[0]");
   RDD_CHECK(s.nproc_per_node >= 1, "launch: --gpus must be at least 1, got ", s.nproc_per_node);
   RDD_CHECK(s.nnodes >= 1, "launch: --nnodes must be at least 1, got ", s.nnodes);
   RDD_CHECK(s.node_rank >= 0 && s.node_rank < s.nnodes, "launch: --node-rank ", s.node_rank, " is outside 0..",
@@ -162,8 +162,15 @@ class Launch {
  public:
   Launch(const LaunchSpec& spec, int wake_fd) : spec_(spec), wake_fd_(wake_fd) {}
   ~Launch() {
-    for (Worker& w : workers_)
+    // Normally every worker is reaped by now. If run() was left by an exception (the log callback
+    // threw, a pipe could not be made), leave no worker behind.
+    for (Worker& w : workers_) {
+      if (w.pid > 0 && !w.exited) {
+        ::kill(-w.pid, SIGKILL);
+        ::waitpid(w.pid, nullptr, 0);
+      }
       if (w.err_fd >= 0) ::close(w.err_fd);
+    }
   }
 
   LaunchResult run();
@@ -188,6 +195,7 @@ class Launch {
 
   const LaunchSpec& spec_;
   int wake_fd_;
+  std::vector<std::string> args_;  // the workers' argv
   std::vector<Worker> workers_;
   LaunchResult result_;
   int world_ = 0;
@@ -222,8 +230,7 @@ void Launch::spawn(Worker& w, int port) {
   std::vector<char*> envp, argv;
   for (std::string& s : env) envp.push_back(s.data());
   envp.push_back(nullptr);
-  std::vector<std::string> args = spec_.args;
-  for (std::string& s : args) argv.push_back(s.data());
+  for (std::string& s : args_) argv.push_back(s.data());
   argv.push_back(nullptr);
 
   int err_pipe[2], exec_pipe[2];
@@ -360,7 +367,8 @@ void Launch::reap() {
     if (w.exited || w.pid <= 0) continue;
     int status = 0;
     const pid_t r = ::waitpid(w.pid, &status, WNOHANG);
-    if (r != w.pid) continue;
+    if (r < 0 && errno == ECHILD) status = 255 << 8;  // reaped by someone else: its status is lost
+    else if (r != w.pid) continue;
     w.exited = true;
     w.status = status;
     if ((failed(status) || !w.spawn_error.empty()) && result_.failed_rank < 0 && !stopping_) {
@@ -374,6 +382,8 @@ void Launch::reap() {
 
 LaunchResult Launch::run() {
   world_ = spec_.nnodes * spec_.nproc_per_node;
+  args_ = spec_.args.empty() ? own_command_line() : spec_.args;
+  RDD_CHECK(!args_.empty(), "launch: could not read this process's command line from /proc/self/cmdline");
   const int port = spec_.master_port != 0 ? spec_.master_port : pick_free_port(spec_.master_addr);
   workers_.resize(size_t(spec_.nproc_per_node));
   for (int l = 0; l < spec_.nproc_per_node; ++l) {
@@ -532,6 +542,64 @@ std::optional<WorkerEnv> worker_env_from(const std::function<std::optional<std::
   RDD_CHECK(w.master_port >= 1 && w.master_port <= 65535, "worker environment: RDD_MASTER_PORT=", w.master_port,
             " is not a TCP port");
   return w;
+}
+
+RendezvousOptions rendezvous_options(const WorkerEnv& worker, double timeout_s) {
+  RendezvousOptions o;
+  o.master_addr = worker.master_addr;
+  o.master_port = worker.master_port;
+  o.rank = worker.rank;
+  o.world_size = worker.world_size;
+  o.timeout_s = timeout_s;
+  return o;
+}
+
+std::vector<std::string> own_command_line() {
+  std::vector<std::string> args;
+  std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
+  if (!f) return args;
+  std::string all;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) all.append(buf, n);
+  std::fclose(f);
+  size_t start = 0;
+  while (start < all.size()) {  // NUL-separated, NUL-terminated
+    size_t end = all.find('\0', start);
+    if (end == std::string::npos) end = all.size();
+    args.push_back(all.substr(start, end - start));
+    start = end + 1;
+  }
+  return args;
+}
+
+void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
+  const char* group = "Multi-GPU / multi-node";
+  command.add_option("--gpus", flags.gpus, "Worker processes on this node, one per GPU (cuda:0..N-1)")
+      ->check(CLI::Range(1, 1024))
+      ->group(group);
+  command.add_option("--nnodes", flags.nnodes, "Number of nodes taking part")->check(CLI::Range(1, 1 << 16))->group(group);
+  command.add_option("--node-rank", flags.node_rank, "This node's index, 0..nnodes-1 (node 0 hosts rank 0)")
+      ->check(CLI::Range(0, 1 << 16))
+      ->group(group);
+  command.add_option("--master-addr", flags.master_addr, "Address of node 0, where rank 0 listens for the rendezvous")
+      ->group(group);
+  command.add_option("--master-port", flags.master_port, "TCP port of the rendezvous on node 0 (0: any free port, one node only)")
+      ->check(CLI::Range(0, 65535))
+      ->group(group);
+  command.add_option("--rendezvous-timeout", flags.rendezvous_timeout_s,
+                     "Seconds to wait for every rank to join (and for barriers)")
+      ->check(CLI::PositiveNumber)
+      ->group(group);
+}
+
+LaunchSpec make_launch_spec(const LaunchFlags& flags) {
+  LaunchSpec spec;  // program /proc/self/exe, args: this command line
+  spec.nproc_per_node = flags.gpus;
+  spec.nnodes = flags.nnodes;
+  spec.node_rank = flags.node_rank;
+  spec.master_addr = flags.master_addr;
+  spec.master_port = flags.master_port;
+  return spec;
 }
 
 std::optional<WorkerEnv> worker_env() {

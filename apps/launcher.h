@@ -2,15 +2,14 @@
 // from the same binary, with the same arguments, and watches them.
 //
 //   if (auto w = worker_env()) {                 // we are a worker: rendezvous, NCCL, train
-//     Rendezvous rdzv({w->master_addr, w->master_port, w->rank, w->world_size, timeout});
+//     Rendezvous rdzv(rendezvous_options(*w, flags.rendezvous_timeout_s));
 //     ...
-//   } else if (gpus > 1 || nnodes > 1) {         // we are the launcher
-//     LaunchSpec spec;
-//     spec.args.assign(argv, argv + argc);       // program defaults to /proc/self/exe
-//     spec.nproc_per_node = gpus; spec.nnodes = nnodes; spec.node_rank = node_rank;
-//     spec.master_addr = master_addr; spec.master_port = master_port;
-//     return launch_local_workers(spec);
+//   } else if (flags.gpus > 1 || flags.nnodes > 1) {   // we are the launcher
+//     return launch_local_workers(make_launch_spec(flags));  // re-runs this very command line
 //   }
+//
+// with `LaunchFlags flags; add_launch_flags(*train_cmd, flags);` where the subcommand is declared
+// (--gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout).
 //
 // Each worker gets the launcher's environment plus
 //   RDD_RANK, RDD_LOCAL_RANK, RDD_WORLD_SIZE, RDD_LOCAL_WORLD_SIZE, RDD_NODE_RANK,
@@ -28,6 +27,8 @@
 // SIGKILL if the launcher's thread dies (PR_SET_PDEATHSIG), so nothing is left behind.
 #pragma once
 
+#include <CLI/CLI.hpp>
+
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,11 +36,15 @@
 #include <utility>
 #include <vector>
 
+#include "apps/rendezvous.h"
+
 namespace rdd::apps {
 
 struct LaunchSpec {
   std::string program = "/proc/self/exe";  // what each worker execs (tests use /bin/sh)
-  std::vector<std::string> args;           // its argv, argv[0] included (argv[0] may not be empty)
+  // The workers' argv, argv[0] included. Empty: this process's own command line (/proc/self/cmdline),
+  // which with the default program makes every worker run the command the user typed.
+  std::vector<std::string> args;
   int nproc_per_node = 1;                  // --gpus: workers on this node
   int nnodes = 1;                          // --nnodes
   int node_rank = 0;                       // --node-rank: 0..nnodes-1; global rank = node_rank × nproc + local
@@ -80,5 +85,24 @@ struct WorkerEnv {
 std::optional<WorkerEnv> worker_env();
 // Same, from any lookup (tests): returns the value of a variable or nothing.
 std::optional<WorkerEnv> worker_env_from(const std::function<std::optional<std::string>(const std::string&)>& get);
+
+// The rendezvous a worker joins: rank 0 of its world at RDD_MASTER_ADDR:RDD_MASTER_PORT.
+RendezvousOptions rendezvous_options(const WorkerEnv& worker, double timeout_s);
+
+// This process's argv as the kernel has it (/proc/self/cmdline).
+std::vector<std::string> own_command_line();
+
+// The launcher's command-line flags, shared by train, distill and eval.
+struct LaunchFlags {
+  int gpus = 1;                     // --gpus: worker processes on this node (one per GPU)
+  int nnodes = 1;                   // --nnodes
+  int node_rank = 0;                // --node-rank
+  std::string master_addr = "127.0.0.1";  // --master-addr
+  int master_port = 29500;          // --master-port
+  double rendezvous_timeout_s = 300;  // --rendezvous-timeout
+};
+void add_launch_flags(CLI::App& command, LaunchFlags& flags);
+// The spec that re-runs this process's command line in flags.gpus workers on this node.
+LaunchSpec make_launch_spec(const LaunchFlags& flags);
 
 }  // namespace rdd::apps

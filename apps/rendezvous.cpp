@@ -283,9 +283,13 @@ std::string Rendezvous::master_broadcast(const std::string& payload) {
 
   // A fatal problem: tell every connected rank (and the offending connection), then throw.
   auto fatal = [&](const std::string& message, int offender_fd) {
-    if (offender_fd >= 0) send_all(offender_fd, frame('E', message), Clock::now() + std::chrono::milliseconds(200));
+    const std::string f = frame('E', message);
+    if (offender_fd >= 0) send_all(offender_fd, f, Clock::now() + std::chrono::milliseconds(200));
     tell_clients(message);
-    for (Pending& p : pending) close_fd(p.fd);
+    for (Pending& p : pending) {  // ranks whose hello is not complete yet learn it too
+      if (p.fd != offender_fd) send_all(p.fd, f, Clock::now() + std::chrono::milliseconds(50));
+      close_fd(p.fd);
+    }
     throw Error(message);
   };
 
@@ -445,13 +449,16 @@ std::string Rendezvous::client_broadcast() {
   RDD_CHECK(send_all(master_fd_, hello, deadline), "rendezvous: rank ", opt_.rank,
             " connected to the master at ", endpoint(), " but could not send its rank: ", errno_text(errno));
 
+  // Connected: wait a little past our own deadline, so that when rank 0 gives up first (a missing
+  // rank) its message, which names the missing ranks, arrives here instead of a bare timeout.
+  const auto reply_deadline = deadline + std::chrono::seconds(5);
   std::string header, body;
-  ReadResult rr = recv_exact(master_fd_, 5, header, deadline);
+  ReadResult rr = recv_exact(master_fd_, 5, header, reply_deadline);
   if (rr == ReadResult::ok) {
     const uint32_t len = get_u32(header.data() + 1);
     RDD_CHECK((header[0] == 'P' || header[0] == 'E') && len <= kMaxFrameBytes, "rendezvous: rank ", opt_.rank,
               " got an unexpected reply from ", endpoint(), " (is that port an rdd rank 0?)");
-    rr = recv_exact(master_fd_, len, body, deadline);
+    rr = recv_exact(master_fd_, len, body, reply_deadline);
   }
   if (rr == ReadResult::timeout)
     fail("rendezvous: rank ", opt_.rank, " reached the master at ", endpoint(), " but got no id within ", T,
@@ -459,7 +466,7 @@ std::string Rendezvous::client_broadcast() {
   RDD_CHECK(rr == ReadResult::ok, "rendezvous: the master at ", endpoint(), " closed the connection before rank ",
             opt_.rank, " got the id (did rank 0 fail? see its log)");
   if (header[0] == 'E') throw Error(body);
-  RDD_CHECK(send_all(master_fd_, "A", deadline), "rendezvous: rank ", opt_.rank,
+  RDD_CHECK(send_all(master_fd_, "A", reply_deadline), "rendezvous: rank ", opt_.rank,
             " could not acknowledge the id to the master at ", endpoint());
   return body;
 }

@@ -250,7 +250,7 @@ TEST_CASE("launcher: invalid specs are refused naming the flag") {
   CHECK_THROWS_WITH_AS(run_local_workers(spec), doctest::Contains("--master-port 0 (pick a free port) works only with --nnodes 1"),
                        Error);
   spec.master_port = 29999;
-  spec.args.clear();
+  spec.args = {"", "-c", "true"};
   CHECK_THROWS_WITH_AS(run_local_workers(spec), doctest::Contains("must start with argv[0]"), Error);
   CHECK(lines.empty());  // nothing was started
 }
@@ -286,6 +286,60 @@ TEST_CASE("worker_env reads what the launcher sets and refuses malformed values"
   CHECK_THROWS_WITH_AS(worker_env_from(get), doctest::Contains("RDD_MASTER_ADDR is not"), Error);
 }
 
+TEST_CASE("launch flags: parsed by the subcommand and turned into a spec that re-runs this command line") {
+  CLI::App app("rdd");
+  CLI::App* train = app.add_subcommand("train");
+  LaunchFlags flags;
+  add_launch_flags(*train, flags);
+  SUBCASE("defaults") {
+    app.parse(std::vector<std::string>{"train"});  // CLI11 takes the arguments reversed
+    CHECK(flags.gpus == 1);
+    CHECK(flags.nnodes == 1);
+    CHECK(flags.master_port == 29500);
+    CHECK(flags.rendezvous_timeout_s == 300);
+  }
+  SUBCASE("all given") {
+    app.parse(std::vector<std::string>{"30", "--rendezvous-timeout", "29600", "--master-port", "10.0.0.1",
+                                       "--master-addr", "1", "--node-rank", "2", "--nnodes", "4", "--gpus", "train"});
+    CHECK(flags.gpus == 4);
+    CHECK(flags.nnodes == 2);
+    CHECK(flags.node_rank == 1);
+    CHECK(flags.master_addr == "10.0.0.1");
+    CHECK(flags.master_port == 29600);
+    CHECK(flags.rendezvous_timeout_s == 30);
+    const LaunchSpec spec = make_launch_spec(flags);
+    CHECK(spec.program == "/proc/self/exe");
+    CHECK(spec.args.empty());  // this process's own command line
+    CHECK(spec.nproc_per_node == 4);
+    CHECK(spec.nnodes == 2);
+    CHECK(spec.node_rank == 1);
+    CHECK(spec.master_addr == "10.0.0.1");
+    CHECK(spec.master_port == 29600);
+  }
+  SUBCASE("refused") {
+    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"0", "--gpus", "train"}), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"70000", "--master-port", "train"}), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"0", "--rendezvous-timeout", "train"}), CLI::ValidationError);
+  }
+}
+
+TEST_CASE("own_command_line reads this process's argv; rendezvous_options come from the worker environment") {
+  const std::vector<std::string> args = own_command_line();
+  REQUIRE_FALSE(args.empty());
+  CHECK(args[0].find("test_apps") != std::string::npos);
+  WorkerEnv w;
+  w.rank = 3;
+  w.world_size = 8;
+  w.master_addr = "node0";
+  w.master_port = 29501;
+  const RendezvousOptions o = rendezvous_options(w, 42);
+  CHECK(o.rank == 3);
+  CHECK(o.world_size == 8);
+  CHECK(o.master_addr == "node0");
+  CHECK(o.master_port == 29501);
+  CHECK(o.timeout_s == 42);
+}
+
 // ---- end to end: the launcher starts copies of this test binary, which rendezvous over TCP ----------
 
 // Runs only inside workers started by the cases below (skipped in ordinary runs): rank 0 makes a random
@@ -300,13 +354,7 @@ TEST_CASE("launcher worker: rendezvous from the environment" * doctest::skip()) 
     std::fflush(stderr);
     std::_Exit(4);
   }
-  RendezvousOptions opt;
-  opt.master_addr = w->master_addr;
-  opt.master_port = w->master_port;
-  opt.rank = w->rank;
-  opt.world_size = w->world_size;
-  opt.timeout_s = 30;
-  Rendezvous rdzv(opt);
+  Rendezvous rdzv(rendezvous_options(*w, 30));
   std::string payload;
   if (w->rank == 0) {
     std::random_device rd;
