@@ -1,6 +1,8 @@
 // The model registry: names and parameter counts against the reference, the dilation pattern, the
 // FLOP trace, forward/backward behaviour, weights I/O.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -364,4 +366,55 @@ TEST_CASE("golden cases: every architecture, eval and train, equals PyTorch") {
     }
   }
   CHECK(cases == 14);
+}
+
+TEST_CASE("PyTorch checkpoints converted by torch_models.py --convert load by name (whole model, backbone)") {
+  const std::string dir = test::temp_dir("models_convert");
+  const std::string make =
+      "import sys, torch; sys.path.insert(0, '" + test::source_path("scripts") + "'); import torch_models as tm\n"
+      "torch.manual_seed(0); m = tm.build_model('psp_resnet18', 4, 0.125)\n"
+      "torch.save({'state_dict': {'module.' + k: v for k, v in m.state_dict().items()}}, '" + dir + "/full.pth')\n"
+      "bb = {k[len('pretrained.'):]: v for k, v in m.state_dict().items() if k.startswith('pretrained.')}\n"
+      "bb['fc.weight'] = torch.ones(10, 64); torch.save(bb, '" + dir + "/backbone.pth')\n"
+      "print(float(m.state_dict()['pretrained.layer2.1.conv1.weight'].sum()))\n";
+  {
+    FILE* f = std::fopen((dir + "/make.py").c_str(), "w");
+    REQUIRE(f);
+    std::fputs(make.c_str(), f);
+    std::fclose(f);
+  }
+  std::string out;
+  REQUIRE_MESSAGE(test::run_command(test::python() + " " + dir + "/make.py", &out) == 0, out);
+  const double torch_sum = std::stod(out);
+  const std::string conv = test::python() + " " + test::source_path("scripts/torch_models.py") + " --convert ";
+  REQUIRE_MESSAGE(test::run_command(conv + dir + "/full.pth " + dir + "/full.safetensors", &out) == 0, out);
+  REQUIRE_MESSAGE(test::run_command(conv + dir + "/backbone.pth " + dir + "/bb.safetensors --prefix pretrained. " +
+                                        "--model psp_resnet18 --num-classes 4 --width 0.125",
+                                    &out) == 0,
+                  out);
+  CHECK(out.find("dropped 1") != std::string::npos);
+
+  ModelOptions o;
+  o.num_classes = 4;
+  o.width = 0.125;
+  auto m = build_model("psp_resnet18", o);
+  m->params().materialize(Device::cpu());
+  WeightsReport r = load_weights(m->params(), dir + "/full.safetensors");  // strict
+  CHECK(r.complete());
+  double sum = 0;
+  for (float v : m->params().at("pretrained.layer2.1.conv1.weight").value.to_vector<float>()) sum += v;
+  CHECK(sum == doctest::Approx(torch_sum).epsilon(1e-5));
+
+  auto s = build_model("psp_resnet18", o);
+  s->params().materialize(Device::cpu());
+  s->init_weights(3);
+  CHECK_THROWS_WITH_AS(load_weights(s->params(), dir + "/bb.safetensors"), doctest::Contains("missing"), Error);
+  WeightsReport b = load_weights(s->params(), dir + "/bb.safetensors", /*strict=*/false);
+  CHECK(b.unexpected.empty());
+  CHECK(b.mismatched.empty());
+  CHECK(std::find(b.missing.begin(), b.missing.end(), "head.classifier.weight") != b.missing.end());
+  CHECK(std::all_of(b.missing.begin(), b.missing.end(),
+                    [](const std::string& n) { return n.rfind("pretrained.", 0) != 0; }));
+  CHECK(relative_error(s->params().at("pretrained.conv1.weight").value,
+                       m->params().at("pretrained.conv1.weight").value) == 0.0);
 }
