@@ -99,12 +99,12 @@ class Scene {
     c_.rgb.resize(size_t(H) * size_t(W));
     c_.lab.assign(size_t(H) * size_t(W), id::unlabeled);
     tex_ = rng_.next_u32();
-    hy_ = float(H) * u(0.34f, 0.47f);
+    hy_ = float(H) * u(0.28f, 0.42f);
     vx_ = float(W) * u(0.40f, 0.60f);
     ppm_b_ = float(W) / u(12.0f, 18.0f);
     z0_ = u(4.0f, 6.0f);
-    road_l_ = u(3.0f, 6.5f);
-    road_r_ = u(3.0f, 6.5f);
+    road_l_ = u(3.5f, 7.5f);
+    road_r_ = u(3.5f, 7.5f);
     side_l_ = u(1.5f, 4.0f);
     side_r_ = u(1.5f, 4.0f);
     terr_l_ = chance(0.4f) ? u(1.0f, 3.5f) : 0.0f;
@@ -162,7 +162,7 @@ class Scene {
       s.z1 = z + u(8.0f, 30.0f);
       const float r = rng_.next_uniform();
       s.kind = r < 0.72f ? 0 : r < 0.84f ? 1 : r < 0.93f ? 2 : 3;
-      s.height = s.kind == 0 ? u(7.0f, 28.0f) : s.kind == 2 ? u(1.2f, 3.0f) : u(1.2f, 2.2f);
+      s.height = s.kind == 0 ? u(6.0f, 22.0f) : s.kind == 2 ? u(1.2f, 3.0f) : u(1.2f, 2.2f);
       const int palette = pick(5);
       switch (palette) {
         case 0: s.colour = {u(150, 210), u(140, 190), u(110, 160)}; break;  // sandstone
@@ -400,7 +400,7 @@ class Scene {
     const int attach = int(o.p1);
     const float top = yb - h * ppm;
     if (attach == 1) {  // traffic sign: disc, triangle-ish or rectangle in sign colours
-      const float s = 0.35f * ppm;
+      const float s = 0.45f * ppm;
       const int shape = int(o.tex % 3u);
       const Rgb col = (o.tex >> 3) % 3 == 0 ? Rgb{200, 30, 30} : (o.tex >> 3) % 3 == 1 ? Rgb{30, 70, 180} : Rgb{230, 190, 20};
       if (shape == 0) {
@@ -513,17 +513,17 @@ class Scene {
         const float z = u(zmin, 40.0f);
         add(z, side * (road + sw + terr - 0.6f), kHedge, u(3.0f, 9.0f), u(0.8f, 1.4f));
       }
-      const int poles = pick(4);
+      const int poles = 1 + pick(5);
       for (int i = 0; i < poles; ++i) add(u(zmin, 60.0f), side * (road + 0.45f), kPole, u(3.0f, 6.5f), float(pick(4)));
-      const int people = pick(5);
+      const int people = pick(8);
       for (int i = 0; i < people; ++i) add(u(zmin, 45.0f), side * (road + u(0.4f, sw - 0.3f)), kPerson, u(1.55f, 1.95f));
       const int clutter = pick(3);
       for (int i = 0; i < clutter; ++i) add(u(zmin, 40.0f), side * (road + sw - 0.4f), chance(0.7f) ? kStatic : kDynamic, u(0.4f, 0.9f), u(0.5f, 1.2f));
-      const int parked = pick(4);
-      for (int i = 0; i < parked; ++i) add(u(zmin * 1.2f, 70.0f), side * (road - 1.2f), kCar);
+      const int parked = pick(6);
+      for (int i = 0; i < parked; ++i) add(u(zmin * 1.1f, 60.0f), side * (road - 1.2f), kCar);
     }
-    const int cars = pick(5);
-    for (int i = 0; i < cars; ++i) add(u(z0_ * 1.3f, 90.0f), u(-road_l_ + 1.2f, road_r_ - 1.2f), kCar);
+    const int cars = 1 + pick(6);
+    for (int i = 0; i < cars; ++i) add(z0_ * std::exp(u(0.1f, 2.6f)), u(-road_l_ + 1.2f, road_r_ - 1.2f), kCar);
     if (chance(0.25f)) add(u(z0_ * 2.0f, 70.0f), u(-road_l_ + 1.5f, road_r_ - 1.5f), chance(0.5f) ? kTruck : kBus);
     const int riders = chance(0.4f) ? 1 + pick(2) : 0;
     for (int i = 0; i < riders; ++i) add(u(z0_ * 1.2f, 40.0f), (chance(0.5f) ? -1.0f : 1.0f) * u(0.5f, 2.5f), kRider);
