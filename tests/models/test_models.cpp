@@ -418,3 +418,77 @@ TEST_CASE("PyTorch checkpoints converted by torch_models.py --convert load by na
   CHECK(relative_error(s->params().at("pretrained.conv1.weight").value,
                        m->params().at("pretrained.conv1.weight").value) == 0.0);
 }
+
+// The backbone variants no registered model uses (7×7 stem, OS 16, depth 34) against the PyTorch
+// transcription: c3 and c4 in eval and train mode, and one backward in train mode.
+TEST_CASE("ResNet variants (v1b stem, OS 16, depths 34 and 50) equal PyTorch, forward and backward") {
+  const std::string dir = test::temp_dir("models_resnet_variants");
+  struct Variant {
+    int depth;
+    bool deep_stem;
+    int os;
+  };
+  const Variant variants[] = {{34, false, 16}, {50, false, 8}, {18, true, 16}};
+  for (const Variant& v : variants) {
+    const std::string tag = std::to_string(v.depth) + (v.deep_stem ? "s" : "b") + std::to_string(v.os);
+    INFO(tag);
+    const std::string path = dir + "/" + tag + ".safetensors";
+    std::ostringstream py;
+    py << "import sys, torch; sys.path.insert(0, '" << test::source_path("scripts") << "')\n"
+       << "import torch_models as tm, safetensors_np as st\n"
+       << "torch.manual_seed(" << v.depth << ")\n"
+       << "m = tm.ResNetV1b(" << v.depth << ", deep_stem=" << (v.deep_stem ? "True" : "False")
+       << ", output_stride=" << v.os << ", width=0.125)\n"
+       << "with torch.no_grad():\n"
+       << "  for mod in m.modules():\n"
+       << "    if isinstance(mod, torch.nn.BatchNorm2d):\n"
+       << "      mod.weight.uniform_(0.5, 1.5); mod.bias.uniform_(-0.2, 0.2)\n"
+       << "      mod.running_mean.uniform_(-0.2, 0.2); mod.running_var.uniform_(0.5, 1.5)\n"
+       << "t = {'backbone.' + k: (v.numpy() if v.dtype == torch.int64 else v.float().numpy())"
+       << " for k, v in m.state_dict().items()}\n"
+       << "x = torch.rand(2, 3, 37, 45) * 2 - 1; t['golden.input'] = x.numpy()\n"
+       << "md = m.double(); md.eval()\n"
+       << "with torch.no_grad(): c3, c4 = md(x.double())\n"
+       << "t['golden.eval.c3'] = c3.float().numpy(); t['golden.eval.c4'] = c4.float().numpy()\n"
+       << "md.train(); c3, c4 = md(x.double())\n"
+       << "g3 = torch.randn(c3.shape).double(); g4 = torch.randn(c4.shape).double()\n"
+       << "((c3 * g3).sum() + (c4 * g4).sum()).backward()\n"
+       << "t['golden.train.c4'] = c4.detach().float().numpy()\n"
+       << "t['golden.g3'] = g3.float().numpy(); t['golden.g4'] = g4.float().numpy()\n"
+       << "t['golden.dconv1'] = md.conv1.weight.grad.float().numpy()\n"
+       << "t['golden.dlayer3'] = md.layer3[0].conv1.weight.grad.float().numpy()\n"
+       << "st.save('" << path << "', t)\n";
+    const std::string script = dir + "/" + tag + ".py";
+    FILE* f = std::fopen(script.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(py.str().c_str(), f);
+    std::fclose(f);
+    std::string out;
+    REQUIRE_MESSAGE(test::run_command(test::python() + " " + script, &out) == 0, out);
+    const SafetensorsFile g = read_safetensors(path);
+
+    ParamStore store;
+    ModuleList mods;
+    ResNetOptions o;
+    o.depth = v.depth;
+    o.deep_stem = v.deep_stem;
+    o.output_stride = v.os;
+    o.width = 0.125;
+    o.prefix = "backbone";
+    ResNet r(mods, store, o);
+    store.materialize(Device::cpu());
+    REQUIRE(load_weights(store, g.tensors, true, path, {"golden."}).complete());
+    const Tensor x = g.tensors.at("golden.input");
+    mods.set_mode(layers::Mode::eval);
+    ResNet::Features fe = r.forward(x);
+    CHECK(relative_error(fe.c3, g.tensors.at("golden.eval.c3")) < 1e-5);
+    CHECK(relative_error(fe.c4, g.tensors.at("golden.eval.c4")) < 1e-5);
+    mods.set_mode(layers::Mode::train);
+    ResNet::Features ft = r.forward(x);
+    CHECK(relative_error(ft.c4, g.tensors.at("golden.train.c4")) < 1e-4);
+    store.zero_grad();
+    r.backward(g.tensors.at("golden.g3"), g.tensors.at("golden.g4"));
+    CHECK(relative_error(store.at("backbone.conv1.weight").grad, g.tensors.at("golden.dconv1")) < 1e-3);
+    CHECK(relative_error(store.at("backbone.layer3.0.conv1.weight").grad, g.tensors.at("golden.dlayer3")) < 1e-3);
+  }
+}
