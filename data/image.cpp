@@ -38,10 +38,10 @@ namespace rdd::data {
 
 namespace {
 
-// Largest label map / image we accept: 32768 per side, 2^28 pixels (a corrupt header must not make
+// Largest label map / image we accept: 32768 per side, 2^26 pixels (a corrupt header must not make
 // us allocate gigabytes).
 constexpr int64_t kMaxSide = 1 << 15;
-constexpr int64_t kMaxPixels = int64_t(1) << 28;
+constexpr int64_t kMaxPixels = int64_t(1) << 26;
 
 uint32_t crc_table_entry(uint32_t n) {
   uint32_t c = n;
@@ -202,8 +202,9 @@ LabelImage decode_label_png(const uint8_t* data, size_t size, const std::string&
   }
   RDD_CHECK(have_header, name, ": corrupt PNG (no IHDR)");
   RDD_CHECK(have_end, name, ": truncated PNG (no IEND chunk: the file is cut off)");
-  RDD_CHECK(width > 0 && height > 0 && width <= kMaxSide && height <= kMaxSide, name, ": label size ", width, "x",
-            height, " is out of range");
+  RDD_CHECK(width > 0 && height > 0 && width <= kMaxSide && height <= kMaxSide &&
+                int64_t(width) * int64_t(height) <= kMaxPixels,
+            name, ": label size ", width, "x", height, " is out of range");
   RDD_CHECK(colour_type == 0 || colour_type == 3, name, ": label PNG has colour type ", colour_type,
             (colour_type == 2 ? " (RGB)" : colour_type == 6 ? " (RGBA)" : colour_type == 4 ? " (grey+alpha)" : ""),
             "; label maps must be 8-bit grey or palette PNGs holding class ids");

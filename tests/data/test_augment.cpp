@@ -4,6 +4,8 @@
 #include <map>
 #include <set>
 
+#include <filesystem>
+
 #include "engine/error.h"
 #include "fixtures.h"
 #include "harness.h"
@@ -274,4 +276,35 @@ TEST_CASE("resize_bilinear matches cv2's half-pixel rule on a known case") {
   CHECK(up.pixels == std::vector<uint8_t>{0, 10, 30, 50, 70, 90, 110, 120});
   const Image down = resize_nearest(src, 1, 2, 2.0, 2.0);
   CHECK(down.pixels == std::vector<uint8_t>{0, 80});
+}
+
+TEST_CASE("resampling matches PyTorch's bilinear (align_corners=False) and nearest, up and down") {
+  const std::string dir = test::temp_dir("resize");
+  const Image rgb = test::make_rgb(37, 53, 12);
+  const Image lab = test::make_blocks(37, 53, {3, 9, 27, 81, 243}, 1);
+  write_png(dir + "/rgb.png", rgb);
+  write_png(dir + "/lab.png", lab);
+  for (auto [oh, ow] : {std::pair<int, int>{74, 106}, {19, 27}, {50, 31}}) {
+    CAPTURE(oh);
+    CAPTURE(ow);
+    std::string out;
+    const int rc = test::run_command(test::python() + " " + test::source_path("tests/data/resize_reference.py") + " " +
+                                         dir + "/rgb.png " + dir + "/lab.png " + std::to_string(oh) + " " +
+                                         std::to_string(ow) + " " + dir + "/ref_rgb.png " + dir + "/ref_lab.png",
+                                     &out);
+    if (rc != 0 && out.find("No module named 'PIL'") != std::string::npos) {
+      MESSAGE("PIL not available; skipping the PyTorch resize parity check");
+      return;
+    }
+    REQUIRE_MESSAGE(rc == 0, out);
+    const Image ref = read_image(dir + "/ref_rgb.png");
+    const LabelImage ref_lab = read_label_png(dir + "/ref_lab.png");
+    const double iy = 37.0 / oh, ix = 53.0 / ow;
+    const Image got = resize_bilinear(rgb, oh, ow, iy, ix);
+    const Image got_lab = resize_nearest(lab, oh, ow, iy, ix);
+    int worst = 0;
+    for (size_t i = 0; i < got.pixels.size(); ++i) worst = std::max(worst, std::abs(int(got.pixels[i]) - int(ref.pixels[i])));
+    CHECK(worst <= 1);  // u8 fixed-point weights (cv2) vs double
+    CHECK(got_lab.pixels == ref_lab.pixels);
+  }
 }

@@ -213,3 +213,23 @@ TEST_CASE("colorize maps ids through the palette and ignore to the ignore colour
   const Image c = colorize(ids, 2, 2, pal, {9, 9, 9});
   CHECK(c.pixels == std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 9, 9, 9, 9, 9, 9});
 }
+
+TEST_CASE("a corrupt header claiming a huge image is refused before allocating") {
+  std::vector<uint8_t> png = encode_png(test::make_blocks(4, 4, {1, 2}));
+  // IHDR width/height live at bytes 16..23; claim 30000×30000 and fix the CRC so only the size is wrong.
+  auto put = [&](size_t at, uint32_t v) {
+    png[at] = uint8_t(v >> 24), png[at + 1] = uint8_t(v >> 16), png[at + 2] = uint8_t(v >> 8), png[at + 3] = uint8_t(v);
+  };
+  put(16, 30000);
+  put(20, 30000);
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 12; i < 29; ++i) {
+    crc ^= png[i];
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+  }
+  put(29, crc ^ 0xFFFFFFFFu);
+  CHECK(message_of([&] { decode_label_png(png.data(), png.size(), "huge.png"); }).find("huge.png: label size 30000x30000 is out of range") !=
+        std::string::npos);
+  CHECK(message_of([&] { decode_image(png.data(), png.size(), "huge.png"); }).find("huge.png: image size 30000x30000") !=
+        std::string::npos);
+}
