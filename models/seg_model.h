@@ -69,8 +69,11 @@ class SegModel {
   // convs PyTorch's default, BN γ 1, β 0, running statistics reset. Needs a materialized store.
   void init_weights(uint64_t seed);
 
-  ModelOutputs forward(const Tensor& x);  // x (N, 3, H, W), f32, on params().device()
-  // After a training-mode forward. d_main required; d_aux / d_feature optional (undefined = zero).
+  // x (N, 3, H, W), f32, on params().device(). The outputs may share storage with activations the
+  // layers cached for backward (feature is the last ReLU's output): read them, do not write them.
+  ModelOutputs forward(const Tensor& x);
+  // After a training-mode forward. d_main required; d_aux / d_feature optional (undefined = zero;
+  // without d_aux the aux head's cached activations stay until the next forward).
   // Accumulates into the parameters' gradients (params().zero_grad() first for a fresh step).
   void backward(const Tensor& d_main, const Tensor& d_aux, const Tensor& d_feature);
 
