@@ -18,9 +18,9 @@ namespace cuda {
 // layers/resize.cu. x: (planes, in_h, in_w) f32; y: (planes, out_h, out_w) f32.
 void bilinear_resize_forward(const float* x, float* y, int64_t planes, int in_h, int in_w, int out_h, int out_w,
                              float scale_h, float scale_w, bool align_corners, cudaStream_t stream);
-// dy: (planes, out_h, out_w) f32; dx: (planes, in_h, in_w) f32, overwritten.
+// dy: (planes, out_h, out_w) f32; dx: (planes, in_h, in_w) f32, overwritten; scratch: planes·out_h·in_w f32.
 void bilinear_resize_backward(const float* dy, float* dx, int64_t planes, int in_h, int in_w, int out_h, int out_w,
-                              float scale_h, float scale_w, bool align_corners, cudaStream_t stream);
+                              float scale_h, float scale_w, bool align_corners, float* scratch, cudaStream_t stream);
 }  // namespace cuda
 #endif
 
@@ -143,19 +143,22 @@ Tensor bilinear_resize_backward(const Tensor& dy, int in_h, int in_w, bool align
   RDD_CHECK(in_h >= 1 && in_w >= 1, who, ": input size ", in_h, "x", in_w, " must be at least 1x1 (dy is ",
             dy.desc(), ")");
   RDD_CHECK(dy.size(2) >= 1 && dy.size(3) >= 1, who, ": dy ", dy.desc(), " has an empty spatial size");
-  Tensor dx = Tensor::zeros({dy.size(0), dy.size(1), in_h, in_w}, dy.dtype(), dy.device());
-  if (dx.numel() == 0) return dx;
 #if RDD_WITH_CUDA
-  if (dy.device().is_cuda()) {
+  if (dy.device().is_cuda()) {  // a gather: every dx element is written, no zeroing
+    Tensor dx = Tensor::empty({dy.size(0), dy.size(1), in_h, in_w}, dy.dtype(), dy.device());
+    if (dx.numel() == 0) return dx;
     CudaContext& ctx = cuda_context(dy.device().index);
     const int out_h = int(dy.size(2)), out_w = int(dy.size(3));
+    Tensor scratch = Tensor::empty({dy.size(0), dy.size(1), out_h, in_w}, DType::f32, dy.device());
     cuda::bilinear_resize_backward(dy.data<float>(), dx.data<float>(), dy.size(0) * dy.size(1), in_h, in_w, out_h,
                                    out_w, detail::resize_scale<float>(in_h, out_h, align_corners),
                                    detail::resize_scale<float>(in_w, out_w, align_corners), align_corners,
-                                   ctx.compute_stream());
+                                   scratch.data<float>(), ctx.compute_stream());
     return dx;
   }
 #endif
+  Tensor dx = Tensor::zeros({dy.size(0), dy.size(1), in_h, in_w}, dy.dtype(), dy.device());
+  if (dx.numel() == 0) return dx;
   if (dy.dtype() == DType::f64) backward_cpu<double>(dy, dx, align_corners);
   else backward_cpu<float>(dy, dx, align_corners);
   return dx;

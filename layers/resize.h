@@ -11,9 +11,10 @@
 // As in PyTorch's CPU kernel, the scale is rounded to the element type, the source index is computed in
 // double and λ is rounded back to the element type, so f32 results match PyTorch to the last bits.
 //
-// CPU: reference templated on f32/f64 (parallel over the N·C planes). CUDA: f32; the forward is one
-// thread per output element; the backward is an atomicAdd scatter (one thread per dy element adds its four
-// weighted contributions into dx, zeroed first), so its f32 summation order is not deterministic.
+// CPU: reference templated on f32/f64 (parallel over the N·C planes; the backward scatters each dy into
+// its four taps). CUDA: f32; the forward is one thread per output element; the backward is a
+// deterministic separable gather (layers/resize_taps.h: along W into a (N, C, out_h, in_w) scratch, then
+// along H), one thread per element of each pass, with no atomics, so it is bitwise reproducible.
 // Both accept NCHW layout only (an NHWC tensor is refused by name).
 #pragma once
 

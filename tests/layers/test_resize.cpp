@@ -1,5 +1,7 @@
 #include "layers/resize.h"
 
+#include "layers/resize_taps.h"
+
 #include <map>
 #include <string>
 #include <vector>
@@ -61,6 +63,41 @@ TEST_CASE("bilinear resize: backward is the adjoint of forward and matches finit
         auto loss = [&] { return dot(bilinear_resize_forward(x, s[2], s[3], ac), r); };
         test::check_gradient("resize dL/dx", x, loss, dx, 1e-6, {1e-8, 1e-7});
       }
+    }
+  }
+}
+
+TEST_CASE("bilinear resize: the CUDA backward's separable gather (run on the host) matches the CPU scatter") {
+  namespace rd = rdd::layers::resize_detail;
+  std::vector<std::array<int, 4>> sizes = kSizes;
+  sizes.push_back({64, 128, 512, 1024});  // the training case: stride 8 → label size
+  sizes.push_back({2, 3, 17, 29});
+  for (bool ac : {true, false}) {
+    for (const auto& s : sizes) {
+      CAPTURE(ac);
+      CAPTURE(s[0]); CAPTURE(s[1]); CAPTURE(s[2]); CAPTURE(s[3]);
+      const int in_h = s[0], in_w = s[1], out_h = s[2], out_w = s[3];
+      const int64_t planes = 2;
+      const Tensor dy = test::random_tensor({1, planes, out_h, out_w}, 13, -1, 1);
+      const float sh = layers::detail::resize_scale<float>(in_h, out_h, ac), sw = layers::detail::resize_scale<float>(in_w, out_w, ac);
+      // The same tap rule on both sides.
+      for (int d = 0; d < out_w; d += std::max(1, out_w / 7)) {
+        const rd::Tap t = rd::tap(d, in_w, sw, ac);
+        CHECK(t.i0 >= 0);
+        CHECK(t.i1 < in_w);
+        CHECK(t.l0 + t.l1 == doctest::Approx(1.0));
+      }
+      std::vector<float> scratch(size_t(planes * out_h * in_w)), dx(size_t(planes * in_h * in_w));
+      const float* g = dy.data<float>();
+      for (int64_t o = 0; o < planes * out_h; ++o)
+        for (int i = 0; i < in_w; ++i) scratch[size_t(o * in_w + i)] = rd::gather_axis(g, o, i, 0, in_w, out_w, 1, sw, ac);
+      for (int64_t o = 0; o < planes; ++o)
+        for (int i = 0; i < in_h; ++i)
+          for (int k = 0; k < in_w; ++k)
+            dx[size_t((o * in_h + i) * in_w + k)] = rd::gather_axis(scratch.data(), o, i, k, in_h, out_h, in_w, sh, ac);
+      const double fan = double(out_h) * out_w / (double(in_h) * in_w) + 4;
+      CHECK_TENSORS_CLOSE(Tensor::from_vector(dx, {1, planes, in_h, in_w}), bilinear_resize_backward(dy, in_h, in_w, ac),
+                          Tolerance{2e-6 * fan, 1e-5});
     }
   }
 }
