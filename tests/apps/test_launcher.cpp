@@ -110,8 +110,11 @@ TEST_CASE("launcher: one failing worker stops the others at once and is named wi
   // Rank 2 fails after the others are asleep; each other rank's shell waits on a child `sleep 60`
   // (the child must be stopped too: it is in the worker's process group).
   LaunchSpec spec = sh_spec(
-      "if [ \"$RDD_RANK\" = 2 ]; then sleep 0.5; echo 'loading the teacher' >&2; echo 'rank two fails here' >&2; "
-      "exit 3; fi; sleep 60 & echo $! > " + dir + "/sleep.$RDD_RANK; wait",
+      "if [ \"$RDD_RANK\" = 2 ]; then "
+      "  while [ ! -s " + dir + "/sleep.0 ] || [ ! -s " + dir + "/sleep.1 ] || [ ! -s " + dir + "/sleep.3 ]; do "
+      "    sleep 0.05; done; "
+      "  echo 'loading the teacher' >&2; echo 'rank two fails here' >&2; exit 3; "
+      "fi; sleep 60 & echo $! > " + dir + "/sleep.$RDD_RANK; wait",
       4, &lines);
   const auto t0 = Clock::now();
   const LaunchResult r = run_local_workers(spec);
@@ -139,7 +142,7 @@ TEST_CASE("launcher: a worker that ignores SIGTERM is killed after the grace per
   const std::string dir = test::temp_dir("launch-grace");
   std::vector<std::string> lines;
   LaunchSpec spec = sh_spec(
-      "if [ \"$RDD_RANK\" = 1 ]; then sleep 0.5; exit 5; fi; "
+      "if [ \"$RDD_RANK\" = 1 ]; then while [ ! -s " + dir + "/sleep.0 ]; do sleep 0.05; done; exit 5; fi; "
       "trap '' TERM; sleep 60 & echo $! > " + dir + "/sleep.$RDD_RANK; wait",
       2, &lines);
   spec.grace_s = 0.5;
@@ -147,7 +150,7 @@ TEST_CASE("launcher: a worker that ignores SIGTERM is killed after the grace per
   const LaunchResult r = run_local_workers(spec);
   const double elapsed = seconds_since(t0);
   CAPTURE(r.message);
-  CHECK(elapsed >= 0.9);  // 0.5 s until rank 1 fails + 0.5 s grace
+  CHECK(elapsed >= 0.5);  // the grace period
   CHECK(elapsed < 5);
   CHECK(r.exit_code == 5);
   CHECK(r.failed_rank == 1);
@@ -213,6 +216,38 @@ TEST_CASE("launcher: SIGTERM to the launcher is passed on to every worker") {
   CHECK(r.failed_rank == -1);
   CHECK(r.exit_code == 128 + SIGTERM);
   CHECK(r.message == "rdd launch: interrupted by SIGTERM; passed it on to the workers; stopped 2 workers");
+}
+
+TEST_CASE("launcher: a second SIGINT kills workers that ignore the first") {
+  const std::string dir = test::temp_dir("launch-sigint");
+  std::vector<std::string> lines;
+  LaunchSpec spec =
+      sh_spec("trap '' INT TERM; echo started > " + dir + "/started.$RDD_RANK; sleep 60 & wait", 2, &lines);
+  spec.grace_s = 60;  // only the second signal can end this quickly
+  std::atomic<bool> done{false};
+  std::thread interrupter([&] {
+    const auto t0 = Clock::now();
+    while (!done && seconds_since(t0) < 20) {
+      if (std::filesystem::exists(dir + "/started.0") && std::filesystem::exists(dir + "/started.1")) {
+        ::kill(::getpid(), SIGINT);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        if (!done) ::kill(::getpid(), SIGINT);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const auto t0 = Clock::now();
+  const LaunchResult r = run_local_workers(spec);
+  done = true;
+  interrupter.join();
+  CAPTURE(joined(lines));
+  CAPTURE(r.message);
+  CHECK(seconds_since(t0) < 10);
+  CHECK(r.interrupted);
+  CHECK(r.exit_code == 128 + SIGINT);
+  CHECK(has_line(lines, "rdd launch: second SIGINT: killing the workers"));
+  CHECK(r.message.find("rdd launch: interrupted by SIGINT") == 0);
 }
 
 TEST_CASE("launcher: launch_local_workers prints the failure and returns its exit code") {
@@ -370,7 +405,7 @@ namespace {
 LaunchSpec self_spec(int nproc, std::vector<std::string>* lines) {
   LaunchSpec spec;  // program: /proc/self/exe, this test binary
   spec.args = {"test_apps", "--no-skip", "--test-case=launcher worker: rendezvous from the environment", "--minimal",
-               "--no-intro", "--no-version"};
+               "--no-intro", "--no-version", "--out=/dev/stderr"};  // doctest reports reach the [rank r] lines
   spec.nproc_per_node = nproc;
   spec.master_port = 0;
   spec.grace_s = 5;
@@ -411,4 +446,45 @@ TEST_CASE("launcher + rendezvous end to end: a rank that dies before the rendezv
   CHECK(r.exit_code == 4);
   CHECK(r.message.find("rank 2 (local rank 2 on node 0) exited with status 4") != std::string::npos);
   CHECK(r.message.find("[rank 2] rank 2 fails on purpose") != std::string::npos);
+}
+
+TEST_CASE("launcher + rendezvous end to end: two nodes, node 0 launched, node 1's ranks as threads") {
+  // Node 0 runs global ranks 0 and 1 as processes; ranks 2 and 3 (node 1) join from threads here.
+  std::vector<std::string> lines;
+  LaunchSpec spec = self_spec(2, &lines);
+  spec.nnodes = 2;
+  spec.node_rank = 0;
+  spec.master_port = pick_free_port();
+  std::vector<std::string> got(2), errors(2);
+  std::vector<std::thread> node1;
+  for (int i = 0; i < 2; ++i)
+    node1.emplace_back([&, i] {
+      try {
+        WorkerEnv w;
+        w.rank = 2 + i;
+        w.world_size = 4;
+        w.master_addr = "127.0.0.1";
+        w.master_port = spec.master_port;
+        Rendezvous rdzv(rendezvous_options(w, 30));
+        got[size_t(i)] = rdzv.broadcast();
+        rdzv.barrier();
+      } catch (const std::exception& e) {
+        errors[size_t(i)] = e.what();
+      }
+    });
+  const LaunchResult r = run_local_workers(spec);
+  for (auto& t : node1) t.join();
+  CAPTURE(joined(lines));
+  CAPTURE(r.message);
+  REQUIRE(r.exit_code == 0);
+  CHECK(errors[0] == "");
+  CHECK(errors[1] == "");
+  std::string rank0_payload;
+  for (const std::string& l : lines)
+    if (l.rfind("[rank 0] payload=", 0) == 0) rank0_payload = l.substr(17, 16);
+  REQUIRE(rank0_payload.size() == 16);
+  CHECK(got[0] == rank0_payload);
+  CHECK(got[1] == rank0_payload);
+  CHECK(std::count_if(lines.begin(), lines.end(),
+                      [](const std::string& l) { return l.rfind("[rank 1] payload=", 0) == 0; }) == 1);
 }
