@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/thread_pool.h"
+#include "rdd/pixel_math.h"
 #include "rdd/pixel_ops_cuda.h"
 
 #if RDD_WITH_CUDA
@@ -73,13 +74,7 @@ PixelCEStats ce_stats_cpu(const Tensor& logits, const Tensor& labels, int ignore
             continue;
           }
           ++local;
-          const T* zp = z + (i / hw) * c * hw + (i % hw);
-          T m = zp[0];
-          for (int64_t k = 1; k < c; ++k) m = std::max(m, zp[k * hw]);
-          T s = 0;
-          for (int64_t k = 0; k < c; ++k) s += std::exp(zp[k * hw] - m);
-          ce[i] = m + std::log(s) - zp[int64_t(y[i]) * hw];
-          gtp[i] = std::exp(-ce[i]);
+          pixel_math::ce_pixel(z, int(y[i]), i, c, hw, ce[i], gtp[i]);
         }
         valid += local;
       },
@@ -100,21 +95,8 @@ Tensor ce_grad_cpu(const Tensor& logits, const Tensor& labels, const Tensor& coe
   parallel_for(
       0, n * hw,
       [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          const int64_t base = (i / hw) * c * hw + (i % hw);
-          const T* zp = z + base;
-          T* dp = d + base;
-          const T g = T(scale) * w[i];
-          if (y[i] == ignore_index || g == T(0)) {
-            for (int64_t k = 0; k < c; ++k) dp[k * hw] = T(0);
-            continue;
-          }
-          T m = zp[0];
-          for (int64_t k = 1; k < c; ++k) m = std::max(m, zp[k * hw]);
-          T s = 0;
-          for (int64_t k = 0; k < c; ++k) s += std::exp(zp[k * hw] - m);
-          for (int64_t k = 0; k < c; ++k) dp[k * hw] = g * (std::exp(zp[k * hw] - m) / s - (k == y[i] ? T(1) : T(0)));
-        }
+        for (int64_t i = b; i < e; ++i)
+          pixel_math::ce_grad_pixel(z, d, int(y[i]), y[i] == ignore_index, T(scale) * w[i], i, c, hw);
       },
       kPixelGrain);
   return dz;
@@ -132,30 +114,8 @@ KLRows kl_rows_cpu(const Tensor& teacher, const Tensor& student, double temperat
   T* g = need_grad ? r.grad.data<T>() : nullptr;
   const T inv_t = T(1) / T(temperature);
   parallel_for(0, outer * inner, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {  // one softmax row: (outer, ·, inner)
-      const int64_t o = row / inner, in = row % inner;
-      const T* tr = t + o * len * inner + in;
-      const T* sr = s + o * len * inner + in;
-      T mt = tr[0] * inv_t, ms = sr[0] * inv_t;
-      for (int64_t j = 1; j < len; ++j) {
-        mt = std::max(mt, tr[j * inner] * inv_t);
-        ms = std::max(ms, sr[j * inner] * inv_t);
-      }
-      T st = 0, ss = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        st += std::exp(tr[j * inner] * inv_t - mt);
-        ss += std::exp(sr[j * inner] * inv_t - ms);
-      }
-      const T lt = mt + std::log(st), ls = ms + std::log(ss);  // log-sum-exps
-      T acc = 0;
-      for (int64_t j = 0; j < len; ++j) {
-        const T log_pt = tr[j * inner] * inv_t - lt, log_ps = sr[j * inner] * inv_t - ls;
-        const T pt = std::exp(log_pt);
-        acc += pt * (log_pt - log_ps);
-        if (g) g[o * len * inner + j * inner + in] = T(grad_scale) * (std::exp(log_ps) - pt);
-      }
-      kl[row] = acc;
-    }
+    for (int64_t row = b; row < e; ++row)
+      kl[row] = pixel_math::kl_row(t, s, inv_t, row, len, inner, T(grad_scale), g);
   });
   return r;
 }
@@ -169,19 +129,8 @@ Tensor tse_selection_cpu(const Tensor& gs, double thr_s, const Tensor& gt, doubl
   const int32_t* y = labels.data<int32_t>();
   T* o = sel.data<T>();
   const T ts = T(thr_s), tt = T(thr_t);
-  for (int64_t i = 0; i < gs.numel(); ++i) {
-    const bool valid = y[i] != ignore_index;
-    const bool hs = valid && a[i] <= ts;
-    const bool ht = valid && b && b[i] <= tt;
-    bool on = false;
-    switch (mode) {
-      case TseMode::xor_mode: on = hs != ht; break;
-      case TseMode::or_mode: on = hs || ht; break;
-      case TseMode::and_mode: on = hs && ht; break;
-      case TseMode::ohem: on = hs; break;
-    }
-    o[i] = on ? T(1) : T(0);
-  }
+  for (int64_t i = 0; i < gs.numel(); ++i)
+    o[i] = pixel_math::tse_select(a[i], ts, b, tt, y[i] != ignore_index, int(mode), i) ? T(1) : T(0);
   return sel;
 }
 

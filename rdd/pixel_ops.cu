@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "engine/cuda_check.h"
+#include "rdd/pixel_math.h"
 #include "rdd/pixel_ops_cuda.h"
 
 namespace rdd::method::cuda {
@@ -45,14 +46,7 @@ __global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __re
       continue;
     }
     ++valid;
-    const float* zp = z + (i / hw) * c * hw + (i % hw);
-    float m = zp[0];
-    for (int k = 1; k < c; ++k) m = fmaxf(m, zp[k * hw]);
-    float s = 0.f;
-    for (int k = 0; k < c; ++k) s += expf(zp[k * hw] - m);
-    const float v = m + logf(s) - zp[int64_t(label) * hw];
-    ce[i] = v;
-    gtp[i] = expf(-v);
+    pixel_math::ce_pixel(z, label, i, c, hw, ce[i], gtp[i]);
   }
   for (int offset = 16; offset > 0; offset >>= 1) valid += __shfl_down_sync(0xffffffffu, valid, offset);
   if ((threadIdx.x & 31) == 0 && valid) atomicAdd(counters, valid);
@@ -73,53 +67,14 @@ __global__ void ce_grad_kernel(const float* __restrict__ z, const int32_t* __res
                                const float* __restrict__ coef, float scale, float* __restrict__ dz, int64_t n, int c,
                                int64_t hw, int ignore) {
   // z, dz: (N, C, HW); y, coef: (N, HW)
-  RDD_GRID_LOOP(i, n * hw) {
-    const int64_t base = (i / hw) * c * hw + (i % hw);
-    const float* zp = z + base;
-    float* dp = dz + base;
-    const int label = y[i];
-    const float g = scale * coef[i];
-    if (label == ignore || g == 0.f) {
-      for (int k = 0; k < c; ++k) dp[k * hw] = 0.f;
-      continue;
-    }
-    float m = zp[0];
-    for (int k = 1; k < c; ++k) m = fmaxf(m, zp[k * hw]);
-    float s = 0.f;
-    for (int k = 0; k < c; ++k) s += expf(zp[k * hw] - m);
-    const float inv = 1.f / s;
-    for (int k = 0; k < c; ++k) dp[k * hw] = g * (expf(zp[k * hw] - m) * inv - (k == label ? 1.f : 0.f));
-  }
+  RDD_GRID_LOOP(i, n * hw) pixel_math::ce_grad_pixel(z, dz, y[i], y[i] == ignore, scale * coef[i], i, int64_t(c), hw);
 }
 
 __global__ void kl_rows_kernel(const float* __restrict__ t, const float* __restrict__ s, float inv_t, int64_t outer,
                                int64_t len, int64_t inner, float grad_scale, float* __restrict__ kl,
                                float* __restrict__ grad) {
   // t, s, grad: (outer, len, inner); kl: (outer·inner)
-  RDD_GRID_LOOP(row, outer * inner) {
-    const int64_t base = (row / inner) * len * inner + (row % inner);
-    const float* tr = t + base;
-    const float* sr = s + base;
-    float mt = tr[0] * inv_t, ms = sr[0] * inv_t;
-    for (int64_t j = 1; j < len; ++j) {
-      mt = fmaxf(mt, tr[j * inner] * inv_t);
-      ms = fmaxf(ms, sr[j * inner] * inv_t);
-    }
-    float st = 0.f, ss = 0.f;
-    for (int64_t j = 0; j < len; ++j) {
-      st += expf(tr[j * inner] * inv_t - mt);
-      ss += expf(sr[j * inner] * inv_t - ms);
-    }
-    const float lt = mt + logf(st), ls = ms + logf(ss);
-    float acc = 0.f;
-    for (int64_t j = 0; j < len; ++j) {
-      const float log_pt = tr[j * inner] * inv_t - lt, log_ps = sr[j * inner] * inv_t - ls;
-      const float pt = expf(log_pt);
-      acc += pt * (log_pt - log_ps);
-      if (grad) grad[base + j * inner] = grad_scale * (expf(log_ps) - pt);
-    }
-    kl[row] = acc;
-  }
+  RDD_GRID_LOOP(row, outer * inner) kl[row] = pixel_math::kl_row(t, s, inv_t, row, len, inner, grad_scale, grad);
 }
 
 // Sums (or maxima) of two values over a block of kThreads threads; every thread gets the results.
@@ -218,19 +173,7 @@ __global__ void radix_histogram_kernel(const float* __restrict__ x, int64_t n, u
 __global__ void tse_selection_kernel(const float* __restrict__ gs, float thr_s, const float* __restrict__ gt,
                                      float thr_t, const int32_t* __restrict__ y, int ignore, int mode,
                                      float* __restrict__ sel, int64_t n) {
-  RDD_GRID_LOOP(i, n) {
-    const bool valid = y[i] != ignore;
-    const bool hs = valid && gs[i] <= thr_s;
-    const bool ht = valid && gt && gt[i] <= thr_t;
-    bool on = false;
-    switch (mode) {
-      case 0: on = hs != ht; break;
-      case 1: on = hs || ht; break;
-      case 2: on = hs && ht; break;
-      default: on = hs; break;
-    }
-    sel[i] = on ? 1.f : 0.f;
-  }
+  RDD_GRID_LOOP(i, n) sel[i] = pixel_math::tse_select(gs[i], thr_s, gt, thr_t, y[i] != ignore, mode, i) ? 1.f : 0.f;
 }
 
 }  // namespace
