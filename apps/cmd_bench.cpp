@@ -45,7 +45,7 @@ int run_bench_data(const BenchArgs& a) {
   auto ds = std::make_shared<const data::Dataset>(open_dataset(a.dataset));
   int ch = 0, cw = 0;
   parse_hw(a.crop, ch, cw, "--crop");
-  const data::AugmentConfig aug = data::augment_preset(a.preset, ch, cw);
+  const data::AugmentConfig aug = data::augment_preset(a.preset, ch, cw, ds->name);
   data::LoaderConfig lc;
   lc.batch_size = a.batch;
   lc.workers = a.workers;

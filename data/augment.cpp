@@ -219,7 +219,7 @@ Normalization preset_normalization(Preset p) {
   return n;
 }
 
-AugmentConfig augment_preset(const std::string& name, int crop_h, int crop_w) {
+AugmentConfig augment_preset(const std::string& name, int crop_h, int crop_w, const std::string& dataset) {
   RDD_CHECK(crop_h > 0 && crop_w > 0, "augment: crop ", crop_h, "x", crop_w, " must be positive");
   AugmentConfig c;
   if (name == "cirkd") c.preset = Preset::cirkd;
@@ -228,6 +228,16 @@ AugmentConfig augment_preset(const std::string& name, int crop_h, int crop_w) {
   c.crop_h = crop_h;
   c.crop_w = crop_w;
   c.norm = preset_normalization(c.preset);
+  if (dataset == "cityscapes" || (dataset.empty() && crop_w >= 2 * crop_h)) {
+    c.scale_long = 2048;
+    c.scale_short = 1024;
+  } else if (dataset == "camvid") {
+    c.scale_long = 960;
+    c.scale_short = 720;
+  } else {
+    c.scale_long = 2048;
+    c.scale_short = 512;
+  }
   return c;
 }
 

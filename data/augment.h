@@ -11,7 +11,8 @@
 //          output size round(size·f) as cv2.resize(fx, fy)); bilinear image (rounded to u8 like cv2 on
 //          a u8 image), nearest label; pad bottom/right to the crop with 0 after mean subtraction and
 //          ignore; random crop (offsets uniform over every valid position); horizontal flip p = 0.5.
-//   mmseg  mmsegmentation's Cityscapes pipeline: RandomResize of (2048, 512)·r, r ∈ U[0.5, 2.0),
+//   mmseg  mmsegmentation's pipeline: RandomResize of the base scale·r (Cityscapes (2048, 1024),
+//          ADE20K/VOC (2048, 512)), r ∈ U[0.5, 2.0),
 //          keep ratio; RandomCrop with cat_max_ratio 0.75 (up to 10 draws); flip p = 0.5;
 //          PhotoMetricDistortion (brightness ±32, contrast and saturation ×[0.5, 1.5], hue ±18, each
 //          p = 0.5, contrast before or after the HSV steps); RGB ImageNet mean/std; pad with 0 / ignore.
@@ -47,8 +48,11 @@ struct AugmentConfig {
   Normalization norm;
 };
 
-// "cirkd" or "mmseg"; throws on anything else.
-AugmentConfig augment_preset(const std::string& name, int crop_h, int crop_w);
+// "cirkd" or "mmseg"; throws on anything else. `dataset` picks mmseg's RandomResize base scale as its
+// configs do: cityscapes (2048, 1024); camvid (960, 720) (the native size; mmseg has no CamVid config);
+// voc, ade20k and list (2048, 512). Without a dataset name, a crop at least twice as wide as high
+// (512×1024) is taken as Cityscapes, anything else as (2048, 512).
+AugmentConfig augment_preset(const std::string& name, int crop_h, int crop_w, const std::string& dataset = "");
 Normalization preset_normalization(Preset p);
 const char* preset_name(Preset p);
 

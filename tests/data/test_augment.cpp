@@ -249,6 +249,24 @@ TEST_CASE("mmseg: images smaller than the crop are padded bottom/right with 0 an
   }
 }
 
+TEST_CASE("mmseg base scale follows the dataset's config: Cityscapes 2048x1024 keeps its size at ratio 1") {
+  CHECK(augment_preset("mmseg", 512, 1024, "cityscapes").scale_short == 1024);
+  CHECK(augment_preset("mmseg", 512, 1024).scale_short == 1024);
+  CHECK(augment_preset("mmseg", 512, 512, "ade20k").scale_short == 512);
+  CHECK(augment_preset("mmseg", 512, 512).scale_short == 512);
+  CHECK(augment_preset("mmseg", 360, 360, "camvid").scale_long == 960);
+  // A 64×128 "Cityscapes" image with base scale (128, 64) and ratio 1 stays 64×128.
+  const Sample s = make_sample(64, 128, 13, {1, 2});
+  AugmentConfig c = augment_preset("mmseg", 16, 32, "cityscapes");
+  c.scale_long = 128;
+  c.scale_short = 64;
+  c.ratio_min = 1.0f;
+  c.ratio_max = 1.0001f;
+  const Out o = run(s, c, 1, 1);
+  CHECK(o.rec.scaled_h == 64);
+  CHECK(o.rec.scaled_w == 128);
+}
+
 TEST_CASE("eval transform: whole image, normalisation only") {
   const Sample s = make_sample(5, 7, 8, {0, kIgnoreU8, 3});
   const Normalization n = preset_normalization(Preset::cirkd);
