@@ -334,7 +334,7 @@ class Scene {
     uint32_t tex;
     float p0, p1;
   };
-  enum Kind { kTree, kPole, kCar, kTruck, kBus, kPerson, kRider, kStatic, kDynamic, kHedge };
+  enum Kind { kTree, kPole, kCar, kTruck, kBus, kPerson, kRider, kStatic, kDynamic, kHedge, kTram, kMotorbike };
 
   void rect(float x0, float y0, float x1, float y1, uint8_t l, Rgb c, float z, uint32_t tex, float tex_amp = 8.0f) {
     const int ix0 = std::max(0, int(std::floor(x0))), ix1 = std::min(W_ - 1, int(std::ceil(x1)) - 1);
@@ -475,6 +475,37 @@ class Scene {
     if (hashf(7, 0, o.tex) < 0.5f) ellipse(x, yb - 0.95f * s, 0.07f * s, 0.04f * s, l, grey(30), o.z, o.tex, 4);  // hair
   }
 
+  // A tram (Cityscapes "train"): long, tall, a continuous window band, a pantograph pole (train).
+  void tram(const Obj& o, float x, float yb, float ppm) {
+    const float w = 2.6f * ppm, h = 3.5f * ppm;
+    const Rgb body = (o.tex & 1u) ? Rgb{200, 40, 35} : Rgb{225, 225, 215};
+    rect(x - w / 2, yb - h, x + w / 2, yb - 0.15f * ppm, id::train, body, o.z, o.tex, 5);
+    rect(x - w * 0.46f, yb - h + 0.35f * ppm, x + w * 0.46f, yb - h + 1.5f * ppm, id::train, Rgb{30, 38, 48}, o.z, o.tex, 4);
+    rect(x - w / 2, yb - 0.9f * ppm, x + w / 2, yb - 0.7f * ppm, id::train, body * 0.6f, o.z, o.tex, 3);
+    line(x, yb - h, x + 0.4f * ppm, yb - h - 0.9f * ppm, std::max(1.0f, 0.05f * ppm), id::train, grey(40), o.z, o.tex);
+    // Rails in the road surface (road).
+    for (float dx : {-0.72f, 0.72f})
+      for (int y = int(yb); y < H_; ++y) {
+        const float p = ppm_at_row(float(y) + 0.5f);
+        const int xr = int(vx_ + (o.X + dx) * p);
+        if (xr >= 0 && xr < W_ && c_.lab[size_t(y) * size_t(W_) + size_t(xr)] == id::road)
+          c_.rgb[size_t(y) * size_t(W_) + size_t(xr)] = grey(150);
+      }
+  }
+
+  // A motorcycle (side view) with its rider.
+  void motorbike(const Obj& o, float x, float yb, float ppm) {
+    const float r = 0.3f * ppm, wb = 1.4f * ppm;
+    const Rgb paint = (o.tex & 2u) ? Rgb{30, 30, 35} : Rgb{170, 25, 20};
+    ellipse(x - wb / 2, yb - r, r, r, id::motorcycle, grey(25), o.z, o.tex, 4);
+    ellipse(x + wb / 2, yb - r, r, r, id::motorcycle, grey(25), o.z, o.tex, 4);
+    ellipse(x - wb / 2, yb - r, r * 0.45f, r * 0.45f, id::motorcycle, grey(120), o.z, o.tex, 4);
+    ellipse(x + wb / 2, yb - r, r * 0.45f, r * 0.45f, id::motorcycle, grey(120), o.z, o.tex, 4);
+    rect(x - wb * 0.35f, yb - r - 0.45f * ppm, x + wb * 0.3f, yb - r + 0.05f * ppm, id::motorcycle, paint, o.z, o.tex, 6);
+    line(x + wb * 0.3f, yb - r - 0.4f * ppm, x + wb / 2, yb - r, std::max(1.0f, 0.05f * ppm), id::motorcycle, grey(60), o.z, o.tex);
+    person(o, x - 0.1f * ppm, yb - r - 0.3f * ppm, ppm, id::rider, 1.4f);
+  }
+
   void rider(const Obj& o, float x, float yb, float ppm) {
     const float r = 0.34f * ppm, wb = 1.05f * ppm;  // wheel radius, wheelbase (side view)
     const float lw = std::max(1.0f, 0.04f * ppm);
@@ -525,6 +556,8 @@ class Scene {
     const int cars = 1 + pick(6);
     for (int i = 0; i < cars; ++i) add(z0_ * std::exp(u(0.1f, 2.6f)), u(-road_l_ + 1.2f, road_r_ - 1.2f), kCar);
     if (chance(0.25f)) add(u(z0_ * 2.0f, 70.0f), u(-road_l_ + 1.5f, road_r_ - 1.5f), chance(0.5f) ? kTruck : kBus);
+    if (chance(0.15f)) add(u(z0_ * 2.0f, 60.0f), u(-1.0f, 1.0f), kTram);
+    if (chance(0.3f)) add(u(z0_ * 1.2f, 40.0f), (chance(0.5f) ? -1.0f : 1.0f) * u(0.8f, 3.0f), kMotorbike);
     const int riders = chance(0.4f) ? 1 + pick(2) : 0;
     for (int i = 0; i < riders; ++i) add(u(z0_ * 1.2f, 40.0f), (chance(0.5f) ? -1.0f : 1.0f) * u(0.5f, 2.5f), kRider);
     if (chance(0.15f)) add(u(z0_ * 1.2f, 20.0f), u(-road_l_, road_r_), kPerson, u(1.55f, 1.95f));  // crossing
@@ -543,6 +576,8 @@ class Scene {
         case kBus: vehicle(o, x, yb, ppm, o.kind); break;
         case kPerson: person(o, x, yb, ppm, id::person, o.p0); break;
         case kRider: rider(o, x, yb, ppm); break;
+        case kTram: tram(o, x, yb, ppm); break;
+        case kMotorbike: motorbike(o, x, yb, ppm); break;
         case kStatic:
           rect(x - o.p0 * ppm / 2, yb - o.p1 * ppm, x + o.p0 * ppm / 2, yb, id::static_, Rgb{60, 80, 60} * (0.6f + 0.8f * hashf(0, 0, o.tex)), o.z, o.tex, 8);
           break;

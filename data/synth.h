@@ -8,8 +8,8 @@
 // A scene is a perspective street: sky with clouds, a skyline, facades with windows on both sides
 // (building, with occasional wall and fence segments), a road with lane markings and shadows,
 // tiled sidewalks, grass strips (terrain) and trees and hedges (vegetation: green like terrain, but
-// leafy), poles with signs and traffic lights (thin and small), cars, trucks and buses, people, riders
-// on bicycles, and void classes (ego vehicle, static and dynamic clutter, ground). Colours, textures,
+// leafy), poles with signs and traffic lights (thin and small), cars, trucks, buses and trams, people,
+// riders on bicycles and motorcycles, and void classes (ego vehicle, static and dynamic clutter, ground). Colours, textures,
 // lighting, haze and sensor noise vary per image; objects occlude each other by depth. Several pairs
 // of classes differ mainly by texture or context (road/sidewalk, terrain/vegetation, building/wall,
 // car/truck/bus), so a larger model has something to win over a small one.
