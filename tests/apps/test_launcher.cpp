@@ -18,7 +18,10 @@
 #include <thread>
 
 #include "apps/rendezvous.h"
+#include "engine/communicator.h"
+#include "engine/device.h"
 #include "engine/error.h"
+#include "engine/tensor.h"
 #include "harness.h"
 
 using namespace rdd;
@@ -487,4 +490,63 @@ TEST_CASE("launcher + rendezvous end to end: two nodes, node 0 launched, node 1'
   CHECK(got[1] == rank0_payload);
   CHECK(std::count_if(lines.begin(), lines.end(),
                       [](const std::string& l) { return l.rfind("[rank 1] payload=", 0) == 0; }) == 1);
+}
+
+// ---- GPU: the real product path — rank 0's ncclUniqueId crosses the rendezvous into another process ----
+
+// Worker (skipped in ordinary runs): two ranks rendezvous; rank 0's NCCL id reaches both; the first
+// RDD_TEST_NCCL_WORLD ranks (1 on a one-GPU machine: NCCL refuses two ranks on one GPU) build an NCCL
+// communicator from the id they received and all-reduce (rank + 1).
+TEST_CASE("launcher worker: NCCL id through the rendezvous" * doctest::skip()) {
+  const auto w = worker_env();
+  REQUIRE(w.has_value());
+  std::signal(SIGTERM, SIG_DFL);
+  const char* nccl_world_env = std::getenv("RDD_TEST_NCCL_WORLD");
+  REQUIRE(nccl_world_env != nullptr);
+  const int nccl_world = std::atoi(nccl_world_env);
+  Rendezvous rdzv(rendezvous_options(*w, 60));
+  const std::string id = rdzv.broadcast(w->rank == 0 ? nccl_unique_id() : std::string());
+  std::string hex;
+  for (unsigned char c : id) {
+    hex += "0123456789abcdef"[c >> 4];
+    hex += "0123456789abcdef"[c & 15];
+  }
+  std::fprintf(stderr, "id=%s\n", hex.c_str());
+  if (w->rank < nccl_world) {
+    const Device dev = Device::parse(w->device);
+    auto comm = make_nccl_communicator(id, w->rank, nccl_world, dev.index);
+    Tensor t = Tensor::full({1000}, double(w->rank + 1), DType::f32, dev);
+    comm->all_reduce_sum(t);
+    const std::vector<float> got = t.to(Device::cpu()).to_vector<float>();
+    const float want = float(nccl_world * (nccl_world + 1) / 2);
+    CHECK(std::count(got.begin(), got.end(), want) == int64_t(got.size()));
+    std::fprintf(stderr, "allreduce=%g\n", double(got[0]));
+  }
+  std::fflush(stderr);
+  rdzv.barrier();
+}
+
+GPU_TEST_CASE("launcher + rendezvous + NCCL: rank 0's unique id reaches every process and NCCL accepts it") {
+  const int nccl_world = std::min(gpu_count(), 2);
+  std::vector<std::string> lines;
+  LaunchSpec spec = self_spec(2, &lines);
+  spec.args[2] = "--test-case=launcher worker: NCCL id through the rendezvous";
+  spec.extra_env = {{"RDD_TEST_NCCL_WORLD", std::to_string(nccl_world)}};
+  spec.grace_s = 10;
+  const LaunchResult r = run_local_workers(spec);
+  CAPTURE(joined(lines));
+  CAPTURE(r.message);
+  REQUIRE(r.exit_code == 0);
+  std::string id0, id1;
+  int allreduce_lines = 0;
+  const std::string want_sum = "allreduce=" + std::to_string(nccl_world * (nccl_world + 1) / 2);
+  for (const std::string& l : lines) {
+    if (l.rfind("[rank 0] id=", 0) == 0) id0 = l.substr(12);
+    if (l.rfind("[rank 1] id=", 0) == 0) id1 = l.substr(12);
+    if (l.find("] " + want_sum) != std::string::npos) ++allreduce_lines;
+  }
+  CHECK(id0.size() == 256);  // 128 bytes
+  CHECK(id0 == id1);
+  CHECK(id0.find_first_not_of('0') != std::string::npos);
+  CHECK(allreduce_lines == nccl_world);
 }
