@@ -492,3 +492,23 @@ TEST_CASE("ResNet variants (v1b stem, OS 16, depths 34 and 50) equal PyTorch, fo
     CHECK(relative_error(store.at("backbone.layer3.0.conv1.weight").grad, g.tensors.at("golden.dlayer3")) < 1e-3);
   }
 }
+
+TEST_CASE("set_stats_reducer reaches every BatchNorm (SyncBN): once per BN in forward and in backward") {
+  auto m = small_model("psp_mobilenetv2", 2, 3, 0.125);
+  int bns = 0;
+  for (const Param& p : m->params().entries())
+    if (p.name.size() > 20 && p.name.compare(p.name.size() - 20, 20, ".num_batches_tracked") == 0) ++bns;
+  REQUIRE(bns > 10);
+  int forward_calls = 0, backward_calls = 0;
+  m->set_stats_reducer([&](Tensor& partial) {
+    if (partial.size(0) == 3) ++forward_calls;  // [Σx, Σx², count]
+    if (partial.size(0) == 2) ++backward_calls;  // [Σdy, Σdy·x̂]
+  });
+  ModelOutputs o = m->forward(test::random_tensor({2, 3, 32, 32}, 1));
+  CHECK(forward_calls == bns);
+  m->backward(test::random_tensor(o.main.shape(), 2), Tensor(), Tensor());
+  CHECK(backward_calls == bns);
+  m->set_mode(layers::Mode::eval);  // eval: running statistics, no reduction
+  m->forward(test::random_tensor({2, 3, 32, 32}, 3));
+  CHECK(forward_calls == bns);
+}
