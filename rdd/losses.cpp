@@ -10,12 +10,14 @@ namespace rdd::method {
 
 namespace {
 
-// The student logits in their compute dtype, and a teacher tensor converted to match.
-Tensor teacher_as(const Tensor& teacher, const Tensor& student, const char* who, const char* what) {
+// A teacher tensor in the student's compute dtype. Same shape as the student's unless any_size (then
+// only N and C must agree: TSE upsamples each network's logits to the label size on its own).
+Tensor teacher_as(const Tensor& teacher, const Tensor& student, const char* who, const char* what,
+                  bool any_size = false) {
   Tensor t = compute_dtype_view(teacher, who, what);
   require_same_device(t, student, who);
-  RDD_CHECK(t.shape() == student.shape(), who, ": ", what, " ", teacher.desc(), " does not match the student ",
-            student.desc());
+  const bool ok = any_size ? t.size(0) == student.size(0) && t.size(1) == student.size(1) : t.shape() == student.shape();
+  RDD_CHECK(ok, who, ": ", what, " ", teacher.desc(), " does not match the student ", student.desc());
   return t.dtype() == student.dtype() ? t : t.to_dtype(student.dtype());
 }
 
@@ -179,7 +181,8 @@ LossGrad tse_pair_loss(const Tensor& student_in, const Tensor& teacher_in, const
   if (o.mode != TseMode::ohem) {
     RDD_CHECK(teacher_in.defined(), who, ": TSE mode ", tse_mode_name(o.mode), " needs the teacher's logits");
     const PixelCEStats ts =
-        pixel_ce_stats(upsample_to(teacher_as(teacher_in, s, who, "teacher logits"), labels), labels, o.ignore_index, who);
+        pixel_ce_stats(upsample_to(teacher_as(teacher_in, s, who, "teacher logits", /*any_size=*/true), labels), labels,
+                       o.ignore_index, who);
     gt_teacher = ts.gt_prob;
     thr_teacher = ohem_threshold(ts.gt_prob, ohem);
   }

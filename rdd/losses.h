@@ -29,6 +29,11 @@
 //   weights (none: all 1). task = pair(main) + aux_weight·pair(aux). An empty selection gives 0 and a
 //   zero gradient (the released code gives NaN).
 // - Baseline (stage none): CE averaged over valid pixels, main + aux_weight·aux; all ignored → 0.
+//
+// GPU: every loss returns its value on the host, so each call waits for the compute stream a few times
+// (the valid-pixel count, the sums, and one histogram per radix-select pass: 4 per OHEM threshold).
+// Teacher and student logits have the same shape, except in TSE where each is upsampled on its own
+// (only N and C must agree there).
 #pragma once
 
 #include <cstdint>

@@ -266,6 +266,24 @@ TEST_CASE("TSE: modes combine the student's and teacher's OHEM masks; gradients 
   }
 }
 
+TEST_CASE("TSE: the teacher's logits may have another spatial size (each network is upsampled on its own)") {
+  const Tensor labels = test::random_labels({1, 21, 26}, 4, 56, 0.1);
+  const Tensor s = f64({1, 4, 3, 4}, 57, 4.0), t = f64({1, 4, 6, 7}, 58, 4.0);
+  TseOptions o;
+  o.min_kept = 0;
+  const std::vector<double> hs = ohem_hard_mask(s, labels, {0.7, 0}).to_vector<double>();
+  const std::vector<double> ht = ohem_hard_mask(t, labels, {0.7, 0}).to_vector<double>();
+  std::vector<double> sel(hs.size());
+  for (size_t i = 0; i < hs.size(); ++i) sel[i] = (hs[i] != 0) != (ht[i] != 0);
+  CrossEntropyOptions ce;
+  ce.pixel_weights = Tensor::from_vector(sel, labels.shape());
+  ce.reduction = CEReduction::weighted_mean;
+  const double want = pixel_cross_entropy(s, labels, ce).loss;
+  CHECK(want > 0);
+  CHECK(tse_pair_loss(s, t, labels, o).loss == doctest::Approx(want).epsilon(1e-12));
+  CHECK_THROWS_AS(tse_pair_loss(s, f64({1, 5, 3, 4}, 59), labels, o), Error);  // classes must agree
+}
+
 TEST_CASE("TSE: an empty selection gives 0 and a zero gradient; aux pairs use the teacher's aux head") {
   const Tensor labels = test::random_labels({1, 9, 9}, 4, 51, 0.1);
   const Tensor s = f64({1, 4, 3, 3}, 52), t = f64({1, 4, 3, 3}, 53);
