@@ -151,7 +151,7 @@ void validate(const LaunchSpec& s) {
   RDD_CHECK(s.node_rank >= 0 && s.node_rank < s.nnodes, "launch: --node-rank ", s.node_rank, " is outside 0..",
             s.nnodes - 1, " (--nnodes ", s.nnodes, ")");
   RDD_CHECK(s.master_port >= 0 && s.master_port <= 65535, "launch: --master-port ", s.master_port,
-            " is not a TCP port (1..65535)");
+            " is not a TCP port (0..65535; 0 = any free port)");
   RDD_CHECK(s.master_port != 0 || s.nnodes == 1,
             "launch: --master-port 0 (pick a free port) works only with --nnodes 1: the other nodes must know the port");
   RDD_CHECK(!s.master_addr.empty(), "launch: --master-addr is empty");

@@ -116,6 +116,19 @@ TEST_CASE("rendezvous delivers rank 0's payload identically to 1, 2 and 4 ranks"
   }
 }
 
+TEST_CASE("rendezvous resolves a host name for the master address") {
+  RendezvousOptions m = options(0, 2, 0, 10), c = options(1, 2, 0, 10);
+  m.master_addr = c.master_addr = "localhost";
+  Rendezvous master(m);
+  c.master_port = master.port();
+  std::string got, error;
+  std::thread t = rank_thread(error, [&] { got = Rendezvous(c).broadcast(); });
+  CHECK(master.broadcast("over localhost") == "over localhost");
+  t.join();
+  CHECK(error == "");
+  CHECK(got == "over localhost");
+}
+
 TEST_CASE("rendezvous barrier releases no rank before the last one arrives") {
   const int world = 3;
   Rendezvous master(options(0, world, 0, 10));
