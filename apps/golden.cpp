@@ -138,6 +138,7 @@ std::vector<GoldenOutput> run_golden_loss(const SafetensorsFile& file, const std
   const Tensor labels = r.tensor("golden.label", device);
 
   RddConfig config;
+  StepInfo step{1, 0};
   const std::string stage = r.meta("stage");
   if (stage == "none") {
     config.enabled = false;
@@ -145,8 +146,13 @@ std::vector<GoldenOutput> run_golden_loss(const SafetensorsFile& file, const std
     config.warmup_iters = 2;  // iteration 1 < warmup: TFE
   } else if (stage == "tse") {
     config.warmup_iters = 0;
+  } else if (stage == "blend") {  // the soft switch at metadata `iteration`
+    config.soft_switch = true;
+    config.warmup_iters = int64_t(r.number("warmup_iters"));
+    step.iteration = int64_t(r.number("iteration"));
+    step.max_iterations = int64_t(r.number("max_iterations"));
   } else {
-    fail(what, ": stage '", stage, "' is not one of tfe, tse, none");
+    fail(what, ": stage '", stage, "' is not one of tfe, tse, none, blend");
   }
   config.aux_weight = r.number("aux_weight");
   if (file.metadata.count("tfe_direction")) {
@@ -166,7 +172,7 @@ std::vector<GoldenOutput> run_golden_loss(const SafetensorsFile& file, const std
   if (cwd_weight != 0) distiller.add(std::make_unique<ChannelWiseKDTerm>(cwd_weight, r.number("cwd_temperature")));
 
   StudentGrads grads;
-  const LossTerms terms = distiller.compute(StepInfo{1, 0}, s, t, labels, grads);
+  const LossTerms terms = distiller.compute(step, s, t, labels, grads);
   auto scalar = [](double v) { return Tensor::from_vector<double>({v}, {1}); };
   std::vector<GoldenOutput> out;
   out.push_back(golden_compare("task", scalar(terms.value("task")), r.tensor("golden.expected.task", Device::cpu()), rtol));

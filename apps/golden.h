@@ -6,8 +6,8 @@
 // output with the relative error ‖rdd − expected‖₂ / ‖expected‖₂ (the absolute ‖rdd − expected‖₂ when the
 // expected output is all zero); an output passes at ≤ rtol.
 //
-// Kinds: `loss` (scripts/make_golden_losses.py; this file). Adding a kind (e.g. `model`) is one entry in
-// golden_runners() in golden.cpp plus its runner function.
+// Kinds: `loss` (scripts/make_golden_losses.py; stage tfe|tse|none|blend; this file). Adding a kind
+// (e.g. `model`) is one entry in golden_runners() in golden.cpp plus its runner function.
 #pragma once
 
 #include <functional>

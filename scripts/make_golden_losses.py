@@ -10,7 +10,7 @@ Writes one safetensors file per case, `loss_<name>.safetensors`, holding
   - golden.expected.task, golden.expected.kd, golden.expected.cwd (when cwd_weight != 0),
     golden.expected.total: (1,) f64 scalars; golden.expected.grad.s_main, golden.expected.grad.s_aux:
     d total / d student logits, f32;
-and metadata kind=loss, stage=tfe|tse|none, tse_mode=xor|or|and|ohem, thresh, min_kept, aux_weight,
+and metadata kind=loss, stage=tfe|tse|none|blend, tse_mode=xor|or|and|ohem, thresh, min_kept, aux_weight,
 kd_weight, temperature, cwd_weight, cwd_temperature, tfe_direction=aux_main|main_aux, case.
 
 total = task + kd_weight·kd + cwd_weight·cwd, with kd and cwd the unweighted values.
@@ -28,6 +28,9 @@ shared/rdd-method.md §1) is evaluated in float64 from the float32 inputs; autog
     min(N*H*W, min_kept)-th smallest when that exceeds thresh; kept = prob <= threshold; hard = valid & kept;
     sel = hard_S xor/or/and hard_T (ohem: hard_S); CrossEntropyLoss(weight=class_weights, ignore_index=-1)
     over the selected pixels. task = pair(main) + aux_weight * pair(aux).
+  - stage blend (train_onlykd_two_stage_diff_warmup_lamda.py, the soft switch; metadata iteration,
+    warmup_iters, max_iterations, iteration >= warmup_iters): task = (1 - lam)*TSE + lam*TFE with
+    lam = (iteration - max_iterations)/(warmup_iters - max_iterations).
   - kd: kl_div(log_softmax(s/T), softmax(t/T), 'batchmean') * T^2 over the (N*h*w, C) rows of the main
     logits; cwd (CIRKD CriterionCWD, logits, no adapter): kl_div(log_softmax(s/tau over h*w),
     softmax(t/tau over h*w), 'sum') * tau^2 / (N*C).
@@ -154,6 +157,14 @@ def evaluate(case):
         task = tse_pair(s_main, t_main, label, *args)
         if s_aux is not None:
             task = task + aux_w * tse_pair(s_aux, t_aux, label, *args)
+        if stage == "blend":  # train_onlykd_two_stage_diff_warmup_lamda.py, iteration >= warmup
+            it, warm, last = int(m["iteration"]), int(m["warmup_iters"]), int(m["max_iterations"])
+            lam = (it - last) / (warm - last)
+            rd = tfe_map(t_main, t_aux, label.shape[1:], m["tfe_direction"])
+            per_pixel = seg_ce(s_main, label, reduction="none")
+            if s_aux is not None:
+                per_pixel = per_pixel + aux_w * seg_ce(s_aux, label, reduction="none")
+            task = (1 - lam) * task + lam * (rd * per_pixel).mean()
     kd = kd_loss(s_main, t_main, float(m["temperature"]))
     total = task + float(m["kd_weight"]) * kd
     cwd = None
@@ -223,6 +234,9 @@ def cases():
         min_kept=100)
     add("tse_xor_unweighted_thresh_only", make_inputs(gen, 2, 5, 5, 7, 37, 53), min_kept=0)
     add("tse_cwd_T1", make_inputs(gen, 2, 5, 5, 7, 37, 53, weights=True), cwd_weight=1.0, cwd_temperature=1.0)
+    # The soft switch (released warmup_lamda variant): lambda = (30 - 40)/(10 - 40) = 1/3.
+    add("blend_soft_switch", make_inputs(gen, 2, 5, 5, 7, 37, 53, weights=True), stage="blend", iteration=30,
+        warmup_iters=10, max_iterations=40, min_kept=150)
     # Edge cases.
     add("edge_all_ignored_tse", make_inputs(gen, 2, 5, 5, 7, 37, 53, ignore=1.0))
     add("edge_all_ignored_tfe", make_inputs(gen, 2, 5, 5, 7, 37, 53, ignore=1.0), stage="tfe")
