@@ -18,7 +18,7 @@ void register_commands(CLI::App& app, CommandTable& table) {
   add(add_train_command(app));
   add(add_distill_command(app));
   add(add_eval_command(app));
-  add(add_planned_command(app, "predict", "Write colourised prediction PNGs for images"));
+  add(add_predict_command(app));
   add(add_bench_command(app));
   add(add_synth_command(app));
   add(add_info_command(app));
