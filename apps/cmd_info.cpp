@@ -11,6 +11,7 @@
 #include "apps/data_options.h"
 #include "apps/model_info.h"
 #include "data/dataset.h"
+#include "engine/blas_setup.h"
 #include "engine/device.h"
 #include "engine/thread_pool.h"
 
@@ -26,7 +27,8 @@ void print_build() {
   } else {
     std::printf("build: CPU-only build (no CUDA, cuDNN or NCCL)\n");
   }
-  std::printf("cpu: %d threads\n", cpu_threads());
+  std::printf("cpu: %d threads, OpenBLAS core %s\n", cpu_threads(),
+              *openblas_core_name() ? openblas_core_name() : "(not OpenBLAS)");
   const int n = gpu_count();
   if (n == 0) {
     std::printf("gpus: none (%s); rdd runs on the CPU\n", no_gpu_reason().c_str());

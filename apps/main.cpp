@@ -8,9 +8,11 @@
 #include <exception>
 
 #include "apps/commands.h"
+#include "engine/blas_setup.h"
 #include "engine/error.h"
 
 int main(int argc, char** argv) {
+  rdd::use_fast_openblas_kernels(argc, argv);  // may restart the process once (see blas_setup.h)
   CLI::App app{
       "rdd — semantic-segmentation knowledge distillation on CUDA/cuDNN, no framework.\n"
       "Trains DeepLabV3/PSPNet teachers and students and distills them with Relative Difficulty\n"
