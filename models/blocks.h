@@ -78,6 +78,12 @@ Shape trace_conv(LayerTable& t, const layers::Conv2d& conv, const Shape& in, con
                  int64_t extra_params = 0);
 
 // ---- initialisation (Philox, identical on every device) -------------------------------------------
+// Every conv takes two Philox streams (weight, bias): offset, offset + 1.
+inline uint64_t take_offset(uint64_t& offset) {
+  const uint64_t mine = offset;
+  offset += 2;
+  return mine;
+}
 // nn.init.kaiming_normal_(w, mode='fan_out', nonlinearity='relu'): N(0, 2/(K·R·S)).
 void init_kaiming_normal_fan_out(layers::Conv2d& conv, uint64_t seed, uint64_t offset);
 

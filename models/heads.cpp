@@ -102,11 +102,11 @@ Shape DeepLabHead::trace(LayerTable& t, const Shape& in) const {
 }
 
 void DeepLabHead::init(uint64_t seed, uint64_t& offset) {
-  for (ConvBnAct& b : branches_) b.init(false, seed, offset++);
-  pool_conv_.init(false, seed, offset++);
-  project_.init(false, seed, offset++);
-  block_.init(false, seed, offset++);
-  classifier_->reset_parameters(seed, offset++);
+  for (ConvBnAct& b : branches_) b.init(false, seed, take_offset(offset));
+  pool_conv_.init(false, seed, take_offset(offset));
+  project_.init(false, seed, take_offset(offset));
+  block_.init(false, seed, take_offset(offset));
+  classifier_->reset_parameters(seed, take_offset(offset));
 }
 
 // ---- PSPNet ---------------------------------------------------------------------------------------
@@ -170,9 +170,9 @@ Shape PSPHead::trace(LayerTable& t, const Shape& in) const {
 }
 
 void PSPHead::init(uint64_t seed, uint64_t& offset) {
-  for (ConvBnAct& b : bin_convs_) b.init(false, seed, offset++);
-  block_.init(false, seed, offset++);
-  classifier_->reset_parameters(seed, offset++);
+  for (ConvBnAct& b : bin_convs_) b.init(false, seed, take_offset(offset));
+  block_.init(false, seed, take_offset(offset));
+  classifier_->reset_parameters(seed, take_offset(offset));
 }
 
 // ---- FCN aux head ---------------------------------------------------------------------------------
@@ -197,8 +197,8 @@ Tensor FCNHead::backward(const Tensor& d_logits) {
 Shape FCNHead::trace(LayerTable& t, const Shape& in) const { return trace_conv(t, *classifier_, block_.trace(t, in)); }
 
 void FCNHead::init(uint64_t seed, uint64_t& offset) {
-  block_.init(false, seed, offset++);
-  classifier_->reset_parameters(seed, offset++);
+  block_.init(false, seed, take_offset(offset));
+  classifier_->reset_parameters(seed, take_offset(offset));
 }
 
 }  // namespace rdd::models

@@ -54,7 +54,7 @@ Shape InvertedResidual::trace(LayerTable& t, const Shape& in) const {
 }
 
 void InvertedResidual::init(uint64_t seed, uint64_t& offset) {
-  for (ConvBnAct& cv : convs_) cv.init(true, seed, offset++);
+  for (ConvBnAct& cv : convs_) cv.init(true, seed, take_offset(offset));
 }
 
 MobileNetV2::MobileNetV2(ModuleList& mods, ParamStore& store, double width, const std::string& prefix)
@@ -110,7 +110,7 @@ Shape MobileNetV2::trace(LayerTable& t, const Shape& in) const {
 }
 
 void MobileNetV2::init(uint64_t seed, uint64_t& offset) {
-  stem_.init(true, seed, offset++);
+  stem_.init(true, seed, take_offset(offset));
   for (InvertedResidual& b : blocks_) b.init(seed, offset);
 }
 

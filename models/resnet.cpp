@@ -65,8 +65,8 @@ Shape ResNetBlock::trace(LayerTable& t, const Shape& in) const {
 }
 
 void ResNetBlock::init(uint64_t seed, uint64_t& offset) {
-  for (ConvBnAct& c : convs_) c.init(true, seed, offset++);
-  if (downsample_) downsample_->init(true, seed, offset++);
+  for (ConvBnAct& c : convs_) c.init(true, seed, take_offset(offset));
+  if (downsample_) downsample_->init(true, seed, take_offset(offset));
 }
 
 // ---- the backbone ---------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ std::pair<Shape, Shape> ResNet::trace(LayerTable& t, const Shape& in) const {
 }
 
 void ResNet::init(uint64_t seed, uint64_t& offset) {
-  for (ConvBnAct& c : stem_) c.init(true, seed, offset++);
+  for (ConvBnAct& c : stem_) c.init(true, seed, take_offset(offset));
   for (auto& layer : layers_)
     for (ResNetBlock& b : layer) b.init(seed, offset);
 }
