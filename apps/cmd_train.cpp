@@ -2,25 +2,55 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/launcher.h"
 #include "apps/trainer.h"
+#include "engine/communicator.h"
 
 namespace rdd::apps {
 
 namespace {
+// One process per GPU: the launcher re-runs this command line in --gpus workers; each worker joins the
+// TCP rendezvous, gets rank 0's NCCL id, and trains its shard with an NCCL communicator.
+int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv& w, double timeout_s) {
+  RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process training runs on GPUs (NCCL), and this machine has none (",
+            no_gpu_reason(), ")");
+  RDD_CHECK(w.local_rank < gpu_count(), "rank ", w.rank, ": local rank ", w.local_rank, " needs GPU ", w.local_rank,
+            " but only ", gpu_count(), " GPU(s) are visible; lower --gpus");
+  Rendezvous rdzv(rendezvous_options(w, timeout_s));
+  const std::string id = rdzv.broadcast(w.rank == 0 ? nccl_unique_id() : std::string());
+  const Device device = Device::parse(w.device);
+  std::unique_ptr<Communicator> comm = make_nccl_communicator(id, w.rank, w.world_size, device.index);
+  const TrainResult r = run_training(opt, distill, comm.get(), w.device);
+  rdzv.barrier();  // nobody exits (tearing down NCCL) while others still finish
+  if (w.rank == 0)
+    std::printf("%s: %lld iterations on %d GPUs, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
+                distill ? "distill" : "train", (long long)r.iterations, w.world_size, r.images_per_second,
+                100 * r.final_miou, opt.out.c_str());
+  return 0;
+}
+
 Command add_run_command(CLI::App& app, bool distill) {
   auto opt = std::make_shared<RunOptions>();
+  auto launch = std::make_shared<LaunchFlags>();
   CLI::App* sub =
       distill ? app.add_subcommand("distill",
                                    "Distill a student from a frozen teacher: logit KD (--kd), RDD (--rdd tfe,tse), "
                                    "CWD (--cwd), alone or combined")
               : app.add_subcommand("train", "Train a model with supervision (teachers, baselines): SGD, poly LR, aux loss");
   add_run_options(sub, *opt, distill);
+  add_launch_flags(*sub, *launch);
   sub->footer(distill ? "Example (the paper's RDD recipe):\n  rdd distill --config configs/cityscapes/rdd_dlv3_r18.ini\n"
                         "  rdd distill --dataset cityscapes --data-root DATA --teacher deeplabv3_resnet101 \\\n"
                         "      --teacher-weights teacher.safetensors --model deeplabv3_resnet18 --kd 1 --rdd tfe,tse \\\n"
                         "      --warmup-iters 4000 --out runs/rdd"
                       : "Example:\n  rdd train --dataset cityscapes --data-root DATA --model deeplabv3_resnet101 --out runs/teacher");
-  return {sub, [opt, distill] {
+  return {sub, [opt, launch, distill] {
+            if (const std::optional<WorkerEnv> w = worker_env())
+              return run_distributed_worker(*opt, distill, *w, launch->rendezvous_timeout_s);
+            if (launch->gpus > 1 || launch->nnodes > 1) {
+              validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
+              return launch_local_workers(make_launch_spec(*launch));
+            }
             const TrainResult r = run_training(*opt, distill);
             std::printf("%s: %lld iterations, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
                         distill ? "distill" : "train", (long long)r.iterations, r.images_per_second,

@@ -10,7 +10,8 @@
 namespace rdd::apps {
 
 EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset> dataset, const std::string& preset,
-                    Device device, int workers, bool show_progress) {
+                    Device device, int workers, bool show_progress, Communicator* comm) {
+  const int world = comm ? comm->world_size() : 1;
   const int C = model.options().num_classes;
   RDD_CHECK(dataset->num_classes == C, "evaluate: the model predicts ", C, " classes, the dataset has ",
             dataset->num_classes);
@@ -21,6 +22,8 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   lc.workers = std::max(1, workers);
   lc.train = false;
   lc.pinned = device.is_cuda();
+  lc.rank = comm ? comm->rank() : 0;
+  lc.world = world;
   data::Loader loader(dataset, data::augment_preset(preset, 8, 8), lc);
   const layers::Mode previous = model.mode();
   model.set_mode(layers::Mode::eval);
@@ -39,6 +42,17 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   }
   if (show_progress) progress.finish();
   model.set_mode(previous);
+  if (world > 1) {
+    // Sum the per-rank confusion matrices (and image counts) over ranks, on the model's device.
+    std::vector<int64_t>& counts = result.confusion.mutable_counts();
+    std::vector<int64_t> packed(counts);
+    packed.push_back(result.images);
+    Tensor t = Tensor::from_vector(packed, {int64_t(packed.size())}).to(device);
+    comm->all_reduce_sum(t);
+    const std::vector<int64_t> summed = t.to_vector<int64_t>();
+    std::copy(summed.begin(), summed.end() - 1, counts.begin());
+    result.images = summed.back();
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }

@@ -49,6 +49,11 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
   MetricsLog(MetricsLog&& o) noexcept : f_(o.f_), path_(std::move(o.path_)) { o.f_ = nullptr; }
+  MetricsLog& operator=(MetricsLog&& o) noexcept {
+    std::swap(f_, o.f_);
+    std::swap(path_, o.path_);
+    return *this;
+  }
   void write(const nlohmann::json& record);  // one line, flushed
   bool is_open() const { return f_ != nullptr; }
 

@@ -103,10 +103,13 @@ std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool dist
 
 }  // namespace
 
-TrainResult run_training(const RunOptions& opt, bool distill) {
+TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm, const std::string& device_override) {
   validate_run_options(opt, distill);
-  const Device device = resolve_device(opt.device);
-  const int world = 1, rank = 0;  // multi-GPU: see the launcher (issue 8)
+  const Device device = resolve_device(device_override.empty() ? opt.device : device_override);
+  SoloCommunicator solo;
+  if (!comm) comm = &solo;
+  const int world = comm->world_size(), rank = comm->rank();
+  const bool writer = rank == 0;  // only rank 0 writes files and prints progress
   RDD_CHECK(opt.batch % world == 0, "--batch ", opt.batch, " does not split over ", world, " ranks");
 
   // Data: the training split and the validation split of the same dataset.
@@ -116,9 +119,14 @@ TrainResult run_training(const RunOptions& opt, bool distill) {
   auto val_ds = std::make_shared<data::Dataset>(open_dataset(val_opts));
   const int num_classes = train_ds->num_classes;
 
-  prepare_output_dir(opt.out);
   const nlohmann::json config = opt.to_json(distill);
-  write_text_atomically(opt.out + "/config.json", config.dump(2) + "\n");
+  if (writer) {
+    prepare_output_dir(opt.out);
+    nlohmann::json resolved = config;
+    resolved["world_size"] = world;
+    resolved["device"] = device.str();
+    write_text_atomically(opt.out + "/config.json", resolved.dump(2) + "\n");
+  }
 
   // Student.
   auto student = models::build_model(opt.model, {num_classes, opt.width});
@@ -144,8 +152,19 @@ TrainResult run_training(const RunOptions& opt, bool distill) {
               info.iteration, " of ", opt.iters, " iterations)");
     start = info.iteration;
     if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
-    std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
+    if (writer) std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
   }
+  if (world > 1) {
+    // Every rank starts from rank 0's weights and statistics (they are equal by construction; this makes
+    // it so even if a file differed), and the student's BN becomes SyncBN.
+    Tensor values = student->params().flat_values();
+    comm->broadcast(values, 0);
+    for (Param* b : student->params().buffers()) comm->broadcast(b->value, 0);
+    Tensor momentum = sgd.momentum_buffer();
+    comm->broadcast(momentum, 0);
+    student->set_stats_reducer([comm](Tensor& partial_sums) { comm->all_reduce_sum(partial_sums); });
+  }
+  const std::vector<GradBucket> buckets = make_grad_buckets(student->params(), size_t(25) << 20);
 
   // Teacher (frozen, eval mode: no activations kept, never updated).
   std::unique_ptr<models::SegModel> teacher;
@@ -171,10 +190,12 @@ TrainResult run_training(const RunOptions& opt, bool distill) {
   lc.pinned = device.is_cuda();
   data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w), lc);
 
-  MetricsLog metrics(opt.out + "/metrics.jsonl", /*append=*/start > 0);
+  MetricsLog metrics;
+  if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
   Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
   student->set_mode(layers::Mode::train);
   auto save = [&](int64_t it) {
+    if (!writer) return;
     CheckpointInfo info;
     info.iteration = it;
     info.model = student->name();
@@ -183,8 +204,9 @@ TrainResult run_training(const RunOptions& opt, bool distill) {
     save_checkpoint(opt.out + "/checkpoint.safetensors", student->params(), sgd, info);
   };
   auto validate = [&](int64_t it) {
-    EvalResult r = evaluate(*student, val_ds, opt.preset, device, opt.workers, false);
+    EvalResult r = evaluate(*student, val_ds, opt.preset, device, opt.workers, false, comm);
     const double miou = r.confusion.mean_iou();
+    if (!writer) return r;
     metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
     char line[128];
     std::snprintf(line, sizeof line, "validation at %lld: mIoU %.2f%%  pixel accuracy %.2f%%", (long long)it,
@@ -215,42 +237,55 @@ TrainResult run_training(const RunOptions& opt, bool distill) {
     RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", it,
               " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
     student->backward(grads.main, grads.aux, grads.feature);
+    all_reduce_gradients(*comm, student->params(), buckets);  // mean over ranks (no-op for one)
     sgd.step(lr);
     loader.recycle(std::move(batch));
 
-    std::map<std::string, double> shown{{"loss", total}};
-    nlohmann::json rec = {{"iter", it}, {"lr", lr}, {"loss", total}};
-    for (const method::LossTerm& t : terms.terms) {
-      rec[t.name] = t.value;
-      if (t.weight != 0 && t.name != "task") shown[t.name] = t.value;
+    // Loss terms averaged over ranks for logging.
+    std::vector<double> values{total};
+    for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
+    if (world > 1) {
+      Tensor v = Tensor::from_vector(values, {int64_t(values.size())});
+      comm->all_reduce_mean(v);
+      values = v.to_vector<double>();
     }
-    rec["img_per_s"] = progress.images_per_second();
-    progress.update(it, shown, lr, images.size(0));
-    metrics.write(rec);
+    if (writer) {
+      std::map<std::string, double> shown{{"loss", values[0]}};
+      nlohmann::json rec = {{"iter", it}, {"lr", lr}, {"loss", values[0]}};
+      for (size_t k = 0; k < terms.terms.size(); ++k) {
+        const method::LossTerm& t = terms.terms[k];
+        rec[t.name] = values[k + 1];
+        if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
+      }
+      rec["img_per_s"] = progress.images_per_second() * world;
+      progress.update(it, shown, lr, images.size(0) * world);
+      metrics.write(rec);
+    }
 
     if (opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
       const double miou = validate(it).confusion.mean_iou();
       if (miou > best_miou) {
         best_miou = miou;
-        models::save_weights(student->params(), opt.out + "/best.safetensors", weights_metadata(*student));
+        if (writer) models::save_weights(student->params(), opt.out + "/best.safetensors", weights_metadata(*student));
       }
       student->set_mode(layers::Mode::train);
     }
     if (it % opt.save_every == 0 || it == opt.iters) save(it);
   }
-  progress.finish();
+  if (writer) progress.finish();
   result.iterations = opt.iters - start;
-  result.images_per_second = progress.images_per_second();
+  result.images_per_second = progress.images_per_second() * world;
 
-  models::save_weights(student->params(), opt.out + "/weights.safetensors", weights_metadata(*student));
+  if (writer) models::save_weights(student->params(), opt.out + "/weights.safetensors", weights_metadata(*student));
   EvalResult final_eval = validate(opt.iters);
   result.final_miou = final_eval.confusion.mean_iou();
   if (result.final_miou > best_miou) {
     best_miou = result.final_miou;
-    if (opt.val_every > 0)
+    if (opt.val_every > 0 && writer)
       models::save_weights(student->params(), opt.out + "/best.safetensors", weights_metadata(*student));
   }
   result.best_miou = best_miou;
+  if (!writer) return result;
   nlohmann::json ej = eval_json(final_eval, val_ds->class_names);
   ej["split"] = val_opts.split;
   ej["model"] = student->name();

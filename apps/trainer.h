@@ -18,6 +18,7 @@
 #include <string>
 
 #include "apps/run_options.h"
+#include "engine/communicator.h"
 #include "engine/device.h"
 
 namespace rdd::apps {
@@ -33,6 +34,12 @@ struct TrainResult {
   double images_per_second = 0;
 };
 
-TrainResult run_training(const RunOptions& options, bool distill);
+// Data parallelism: `comm` null (or world size 1) is the single-process run. With N ranks, each rank
+// runs this on its own device with batch/N images; the student's BN is synchronised (SyncBN), gradients
+// are averaged over ranks in buckets of the flat buffer, validation confusion matrices are summed, and
+// only rank 0 writes files or prints progress. `device` overrides options.device (workers use the GPU
+// the launcher gave them).
+TrainResult run_training(const RunOptions& options, bool distill, Communicator* comm = nullptr,
+                         const std::string& device_override = "");
 
 }  // namespace rdd::apps

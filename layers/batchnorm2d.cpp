@@ -216,7 +216,10 @@ Tensor batchnorm2d_forward_train(const Tensor& x, const Tensor& gamma, const Ten
   require_channel_vector(who, x, running_var, "running_var");
   RDD_CHECK(eps > 0, who, ": eps must be > 0, got ", eps);
   RDD_CHECK(momentum <= 1, who, ": momentum must be ≤ 1, got ", momentum);
-  RDD_CHECK(g.count() > 1, who, ": training needs more than one value per channel, input ", x.desc(),
+  // With a reducer (SyncBN) the statistics are over every rank's batch, so one value per channel on
+  // this rank is fine (as PyTorch's SyncBatchNorm allows); the global count is checked after the
+  // reduction on the CPU (on the GPU that would cost a device sync per layer).
+  RDD_CHECK(reducer || g.count() > 1, who, ": training needs more than one value per channel, input ", x.desc(),
             " has N·H·W = ", g.count());
   const Device dev = x.device();
   Tensor partial = Tensor::empty({3, g.C}, x.dtype(), dev);
@@ -248,6 +251,9 @@ Tensor batchnorm2d_forward_train(const Tensor& x, const Tensor& gamma, const Ten
   if (reducer) {
     reducer(partial);
     check_partial(who, partial, x, 3);
+    const double global_count = f64 ? partial.data<double>()[2 * g.C] : double(partial.data<float>()[2 * g.C]);
+    RDD_CHECK(global_count > 1, who, ": training needs more than one value per channel over all ranks, got ",
+              global_count);
   }
   if (f64)
     normalize_train_cpu<double>(x, gamma, beta, partial, shift, running_mean, running_var, eps, momentum, s, y, g);
