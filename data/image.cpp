@@ -111,6 +111,47 @@ std::vector<uint8_t> zlib_stored(const std::vector<uint8_t>& data) {
   return out;
 }
 
+// stb_image 2.27 (Debian 12's) does not check that a JPEG Huffman table holds at most 256 codes and
+// then writes past its tables (fixed upstream in 2.28). Walk the JPEG's markers the way stb_image
+// reads them (junk between segments skipped, bytes past the end read as 0, DHT tables parsed while
+// the declared length lasts) and refuse such tables first; anything else malformed is left to
+// stb_image, which refuses it.
+void check_jpeg_huffman_tables(const uint8_t* d, size_t n, const std::string& name) {
+  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return;  // not a JPEG
+  auto byte = [&](size_t i) -> size_t { return i < n ? d[i] : 0; };
+  auto is_rst = [](uint8_t m) { return m >= 0xD0 && m <= 0xD7; };
+  size_t pos = 2;
+  while (pos < n) {
+    if (d[pos] != 0xFF) {  // junk: stb_image looks for the next 0xFF
+      ++pos;
+      continue;
+    }
+    while (pos < n && d[pos] == 0xFF) ++pos;
+    if (pos >= n) return;
+    const uint8_t marker = d[pos++];
+    if (marker == 0xD9) return;  // EOI
+    if (marker == 0x00 || marker == 0x01 || marker == 0xD8 || is_rst(marker)) continue;  // no length
+    const size_t len = (byte(pos) << 8) | byte(pos + 1);
+    if (marker == 0xC4) {  // DHT: tables of (class/id, 16 counts, symbols) while the length lasts
+      long remaining = long(len) - 2;
+      size_t t = pos + 2;
+      while (remaining > 0) {
+        const size_t q = byte(t);
+        if ((q >> 4) > 1 || (q & 15) > 3) break;  // stb_image refuses this table
+        size_t codes = 0;
+        for (size_t i = 0; i < 16; ++i) codes += byte(t + 1 + i);
+        RDD_CHECK(codes <= 256, name, ": corrupt JPEG (a Huffman table declares ", codes, " codes, at most 256)");
+        t += 17 + codes;
+        remaining -= long(17 + codes);
+      }
+    }
+    pos += std::max<size_t>(len, 2);
+    if (marker == 0xDA) {  // SOS: skip the entropy-coded data up to the next marker (FF xx, xx not 00)
+      while (pos + 1 < n && !(d[pos] == 0xFF && d[pos + 1] != 0x00 && d[pos + 1] != 0xFF && !is_rst(d[pos + 1]))) ++pos;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
@@ -128,6 +169,7 @@ std::vector<uint8_t> read_file_bytes(const std::string& path) {
 Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
   RDD_CHECK(size > 0, name, ": empty file, not an image");
   RDD_CHECK(size < size_t(std::numeric_limits<int>::max()), name, ": file too large to decode (", size, " bytes)");
+  check_jpeg_huffman_tables(data, size, name);
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, int(size), &w, &h, &c)) {
     const char* why = stbi_failure_reason();

@@ -207,6 +207,21 @@ TEST_CASE("fuzz: corrupted PNG and JPEG bytes either decode or throw rdd::Error,
   CHECK(decoded > 0);
 }
 
+TEST_CASE("a JPEG Huffman table with more than 256 codes is refused before stb_image sees it") {
+  std::vector<uint8_t> jpg = encode_jpeg(test::make_rgb(16, 16, 5), 90);
+  // Find the first DHT segment and raise its first count so the table declares > 256 codes.
+  size_t at = 0;
+  for (size_t i = 2; i + 1 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC4) {
+      at = i;
+      break;
+    }
+  REQUIRE(at > 0);
+  for (int k = 0; k < 16; ++k) jpg[at + 5 + size_t(k)] = 200;
+  CHECK(message_of([&] { decode_image(jpg.data(), jpg.size(), "bad.jpg"); }).find("bad.jpg: corrupt JPEG (a Huffman table") !=
+        std::string::npos);
+}
+
 TEST_CASE("colorize maps ids through the palette and ignore to the ignore colour") {
   const Palette pal = {{1, 2, 3}, {4, 5, 6}};
   const int32_t ids[4] = {0, 1, -1, 7};
