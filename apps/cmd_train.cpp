@@ -52,6 +52,11 @@ Command add_run_command(CLI::App& app, bool distill) {
               return launch_local_workers(make_launch_spec(*launch));
             }
             const TrainResult r = run_training(*opt, distill);
+            if (!r.finished) {
+              std::printf("%s: %lld iterations, %.1f img/s, stopped early; checkpoint in %s/checkpoint.safetensors\n",
+                          distill ? "distill" : "train", (long long)r.iterations, r.images_per_second, opt->out.c_str());
+              return 0;
+            }
             std::printf("%s: %lld iterations, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
                         distill ? "distill" : "train", (long long)r.iterations, r.images_per_second,
                         100 * r.final_miou, opt->out.c_str());

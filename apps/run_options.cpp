@@ -5,14 +5,18 @@
 
 namespace rdd::apps {
 
+namespace {
+std::string known_models() {
+  std::string s;
+  for (const auto& n : models::model_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+}  // namespace
+
 void add_run_options(CLI::App* sub, RunOptions& o, bool distill) {
   sub->set_config("--config", "", "Read options from a config file (INI/TOML: `key = value`, e.g. lr = 0.02)");
-  const std::string model_help = "Model to " + std::string(distill ? "train as the student" : "train") + ": " +
-                                 [] {
-                                   std::string s;
-                                   for (const auto& n : models::model_names()) s += (s.empty() ? "" : ", ") + n;
-                                   return s;
-                                 }();
+  const std::string model_help =
+      "Model to " + std::string(distill ? "train as the student" : "train") + ": " + known_models();
   sub->add_option("--model", o.model, model_help)->capture_default_str()->group("Model");
   sub->add_option("--width", o.width, "Channel width multiplier (1 = the reference model)")->capture_default_str()->group("Model");
   sub->add_option("--init", o.init, "Initial weights (safetensors), e.g. an ImageNet backbone")->group("Model");
@@ -62,13 +66,16 @@ void add_run_options(CLI::App* sub, RunOptions& o, bool distill) {
   sub->add_option("--val-every", o.val_every, "Validate every N iterations (0: only at the end)")->capture_default_str()->group("Run");
   sub->add_option("--save-every", o.save_every, "Write the checkpoint every N iterations")->capture_default_str()->group("Run");
   sub->add_option("--resume", o.resume, "Continue exactly from a checkpoint of the same run")->group("Run");
+  sub->add_option("--stop-after", o.stop_after,
+                  "Stop after this iteration with a checkpoint (the schedule stays --iters; continue with --resume)")
+      ->group("Run");
   sub->add_option("--device", o.device, "auto (GPU when present), cpu, cuda or cuda:N")->capture_default_str()->group("Run");
   sub->add_option("--print-every", o.print_every, "Progress line every N iterations when not on a terminal")
       ->capture_default_str()->group("Run");
 }
 
 void validate_run_options(const RunOptions& o, bool distill) {
-  RDD_CHECK(models::is_model_name(o.model), "--model: unknown model '", o.model, "'");
+  RDD_CHECK(models::is_model_name(o.model), "--model: unknown model '", o.model, "' (known: ", known_models(), ")");
   RDD_CHECK(o.width > 0 && o.width <= 4, "--width ", o.width, " is outside (0, 4]");
   RDD_CHECK(o.preset == "cirkd" || o.preset == "mmseg", "--preset: '", o.preset, "' (cirkd or mmseg)");
   RDD_CHECK(o.crop_h >= 8 && o.crop_w >= 8, "--crop ", o.crop_h, "x", o.crop_w, " is too small");
@@ -78,8 +85,9 @@ void validate_run_options(const RunOptions& o, bool distill) {
   RDD_CHECK(o.lr > 0, "--lr must be positive");
   RDD_CHECK(o.save_every >= 1, "--save-every must be ≥ 1");
   RDD_CHECK(o.val_every >= 0, "--val-every must be ≥ 0");
+  RDD_CHECK(o.stop_after >= 0 && o.stop_after <= o.iters, "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
   if (!distill) return;
-  RDD_CHECK(models::is_model_name(o.teacher), "--teacher: unknown model '", o.teacher, "'");
+  RDD_CHECK(models::is_model_name(o.teacher), "--teacher: unknown model '", o.teacher, "' (known: ", known_models(), ")");
   RDD_CHECK(o.rdd.empty() || o.rdd == "tfe,tse" || o.rdd == "tse" || o.rdd == "tfe",
             "--rdd: '", o.rdd, "' (tfe,tse | tse | tfe | empty)");
   RDD_CHECK(o.tse_mode == "xor" || o.tse_mode == "or" || o.tse_mode == "and" || o.tse_mode == "ohem",

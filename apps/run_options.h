@@ -56,6 +56,7 @@ struct RunOptions {
   int64_t val_every = 0;         // 0: validate only at the end
   int64_t save_every = 1000;
   std::string resume;            // a checkpoint to continue from exactly
+  int64_t stop_after = 0;        // stop (with a checkpoint) after this iteration, keeping the --iters schedule
   std::string device = "auto";   // auto | cpu | cuda | cuda:N
   int64_t print_every = 10;
 

@@ -217,7 +217,9 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
 
   TrainResult result;
   data::Batch batch;
-  for (int64_t it = start + 1; it <= opt.iters; ++it) {
+  const int64_t last = opt.stop_after > 0 ? opt.stop_after : opt.iters;
+  RDD_CHECK(last > start, "--stop-after ", opt.stop_after, " is not after the resumed iteration ", start);
+  for (int64_t it = start + 1; it <= last; ++it) {
     RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
@@ -270,10 +272,18 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
       }
       student->set_mode(layers::Mode::train);
     }
-    if (it % opt.save_every == 0 || it == opt.iters) save(it);
+    if (it % opt.save_every == 0 || it == last) save(it);
   }
   if (writer) progress.finish();
-  result.iterations = opt.iters - start;
+  result.iterations = last - start;
+  if (last < opt.iters) {  // stopped early on purpose: the checkpoint is the result
+    if (writer)
+      std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume %s/checkpoint.safetensors\n",
+                   (long long)last, (long long)opt.iters, opt.out.c_str());
+    result.images_per_second = progress.images_per_second() * world;
+    result.finished = false;
+    return result;
+  }
   result.images_per_second = progress.images_per_second() * world;
 
   if (writer) models::save_weights(student->params(), opt.out + "/weights.safetensors", weights_metadata(*student));

@@ -32,6 +32,7 @@ struct TrainResult {
   double best_miou = 0;
   int64_t iterations = 0;
   double images_per_second = 0;
+  bool finished = true;   // false when --stop-after ended the run early (no final evaluation)
 };
 
 // Data parallelism: `comm` null (or world size 1) is the single-process run. With N ranks, each rank

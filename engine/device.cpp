@@ -42,7 +42,13 @@ const GpuProbe& probe() {
 #if RDD_WITH_CUDA
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess) {
+    if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice) {
+      // No driver (typical of a machine without a GPU) or one older than this build's CUDA runtime.
+      r.reason = e == cudaErrorNoDevice ? "no NVIDIA GPU found"
+                                        : "no NVIDIA GPU or driver found (or the driver is older than CUDA " +
+                                              cuda_runtime_version() + ")";
+      cudaGetLastError();
+    } else if (e != cudaSuccess) {
       r.reason = std::string("no usable CUDA device (") + cudaGetErrorString(e) + ")";
       cudaGetLastError();  // clear the sticky error so later calls are not poisoned
     } else if (n == 0) {
