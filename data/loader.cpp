@@ -81,7 +81,7 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, AugmentConfig augment, Lo
   }
   RDD_CHECK(end_ < 0 || cfg_.start_iteration <= end_, "loader: start iteration ", cfg_.start_iteration,
             " is past the end (", end_, " batches)");
-  next_to_build_ = consumed_ = cfg_.start_iteration;
+  next_it_ = consumed_ = cfg_.start_iteration;
   for (int i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this] { worker_main(); });
 }
 
@@ -126,35 +126,20 @@ std::shared_ptr<const Sample> Loader::sample(size_t index) {
   return s;
 }
 
-void Loader::build(int64_t iteration, Batch& b) {
+void Loader::allocate(Batch& b, int64_t count, int64_t h, int64_t w) const {
+  const Shape is{count, 3, h, w}, ls{count, h, w};
+  if (!b.images.defined() || b.images.shape() != is)
+    b.images = cfg_.pinned ? Tensor::empty_pinned(is, DType::f32) : Tensor::empty(is, DType::f32);
+  if (!b.labels.defined() || b.labels.shape() != ls)
+    b.labels = cfg_.pinned ? Tensor::empty_pinned(ls, DType::i32) : Tensor::empty(ls, DType::i32);
+}
+
+void Loader::build_eval(int64_t iteration, Batch& b) {
   const int64_t first = iteration * cfg_.batch_size;
-  int64_t count = cfg_.batch_size;
-  if (!cfg_.train) count = std::min<int64_t>(count, order_.per_rank_epoch() - first);
+  const int64_t count = std::min<int64_t>(cfg_.batch_size, order_.per_rank_epoch() - first);
   b.iteration = iteration;
   b.indices.assign(size_t(count), 0);
-  std::vector<uint64_t> slots(static_cast<size_t>(count));
-  for (int64_t j = 0; j < count; ++j) b.indices[size_t(j)] = int64_t(order_.index(first + j, &slots[size_t(j)]));
-
-  auto ensure = [&](int64_t h, int64_t w) {
-    const Shape is{count, 3, h, w}, ls{count, h, w};
-    if (!b.images.defined() || b.images.shape() != is)
-      b.images = cfg_.pinned ? Tensor::empty_pinned(is, DType::f32) : Tensor::empty(is, DType::f32);
-    if (!b.labels.defined() || b.labels.shape() != ls)
-      b.labels = cfg_.pinned ? Tensor::empty_pinned(ls, DType::i32) : Tensor::empty(ls, DType::i32);
-  };
-
-  if (cfg_.train) {
-    ensure(aug_.crop_h, aug_.crop_w);
-    const size_t img_stride = size_t(3) * size_t(aug_.crop_h) * size_t(aug_.crop_w);
-    const size_t lab_stride = size_t(aug_.crop_h) * size_t(aug_.crop_w);
-    for (int64_t j = 0; j < count; ++j) {
-      const std::shared_ptr<const Sample> s = sample(size_t(b.indices[size_t(j)]));
-      PhiloxStream rng = sample_stream(cfg_.seed, slots[size_t(j)]);
-      augment_train(*s, aug_, rng, b.images.data<float>() + size_t(j) * img_stride,
-                    b.labels.data<int32_t>() + size_t(j) * lab_stride);
-    }
-    return;
-  }
+  for (int64_t j = 0; j < count; ++j) b.indices[size_t(j)] = int64_t(order_.index(first + j));
   std::vector<std::shared_ptr<const Sample>> samples;
   for (int64_t j = 0; j < count; ++j) samples.push_back(sample(size_t(b.indices[size_t(j)])));
   const int h = samples[0]->image.height, w = samples[0]->image.width;
@@ -163,42 +148,92 @@ void Loader::build(int64_t iteration, Batch& b) {
               count, " images of different sizes: ", ds_->files[size_t(b.indices[0])].image, " is ", w, "x", h, " but ",
               ds_->files[size_t(b.indices[size_t(j)])].image, " is ", samples[size_t(j)]->image.width, "x",
               samples[size_t(j)]->image.height, " (use batch size 1 for evaluation)");
-  ensure(h, w);
+  allocate(b, count, h, w);
   const size_t plane = size_t(h) * size_t(w);
   for (int64_t j = 0; j < count; ++j)
     transform_eval(*samples[size_t(j)], aug_.norm, b.images.data<float>() + size_t(j) * 3 * plane,
                    b.labels.data<int32_t>() + size_t(j) * plane);
 }
 
+// Work units: in training, one sample of a batch (all workers cooperate on the batches inside the
+// prefetch window); in evaluation, a whole batch (its buffer size depends on its images).
 void Loader::worker_main() {
+  const size_t img_stride = size_t(3) * size_t(aug_.crop_h) * size_t(aug_.crop_w);
+  const size_t lab_stride = size_t(aug_.crop_h) * size_t(aug_.crop_w);
   for (;;) {
-    int64_t it;
-    Batch b;
+    int64_t it = 0, j = 0;
+    float* img = nullptr;
+    int32_t* lab = nullptr;
+    size_t index = 0;
+    uint64_t slot_id = 0;
+    Batch eval_batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_work_.wait(lock, [&] {
-        return stop_ || ((end_ < 0 || next_to_build_ < end_) && next_to_build_ < consumed_ + cfg_.prefetch);
+        return stop_ || ((end_ < 0 || next_it_ < end_) && next_it_ < consumed_ + cfg_.prefetch);
       });
       if (stop_) return;
-      it = next_to_build_++;
-      if (!free_.empty()) {
-        b = std::move(free_.back());
-        free_.pop_back();
+      it = next_it_;
+      if (!cfg_.train) {
+        ++next_it_;
+        slots_[it].remaining = 1;
+        if (!free_.empty()) {
+          eval_batch = std::move(free_.back());
+          free_.pop_back();
+        }
+      } else {
+        Slot& s = slots_[it];
+        if (next_j_ == 0) {  // first claim of this batch: its indices, slots and buffers
+          s.batch.iteration = it;
+          s.batch.indices.assign(size_t(cfg_.batch_size), 0);
+          s.sample_slots.assign(size_t(cfg_.batch_size), 0);
+          for (int64_t k = 0; k < cfg_.batch_size; ++k)
+            s.batch.indices[size_t(k)] =
+                int64_t(order_.index(it * cfg_.batch_size + k, &s.sample_slots[size_t(k)]));
+          if (!free_.empty()) {
+            Batch recycled = std::move(free_.back());
+            free_.pop_back();
+            s.batch.images = recycled.images;
+            s.batch.labels = recycled.labels;
+          }
+          allocate(s.batch, cfg_.batch_size, aug_.crop_h, aug_.crop_w);
+          s.remaining = cfg_.batch_size;
+        }
+        j = next_j_++;
+        if (next_j_ == cfg_.batch_size) {
+          next_j_ = 0;
+          ++next_it_;
+        }
+        img = s.batch.images.data<float>() + size_t(j) * img_stride;
+        lab = s.batch.labels.data<int32_t>() + size_t(j) * lab_stride;
+        index = size_t(s.batch.indices[size_t(j)]);
+        slot_id = s.sample_slots[size_t(j)];
       }
     }
-    Slot slot;
+    std::string error;
     try {
-      build(it, b);
-      slot.batch = std::move(b);
+      if (cfg_.train) {
+        const std::shared_ptr<const Sample> s = sample(index);
+        PhiloxStream rng = sample_stream(cfg_.seed, slot_id);
+        augment_train(*s, aug_, rng, img, lab);
+      } else {
+        build_eval(it, eval_batch);
+      }
     } catch (const std::exception& e) {
-      slot.error = e.what();
-      slot.batch.iteration = it;
+      error = e.what();
     }
+    bool done = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      ready_[it] = std::move(slot);
+      Slot& s = slots_[it];
+      if (!cfg_.train) {
+        s.batch = std::move(eval_batch);
+        s.batch.iteration = it;
+      }
+      if (!error.empty() && s.error.empty()) s.error = error;
+      done = --s.remaining == 0;
     }
-    cv_ready_.notify_all();
+    if (done) cv_ready_.notify_all();
   }
 }
 
@@ -207,8 +242,11 @@ bool Loader::next(Batch& out) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (end_ >= 0 && consumed_ >= end_) return false;
-    cv_ready_.wait(lock, [&] { return ready_.count(consumed_) > 0; });
-    auto node = ready_.extract(consumed_);
+    cv_ready_.wait(lock, [&] {
+      auto f = slots_.find(consumed_);
+      return f != slots_.end() && f->second.remaining == 0;
+    });
+    auto node = slots_.extract(consumed_);
     slot = std::move(node.mapped());
     ++consumed_;
   }

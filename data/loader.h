@@ -1,5 +1,6 @@
 // The prefetching loader: worker threads decode and augment samples into pinned host batches ahead
-// of the consumer (a bounded queue), in the order of an iteration-based sampler.
+// of the consumer (a bounded queue of `prefetch` batches), in the order of an iteration-based sampler.
+// In training every worker takes single images, so all workers help fill the batches in the window.
 //
 //   auto ds = std::make_shared<Dataset>(open_dataset(spec));
 //   LoaderConfig lc; lc.batch_size = 8; lc.workers = 4; lc.seed = 1; lc.rank = r; lc.world = w;
@@ -68,7 +69,7 @@ struct LoaderConfig {
   uint64_t seed = 1;
   int rank = 0, world = 1;
   int64_t start_iteration = 0;   // batches already consumed (resume position)
-  int64_t max_iterations = 0;    // train: stop after this many batches (0: never stop)
+  int64_t max_iterations = 0;    // train: the stream ends at this batch index, absolute (0: never)
   bool train = true;             // augmentation + shuffling, or the eval transform over the shard
   bool cache = false;            // keep decoded samples in memory
   size_t cache_limit_bytes = 0;  // 0: no limit; otherwise samples beyond it are not cached
@@ -102,12 +103,15 @@ class Loader {
   size_t cached_bytes() const;
 
  private:
-  struct Slot {
+  struct Slot {  // a batch being built or ready
     Batch batch;
-    std::string error;
+    std::vector<uint64_t> sample_slots;  // augmentation stream of each image
+    int64_t remaining = -1;              // work units still running; 0: ready
+    std::string error;                   // the first failure, re-thrown by next()
   };
   void worker_main();
-  void build(int64_t iteration, Batch& b);
+  void build_eval(int64_t iteration, Batch& b);
+  void allocate(Batch& b, int64_t count, int64_t h, int64_t w) const;
   std::shared_ptr<const Sample> sample(size_t index);
 
   std::shared_ptr<const Dataset> ds_;
@@ -119,8 +123,9 @@ class Loader {
   mutable std::mutex mu_;
   std::condition_variable cv_work_, cv_ready_;
   bool stop_ = false;
-  int64_t next_to_build_ = 0, consumed_ = 0;
-  std::map<int64_t, Slot> ready_;
+  int64_t next_it_ = 0, next_j_ = 0;  // the next work unit to claim (batch, image)
+  int64_t consumed_ = 0;
+  std::map<int64_t, Slot> slots_;
   std::vector<Batch> free_;
   std::vector<std::thread> threads_;
 
