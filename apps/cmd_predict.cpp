@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 #include "apps/progress.h"
@@ -103,16 +104,29 @@ void prepare_out_dir(const std::string& out) {
 }
 
 // Refuses weights whose metadata names another model, width or class count (as `rdd eval` and the
-// teacher loader do), then loads them strictly.
+// teacher loader do), then loads them strictly. A training checkpoint (kind=checkpoint: `model.<name>`
+// tensors plus the optimizer state) gives its model tensors, so a run in progress can be looked at.
 void load_model_weights(models::SegModel& model, const std::string& path) {
   SafetensorsFile f = read_safetensors(path);
   auto meta = [&](const char* key) -> const std::string* {
     auto it = f.metadata.find(key);
     return it == f.metadata.end() ? nullptr : &it->second;
   };
-  if (const std::string* kind = meta("kind"))
+  if (const std::string* kind = meta("kind")) {
     RDD_CHECK(*kind != "backbone", "--weights ", path,
               " holds an ImageNet backbone, not a trained segmentation model (use it with `rdd train --init`)");
+    if (*kind == "checkpoint") {
+      std::map<std::string, Tensor> weights;
+      for (auto& [name, t] : f.tensors)
+        if (name.rfind("model.", 0) == 0) weights[name.substr(6)] = t;
+      f.tensors = std::move(weights);
+      if (const std::string* config = meta("config")) {
+        const nlohmann::json c = nlohmann::json::parse(*config, nullptr, /*allow_exceptions=*/false);
+        if (c.is_object() && c.contains("width") && c["width"].is_number())
+          f.metadata["width"] = std::to_string(c["width"].get<double>());
+      }
+    }
+  }
   if (const std::string* m = meta("model"))
     RDD_CHECK(*m == model.name(), "--weights ", path, " holds a '", *m, "' model, not --model '", model.name(), "'");
   if (const std::string* w = meta("width"))

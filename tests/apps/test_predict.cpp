@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "apps/checkpoint.h"
 #include "apps/commands.h"
 #include "data/augment.h"
 #include "data/dataset.h"
@@ -156,6 +157,37 @@ TEST_CASE("rdd predict: a folder → every .png/.jpg in it, sorted; only palette
   REQUIRE(run_rdd(predict_args(f, self, self)) == 0);
   CHECK(fs::exists(self + "/x_pred.png"));
   CHECK_FALSE(fs::exists(self + "/x_pred_pred.png"));
+}
+
+TEST_CASE("rdd predict reads a training checkpoint's model tensors and refuses an ImageNet backbone") {
+  Fixture f;
+  const data::Image im = make_image(21, 30, 13);
+  data::write_png(f.dir + "/frame.png", im);
+  Sgd sgd(f.model->params(), {0.9, 1e-4, false});
+  CheckpointInfo info;
+  info.iteration = 5;
+  info.model = "deeplabv3_resnet18";
+  info.config = {{"model", "deeplabv3_resnet18"}, {"width", 0.125}};
+  const std::string ckpt = f.dir + "/checkpoint.safetensors";
+  save_checkpoint(ckpt, f.model->params(), sgd, info);
+  std::vector<std::string> args = predict_args(f, f.dir + "/frame.png", f.dir + "/out");
+  args[6] = ckpt;
+  REQUIRE(run_rdd(args) == 0);
+  const data::Image pred = data::read_image(f.dir + "/out/frame_pred.png");
+  const data::Palette palette = data::dataset_metadata("cityscapes").palette;
+  const std::vector<int32_t> want = f.reference_ids(im);
+  int64_t wrong = 0;
+  for (size_t p = 0; p < want.size(); ++p)
+    for (int c = 0; c < 3; ++c) wrong += pred.pixels[p * 3 + size_t(c)] != palette[size_t(want[p])][size_t(c)];
+  CHECK(wrong == 0);
+  // A checkpoint of a run at another width.
+  info.config["width"] = 0.25;
+  save_checkpoint(ckpt, f.model->params(), sgd, info);
+  CHECK_THROWS_WITH_AS(run_rdd(args), doctest::Contains("has width 0.25"), Error);
+
+  models::save_weights(f.model->params(), f.dir + "/bb.safetensors", {{"kind", "backbone"}, {"model", "deeplabv3_resnet18"}});
+  args[6] = f.dir + "/bb.safetensors";
+  CHECK_THROWS_WITH_AS(run_rdd(args), doctest::Contains("ImageNet backbone"), Error);
 }
 
 TEST_CASE("rdd predict refuses other models' weights, missing or undecodable inputs, an unwritable --out") {
