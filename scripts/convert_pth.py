@@ -11,7 +11,8 @@ Two kinds of input:
   teacher (alias: weights)  a whole segmentation model: a state_dict (keys `pretrained.*`, `head.*`,
             `auxlayer.*`), possibly with DistributedDataParallel's `module.` prefix and possibly wrapped
             in {"state_dict": ...} or {"model": ...}. Every entry of the model must be present with its
-            shape; extra entries are skipped and listed. Metadata: kind=weights, model, num_classes,
+            shape (BN num_batches_tracked counters, absent before PyTorch 0.4.1, are filled with 0);
+            extra entries are skipped and listed. Metadata: kind=weights, model, num_classes,
             width (what `rdd eval/predict/distill --teacher-weights` check).
   backbone  an ImageNet classifier: CIRKD/CSAIL deep-stem ResNets (`conv1.weight`, `bn1.*`, ...,
             `conv3.weight`, `bn3.*`), deep-stem ResNets whose stem is one Sequential (`conv1.0.weight`,
@@ -152,6 +153,15 @@ def convert(src, dst, model_name, kind="auto", num_classes=None, width=1.0, log=
             num_classes = infer_num_classes(model_name, width, tensors)
         want = model_entries(model_name, num_classes, width)
         missing = sorted(k for k in want if k not in tensors)
+        # Checkpoints written before PyTorch 0.4.1 have no BN num_batches_tracked counters; they do not
+        # affect the model (rdd's BN uses a fixed momentum), so they are filled with 0 and said so.
+        counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+        if counters:
+            tensors = dict(tensors)
+            for k in counters:
+                tensors[k] = torch.zeros((), dtype=torch.int64)
+            missing = [k for k in missing if k not in counters]
+            lines.append("filled %d BatchNorm num_batches_tracked counters absent from the file with 0" % len(counters))
         bad = sorted("%s: file %s, %s %s" % (k, shape_str(tensors[k].shape), model_name, shape_str(want[k]))
                      for k in want if k in tensors and tuple(tensors[k].shape) != want[k]
                      and not (want[k] == () and tuple(tensors[k].shape) == (1,)))

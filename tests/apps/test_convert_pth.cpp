@@ -17,6 +17,7 @@ namespace {
 // Writes the checkpoints: PyTorch models with random weights and random BN statistics.
 //   full.pth      {'epoch', 'state_dict': {'module.' + k: v}} of deeplabv3_resnet18 (width 1/8, 5 classes)
 //   full_ref.safetensors  the same state_dict by name (safetensors_np, no converter involved)
+//   old.pth       the same state_dict without BN num_batches_tracked (checkpoints before PyTorch 0.4.1)
 //   mbv2.pth      {'model': state_dict} of psp_mobilenetv2 (width 1/8, 7 classes), mbv2_ref.safetensors
 //   csail.pth     the R18 backbone as CIRKD/CSAIL publish it (conv1..conv3, bn1..bn3) + fc.*
 //   seqstem.pth   the same backbone with the stem as one Sequential (conv1.0 ... conv1.6, bn1 = BN(128))
@@ -44,6 +45,8 @@ def ref(sd, path):
 sd = randomize(tm.build_model('deeplabv3_resnet18', 5, 0.125), 1)
 torch.save({'epoch': 12, 'state_dict': {'module.' + k: v for k, v in sd.items()}}, out + '/full.pth')
 ref(sd, out + '/full_ref.safetensors')
+
+torch.save({k: v for k, v in sd.items() if not k.endswith('num_batches_tracked')}, out + '/old.pth')
 
 mb = randomize(tm.build_model('psp_mobilenetv2', 7, 0.125), 2)
 torch.save({'model': mb}, out + '/mbv2.pth')
@@ -152,6 +155,17 @@ TEST_CASE("convert_pth.py: whole models (module. prefix, state_dict/model wrappe
   auto mb = make_model("psp_mobilenetv2", 7, 3);
   CHECK(models::load_weights(mb->params(), c.p("mbv2.safetensors")).complete());
   CHECK(count_differences(*mb, read_safetensors(c.p("mbv2_ref.safetensors"))) == 0);
+
+  // A checkpoint from before PyTorch 0.4.1 (no num_batches_tracked): counters filled with 0, said so.
+  REQUIRE_MESSAGE(c.convert(c.p("old.pth") + " " + c.p("old.safetensors") + " --model deeplabv3_resnet18 --width 0.125",
+                            &out) == 0,
+                  out);
+  CHECK(out.find("filled 31 BatchNorm num_batches_tracked counters") != std::string::npos);
+  auto old = make_model("deeplabv3_resnet18", 5, 3);
+  CHECK(models::load_weights(old->params(), c.p("old.safetensors")).complete());
+  CHECK(old->params().at("pretrained.bn1.num_batches_tracked").value.item() == 0);
+  CHECK(old->params().at("pretrained.bn1.running_var").value.to_vector<float>() ==
+        ref.tensors.at("pretrained.bn1.running_var").to_vector<float>());
 
   // The wrong model, class count or file is refused with the reason.
   CHECK(c.convert(c.p("full.pth") + " " + c.p("x.safetensors") + " --model psp_resnet18 --width 0.125", &out) == 1);
