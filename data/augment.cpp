@@ -291,6 +291,21 @@ Image resize_nearest(const Image& src, int out_h, int out_w, double inv_y, doubl
   return out;
 }
 
+AugmentRecord plan_cirkd(int height, int width, const AugmentConfig& cfg, PhiloxStream& rng) {
+  RDD_CHECK(cfg.preset == Preset::cirkd, "plan_cirkd: preset ", preset_name(cfg.preset), " is not cirkd");
+  // cv2.resize(None, fx=f, fy=f): size round(W·f), mapping by 1/f; then the crop offsets and the flip.
+  AugmentRecord r;
+  const int k = int(rng.next_int(0, 16));
+  r.scale = 0.5 + double(k) / 10.0;
+  r.scaled_h = std::max(1, int(std::lrint(double(height) * r.scale)));
+  r.scaled_w = std::max(1, int(std::lrint(double(width) * r.scale)));
+  const int padded_h = std::max(r.scaled_h, cfg.crop_h), padded_w = std::max(r.scaled_w, cfg.crop_w);
+  r.crop_y = int(rng.next_int(0, padded_h - cfg.crop_h + 1));
+  r.crop_x = int(rng.next_int(0, padded_w - cfg.crop_w + 1));
+  r.flipped = cfg.flip && rng.next_int(0, 2) == 1;
+  return r;
+}
+
 AugmentRecord augment_train(const Sample& s, const AugmentConfig& cfg, PhiloxStream& rng, float* out_image,
                             int32_t* out_label) {
   check_sample(s, "augment_train");
@@ -298,15 +313,7 @@ AugmentRecord augment_train(const Sample& s, const AugmentConfig& cfg, PhiloxStr
   const int H = s.image.height, W = s.image.width;
   std::vector<uint8_t> img, lab;
   if (cfg.preset == Preset::cirkd) {
-    // cv2.resize(None, fx=f, fy=f): size round(W·f), mapping by 1/f.
-    const int k = int(rng.next_int(0, 16));
-    r.scale = 0.5 + double(k) / 10.0;
-    r.scaled_h = std::max(1, int(std::lrint(double(H) * r.scale)));
-    r.scaled_w = std::max(1, int(std::lrint(double(W) * r.scale)));
-    const int padded_h = std::max(r.scaled_h, cfg.crop_h), padded_w = std::max(r.scaled_w, cfg.crop_w);
-    r.crop_y = int(rng.next_int(0, padded_h - cfg.crop_h + 1));
-    r.crop_x = int(rng.next_int(0, padded_w - cfg.crop_w + 1));
-    r.flipped = cfg.flip && rng.next_int(0, 2) == 1;
+    r = plan_cirkd(H, W, cfg, rng);
     const int h = std::max(0, std::min(cfg.crop_h, r.scaled_h - r.crop_y));
     const int w = std::max(0, std::min(cfg.crop_w, r.scaled_w - r.crop_x));
     resample_window(s, 1.0 / r.scale, 1.0 / r.scale, r.crop_y, r.crop_x, h, w, img, lab);

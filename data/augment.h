@@ -65,6 +65,10 @@ struct AugmentRecord {
   bool flipped = false;
 };
 
+// The cirkd draws for an image of height × width (scale, crop offsets, flip): what augment_train
+// draws from `rng`, without touching pixels (augment_device.h applies them on the GPU).
+AugmentRecord plan_cirkd(int height, int width, const AugmentConfig& cfg, PhiloxStream& rng);
+
 // Training transform. out_image: (3, crop_h, crop_w) f32; out_label: (crop_h, crop_w) i32, ignore −1.
 AugmentRecord augment_train(const Sample& s, const AugmentConfig& cfg, PhiloxStream& rng, float* out_image,
                             int32_t* out_label);
