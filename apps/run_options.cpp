@@ -1,5 +1,6 @@
 #include "apps/run_options.h"
 
+#include "apps/config_file.h"
 #include "engine/error.h"
 #include "models/seg_model.h"
 
@@ -14,7 +15,7 @@ std::string known_models() {
 }  // namespace
 
 void add_run_options(CLI::App* sub, RunOptions& o, bool distill) {
-  sub->set_config("--config", "", "Read options from a config file (INI/TOML: `key = value`, e.g. lr = 0.02)");
+  add_config_file_option(sub);  // CLI11 2.1 reads set_config() files only for the main app
   const std::string model_help =
       "Model to " + std::string(distill ? "train as the student" : "train") + ": " + known_models();
   sub->add_option("--model", o.model, model_help)->capture_default_str()->group("Model");

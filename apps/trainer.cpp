@@ -188,7 +188,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   lc.max_iterations = opt.iters;
   lc.cache = opt.cache;
   lc.pinned = device.is_cuda();
-  data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w), lc);
+  data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w, train_ds->name), lc);
 
   MetricsLog metrics;
   if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
@@ -241,6 +241,10 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     student->backward(grads.main, grads.aux, grads.feature);
     all_reduce_gradients(*comm, student->params(), buckets);  // mean over ranks (no-op for one)
     sgd.step(lr);
+    // The batch's pinned buffers go back to the loader's workers: the asynchronous copy to the GPU
+    // must be complete first. (The losses already waited for the device to read their values, so
+    // this wait is free today; it keeps the hand-back safe when they stop doing so.)
+    if (device.is_cuda() && batch.images.is_pinned()) synchronize(device);
     loader.recycle(std::move(batch));
 
     // Loss terms averaged over ranks for logging.
