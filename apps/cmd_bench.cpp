@@ -1,11 +1,12 @@
 // `rdd bench`: throughput measurements. Modes:
-//   --data   the data loader: decode + augment + batch assembly with N worker threads (img/s)
-// (model and training-step benchmarks are added beside it.)
+//   --data          the data loader: decode + augment + batch assembly with N worker threads (img/s)
+//   --model NAME    a model's forward, training step or distillation step, by phase (bench_model.h)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 
+#include "apps/bench_model.h"
 #include "apps/commands.h"
 #include "apps/data_options.h"
 #include "data/augment.h"
@@ -17,6 +18,9 @@ namespace rdd::apps {
 namespace {
 struct BenchArgs {
   bool data = false;
+  ModelBenchOptions model;
+  std::string mode = "train";
+  std::string device = "auto";
   DataOptions dataset;
   std::string preset = "cirkd";
   std::string crop = "512x1024";
@@ -80,20 +84,43 @@ int run_bench_data(const BenchArgs& a) {
 
 int run_bench(const BenchArgs& a) {
   if (a.data) return run_bench_data(a);
-  std::fprintf(stderr, "rdd bench: choose what to measure (--data)\n");
+  if (!a.model.model.empty()) {
+    ModelBenchOptions o = a.model;
+    parse_hw(a.crop, o.height, o.width_px, "--crop");
+    o.batch = a.batch;
+    o.iterations = a.iterations;
+    o.warmup = a.warmup;
+    o.mode = a.mode;
+    o.device = a.device;
+    o.seed = a.seed;
+    return run_model_bench(o);
+  }
+  std::fprintf(stderr, "rdd bench: choose what to measure (--data, or --model NAME)\n");
   return 2;
 }
 }  // namespace
 
 Command add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  CLI::App* sub = app.add_subcommand("bench", "Measure throughput: the data loader (--data); models and steps later");
+  CLI::App* sub = app.add_subcommand(
+      "bench", "Measure throughput: the data loader (--data), or a model's forward / training / distillation step "
+               "by phase (--model NAME --mode forward|train|distill)");
   sub->add_flag("--data", a->data, "Measure the data loader: decode + augment + batch, img/s");
+  a->model.model.clear();
+  sub->add_option("--model", a->model.model, "Measure this model (see --mode)");
+  sub->add_option("--width", a->model.width, "Model width multiplier")->capture_default_str();
+  sub->add_option("--mode", a->mode, "forward (eval), train (student step) or distill (teacher + student step)")
+      ->check(CLI::IsMember({"forward", "train", "distill"}))
+      ->capture_default_str();
+  sub->add_option("--teacher", a->model.teacher, "Teacher model for --mode distill");
+  sub->add_option("--teacher-width", a->model.teacher_width, "Teacher width multiplier")->capture_default_str();
+  sub->add_option("--classes", a->model.num_classes, "Classes of the model")->capture_default_str();
+  sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   add_data_options(sub, a->dataset, false);
   sub->add_option("--preset", a->preset, "Augmentation preset: cirkd or mmseg")
       ->check(CLI::IsMember({"cirkd", "mmseg"}))
       ->capture_default_str();
-  sub->add_option("--crop", a->crop, "Crop HxW")->capture_default_str();
+  sub->add_option("--crop", a->crop, "Crop (or, for --model, input) HxW")->capture_default_str();
   sub->add_option("--batch", a->batch, "Images per batch")->capture_default_str();
   sub->add_option("--workers", a->workers, "Loader worker threads")->capture_default_str();
   sub->add_option("--iterations", a->iterations, "Batches timed")->capture_default_str();

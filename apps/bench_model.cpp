@@ -1,0 +1,132 @@
+#include "apps/bench_model.h"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <vector>
+
+#include "apps/trainer.h"
+#include "engine/rng.h"
+#include "engine/sgd.h"
+#include "models/seg_model.h"
+#include "rdd/distill.h"
+
+namespace rdd::apps {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// Accumulates wall time per phase, waiting for the device at each boundary.
+class PhaseTimer {
+ public:
+  explicit PhaseTimer(Device d) : device_(d) {}
+  void start() {
+    synchronize(device_);
+    t_ = Clock::now();
+  }
+  void mark(const std::string& phase) {
+    synchronize(device_);
+    const auto now = Clock::now();
+    if (!order_.count(phase)) {
+      order_[phase] = names_.size();
+      names_.push_back(phase);
+    }
+    ms_[phase] += std::chrono::duration<double, std::milli>(now - t_).count();
+    t_ = now;
+  }
+  void reset() { ms_.clear(); }
+  const std::vector<std::string>& names() const { return names_; }
+  double ms(const std::string& p) const { return ms_.count(p) ? ms_.at(p) : 0.0; }
+
+ private:
+  Device device_;
+  Clock::time_point t_;
+  std::map<std::string, size_t> order_;
+  std::vector<std::string> names_;
+  std::map<std::string, double> ms_;
+};
+}  // namespace
+
+int run_model_bench(const ModelBenchOptions& o) {
+  RDD_CHECK(o.mode == "forward" || o.mode == "train" || o.mode == "distill", "bench --mode: '", o.mode,
+            "' (forward, train or distill)");
+  RDD_CHECK(o.mode != "distill" || !o.teacher.empty(), "bench --mode distill needs --teacher");
+  RDD_CHECK(o.batch >= 1 && o.iterations >= 1 && o.warmup >= 0, "bench: --batch and --iterations must be ≥ 1");
+  const Device device = resolve_device(o.device);
+  auto student = models::build_model(o.model, {o.num_classes, o.width});
+  student->params().materialize(device);
+  student->init_weights(o.seed);
+  std::unique_ptr<models::SegModel> teacher;
+  if (o.mode == "distill") {
+    teacher = models::build_model(o.teacher, {o.num_classes, o.teacher_width});
+    teacher->params().materialize(device);
+    teacher->init_weights(o.seed + 1);
+    teacher->set_mode(layers::Mode::eval);
+  }
+  Sgd sgd(student->params(), {0.9, 1e-4, false});
+  method::Distiller distiller;
+  method::RddConfig rc;
+  rc.enabled = o.mode == "distill";
+  rc.warmup_iters = 0;  // TSE: the stage that costs the most (two OHEM selections per head pair)
+  rc.tse.min_kept = int64_t(o.batch) * o.height * o.width_px / 21;  // ≈4.8%, as 100k of 4×512×1024
+  distiller.add(std::make_unique<method::RddTaskTerm>(rc));
+  if (teacher) distiller.add(std::make_unique<method::LogitKDTerm>(1.0, 1.0));
+
+  // Random images and labels, made once on the device (the loader is benchmarked by --data).
+  Tensor images = Tensor::empty({o.batch, 3, o.height, o.width_px});
+  fill_normal(images, 0, 50, o.seed, 1);
+  Tensor labels = Tensor::empty({o.batch, o.height, o.width_px}, DType::i32);
+  fill_randint(labels, 0, o.num_classes, o.seed, 2);
+  images = images.to(device);
+  labels = labels.to(device);
+  if (o.mode == "forward") student->set_mode(layers::Mode::eval);
+
+  PhaseTimer timer(device);
+  const int total = o.warmup + o.iterations;
+  for (int i = 1; i <= total; ++i) {
+    if (i == o.warmup + 1) timer.reset();
+    timer.start();
+    if (o.mode == "forward") {
+      student->forward(images);
+      timer.mark("student forward (eval)");
+      continue;
+    }
+    student->params().zero_grad();
+    method::NetOutputs t_out;
+    if (teacher) {
+      const models::ModelOutputs t = teacher->forward(images);
+      t_out = {t.main, t.aux, t.feature};
+      timer.mark("teacher forward (eval)");
+    }
+    const models::ModelOutputs s = student->forward(images);
+    timer.mark("student forward");
+    method::StudentGrads grads;
+    distiller.compute({i, total}, {s.main, s.aux, s.feature}, t_out, labels, grads);
+    timer.mark(teacher ? "losses (CE/TSE + KD)" : "loss (CE)");
+    student->backward(grads.main, grads.aux, grads.feature);
+    timer.mark("student backward");
+    sgd.step(0.01);
+    timer.mark("optimizer (fused SGD)");
+  }
+
+  double step_ms = 0;
+  for (const auto& p : timer.names()) step_ms += timer.ms(p) / o.iterations;
+  const double student_macs = double(student->trace({o.batch, 3, o.height, o.width_px}).total_macs());
+  const double teacher_macs = teacher ? double(teacher->trace({o.batch, 3, o.height, o.width_px}).total_macs()) : 0;
+  // FLOPs of one step: forward = 2·MACs, backward ≈ 2× forward.
+  const double flops = o.mode == "forward" ? 2 * student_macs : 2 * teacher_macs + 3 * 2 * student_macs;
+  std::printf("bench %s: %s (width %g)%s, batch %d × %dx%d, %s, %d iterations after %d warm-up\n", o.mode.c_str(),
+              o.model.c_str(), o.width, teacher ? (", teacher " + o.teacher).c_str() : "", o.batch, o.height,
+              o.width_px, device.str().c_str(), o.iterations, o.warmup);
+  std::printf("  %-26s %10s %7s\n", "phase", "ms/step", "share");
+  for (const auto& p : timer.names()) {
+    const double ms = timer.ms(p) / o.iterations;
+    std::printf("  %-26s %10.2f %6.1f%%\n", p.c_str(), ms, 100 * ms / step_ms);
+  }
+  std::printf("  %-26s %10.2f\n", "step", step_ms);
+  std::printf("throughput: %.2f img/s, %.1f GFLOP/s (%.1f GFLOP per step, 2 FLOP per multiply-add)\n",
+              1000.0 * o.batch / step_ms, flops / (step_ms * 1e6), flops / 1e9);
+  return 0;
+}
+
+}  // namespace rdd::apps

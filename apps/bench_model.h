@@ -1,0 +1,30 @@
+// `rdd bench --model`: throughput of a model's forward, a training step, or a distillation step, split
+// into phases (teacher forward, student forward, losses, backward, optimizer), with the achieved
+// GFLOP/s from the model's multiply-add count. Timing waits for the device at every phase boundary,
+// so phases add up to the step (this costs a little overlap; the per-step number is the honest one
+// for the loop as it runs).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rdd::apps {
+
+struct ModelBenchOptions {
+  std::string model = "deeplabv3_resnet18";
+  double width = 1.0;
+  std::string teacher;            // set: a distillation step (KD + RDD-TSE terms)
+  double teacher_width = 1.0;
+  std::string mode = "train";     // forward | train | distill
+  int num_classes = 19;
+  int batch = 8;
+  int height = 512, width_px = 1024;
+  int iterations = 20, warmup = 3;
+  std::string device = "auto";
+  uint64_t seed = 1;
+};
+
+// Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0.
+int run_model_bench(const ModelBenchOptions& o);
+
+}  // namespace rdd::apps
