@@ -24,8 +24,7 @@ RunOptions parse_preset(const std::string& path, bool distill, std::vector<std::
   CLI::App app{"configs test"};
   RunOptions o;
   CLI::App* sub = app.add_subcommand(distill ? "distill" : "train");
-  add_run_options(sub, o, distill);
-  add_config_file_option(sub);
+  add_run_options(sub, o, distill);  // includes --config (add_config_file_option)
   std::vector<std::string> args = {distill ? "distill" : "train", "--config", path};
   args.insert(args.end(), extra.begin(), extra.end());
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
