@@ -21,7 +21,23 @@ struct EvalArgs {
   std::string device = "auto";
   int workers = 2;
   std::string json;
+  std::vector<double> scales{1.0};
+  bool flip = false;
+  bool slide = false;
+  std::string window = "512x1024", stride = "341x683";
 };
+
+void parse_hw_flag(const std::string& s, int& h, int& w, const char* flag) {
+  const size_t x = s.find('x');
+  try {
+    RDD_CHECK(x != std::string::npos, "");
+    h = std::stoi(s.substr(0, x));
+    w = std::stoi(s.substr(x + 1));
+  } catch (const std::exception&) {
+    fail(flag, " must be HxW (e.g. 512x1024), got '", s, "'");
+  }
+  RDD_CHECK(h > 0 && w > 0, flag, " must be positive, got '", s, "'");
+}
 
 int run_eval(const EvalArgs& a) {
   const Device device = resolve_device(a.device);
@@ -34,8 +50,21 @@ int run_eval(const EvalArgs& a) {
     RDD_CHECK(it->second == a.model, "--weights ", a.weights, " holds a '", it->second, "' model, not --model '",
               a.model, "'");
   models::load_weights(model->params(), f.tensors, /*strict=*/true, a.weights);
-  const EvalResult r = evaluate(*model, ds, a.preset, device, a.workers, true);
-  std::printf("%s %s split, %s\n", ds->name.c_str(), ds->split.c_str(), a.model.c_str());
+  EvalOptions eo;
+  eo.scales = a.scales;
+  eo.flip = a.flip;
+  eo.slide = a.slide;
+  parse_hw_flag(a.window, eo.window_h, eo.window_w, "--window");
+  parse_hw_flag(a.stride, eo.stride_h, eo.stride_w, "--stride");
+  const EvalResult r = evaluate(*model, ds, a.preset, device, a.workers, true, nullptr, eo);
+  std::string how = eo.single_pass() ? "whole image, single scale" : "";
+  if (!eo.single_pass()) {
+    how = eo.slide ? "sliding window " + a.window + " stride " + a.stride : "whole image";
+    how += ", scales";
+    for (double s : eo.scales) how += " " + std::to_string(s).substr(0, 4);
+    if (eo.flip) how += ", + horizontal flip";
+  }
+  std::printf("%s %s split, %s (%s)\n", ds->name.c_str(), ds->split.c_str(), a.model.c_str(), how.c_str());
   std::printf("%s", format_eval_table(r, ds->class_names).c_str());
   if (!a.json.empty()) {
     nlohmann::json j = eval_json(r, ds->class_names);
@@ -43,6 +72,7 @@ int run_eval(const EvalArgs& a) {
     j["weights"] = a.weights;
     j["dataset"] = ds->name;
     j["split"] = ds->split;
+    j["protocol"] = how;
     std::ofstream out(a.json);
     out << j.dump(2) << "\n";
     RDD_CHECK(out.good(), "--json ", a.json, ": cannot write the file");
@@ -53,8 +83,8 @@ int run_eval(const EvalArgs& a) {
 
 Command add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* sub = app.add_subcommand("eval", "Evaluate a model: mIoU, pixel accuracy, per-class IoU (whole image, "
-                                             "single scale, the reference protocol)");
+  CLI::App* sub = app.add_subcommand("eval", "Evaluate a model: mIoU, pixel accuracy, per-class IoU (by default whole "
+                                             "image, single scale: the reference protocol; --scales/--flip/--slide)");
   sub->add_option("--model", a->model, "Model name")->capture_default_str();
   sub->add_option("--width", a->width, "Channel width multiplier")->capture_default_str();
   sub->add_option("--weights", a->weights, "Weights (safetensors)")->required();
@@ -63,6 +93,13 @@ Command add_eval_command(CLI::App& app) {
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   sub->add_option("--workers", a->workers, "Loader threads")->capture_default_str();
   sub->add_option("--json", a->json, "Also write the results as JSON to this file");
+  sub->add_option("--scales", a->scales, "Multi-scale: image scales whose softmax is averaged (e.g. 0.75,1,1.25)")
+      ->delimiter(',')
+      ->capture_default_str();
+  sub->add_flag("--flip", a->flip, "Also average the horizontally flipped image's prediction");
+  sub->add_flag("--slide", a->slide, "Sliding-window inference (see --window, --stride)");
+  sub->add_option("--window", a->window, "Sliding window HxW")->capture_default_str();
+  sub->add_option("--stride", a->stride, "Sliding stride HxW")->capture_default_str();
   return {sub, [a] { return run_eval(*a); }};
 }
 

@@ -5,12 +5,72 @@
 
 #include "data/augment.h"
 #include "data/loader.h"
+#include "layers/eval_ops.h"
 #include "layers/resize.h"
 
 namespace rdd::apps {
 
+namespace {
+
+// Main logits of `x` at x's own size, by one forward or by sliding windows.
+Tensor logits_at_input_size(models::SegModel& model, const Tensor& x, const EvalOptions& o) {
+  const int H = int(x.size(2)), W = int(x.size(3));
+  if (!o.slide) {
+    const Tensor main = model.forward(x).main;
+    return layers::bilinear_resize_forward(main, H, W, true);
+  }
+  RDD_CHECK(o.window_h > 0 && o.window_w > 0 && o.stride_h > 0 && o.stride_w > 0, "eval --slide: window ",
+            o.window_h, "x", o.window_w, " and stride ", o.stride_h, "x", o.stride_w, " must be positive");
+  // Pad (bottom/right, zeros = the mean colour after normalisation) to at least one window.
+  const int Hp = std::max(H, o.window_h), Wp = std::max(W, o.window_w);
+  const int rows = (Hp - o.window_h + o.stride_h - 1) / o.stride_h + 1;
+  const int cols = (Wp - o.window_w + o.stride_w - 1) / o.stride_w + 1;
+  const int C = model.options().num_classes;
+  Tensor acc = Tensor::zeros({x.size(0), C, Hp, Wp}, DType::f32, x.device());
+  Tensor counts = Tensor::zeros({Hp, Wp});
+  float* cnt = counts.data<float>();
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      // The last window of a row/column is aligned to the padded edge.
+      const int top = std::min(r * o.stride_h, Hp - o.window_h), left = std::min(c * o.stride_w, Wp - o.window_w);
+      const Tensor window = layers::crop_window(x, top, left, o.window_h, o.window_w);
+      const Tensor main = model.forward(window).main;
+      layers::add_window_(acc, layers::bilinear_resize_forward(main, o.window_h, o.window_w, true), top, left);
+      for (int i = top; i < top + o.window_h; ++i)
+        for (int j = left; j < left + o.window_w; ++j) cnt[int64_t(i) * Wp + j] += 1;
+    }
+  layers::divide_by_map_(acc, counts.to(x.device()));
+  return (Hp == H && Wp == W) ? acc : layers::crop_window(acc, 0, 0, H, W);
+}
+
+}  // namespace
+
+Tensor predict_scores(models::SegModel& model, const Tensor& images, int out_h, int out_w, const EvalOptions& o) {
+  if (o.single_pass()) return layers::bilinear_resize_forward(model.forward(images).main, out_h, out_w, true);
+  RDD_CHECK(!o.scales.empty(), "eval: no --scales given");
+  const int H = int(images.size(2)), W = int(images.size(3));
+  Tensor sum;
+  int passes = 0;
+  for (double s : o.scales) {
+    RDD_CHECK(s > 0 && s <= 4, "eval --scales: ", s, " is outside (0, 4]");
+    const int h = std::max(1, int(std::lround(H * s))), w = std::max(1, int(std::lround(W * s)));
+    const Tensor scaled = (h == H && w == W) ? images : layers::bilinear_resize_forward(images, h, w, true);
+    for (int f = 0; f < (o.flip ? 2 : 1); ++f) {
+      const Tensor input = f ? layers::flip_width(scaled) : scaled;
+      Tensor logits = logits_at_input_size(model, input, o);
+      if (f) logits = layers::flip_width(logits);
+      const Tensor probs = layers::softmax_channels(layers::bilinear_resize_forward(logits, out_h, out_w, true));
+      if (!sum.defined()) sum = probs;
+      else layers::add_window_(sum, probs, 0, 0);
+      ++passes;
+    }
+  }
+  (void)passes;  // the argmax of the sum equals the argmax of the mean
+  return sum;
+}
+
 EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset> dataset, const std::string& preset,
-                    Device device, int workers, bool show_progress, Communicator* comm) {
+                    Device device, int workers, bool show_progress, Communicator* comm, const EvalOptions& options) {
   const int world = comm ? comm->world_size() : 1;
   const int C = model.options().num_classes;
   RDD_CHECK(dataset->num_classes == C, "evaluate: the model predicts ", C, " classes, the dataset has ",
@@ -32,10 +92,8 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   while (loader.next(batch)) {
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
-    const models::ModelOutputs out = model.forward(images);
-    // (N, C, h, w) → (N, C, H, W), then argmax into the confusion matrix.
-    const Tensor up = layers::bilinear_resize_forward(out.main, int(labels.size(1)), int(labels.size(2)), true);
-    result.confusion.add_logits(up, labels);
+    // (N, C, H, W) scores at the label size, then argmax into the confusion matrix.
+    result.confusion.add_logits(predict_scores(model, images, int(labels.size(1)), int(labels.size(2)), options), labels);
     result.images += images.size(0);
     if (show_progress) progress.update(result.images, {}, 0, images.size(0));
     loader.recycle(std::move(batch));
