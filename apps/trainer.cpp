@@ -164,7 +164,10 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     comm->broadcast(momentum, 0);
     student->set_stats_reducer([comm](Tensor& partial_sums) { comm->all_reduce_sum(partial_sums); });
   }
-  const std::vector<GradBucket> buckets = make_grad_buckets(student->params(), size_t(25) << 20);
+  // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
+  // is all-reduced as soon as the backward has passed it.
+  OverlappedGradReducer grad_reducer(*comm, student->params(), make_grad_buckets(student->params(), size_t(25) << 20));
+  if (world > 1) student->set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
 
   // Teacher (frozen, eval mode: no activations kept, never updated).
   std::unique_ptr<models::SegModel> teacher;
@@ -238,8 +241,9 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     const double total = terms.total();
     RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", it,
               " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
+    grad_reducer.begin_step();
     student->backward(grads.main, grads.aux, grads.feature);
-    all_reduce_gradients(*comm, student->params(), buckets);  // mean over ranks (no-op for one)
+    grad_reducer.finish();  // the last buckets, then the compute stream waits for all (no-op for one rank)
     sgd.step(lr);
     // The batch's pinned buffers go back to the loader's workers: the asynchronous copy to the GPU
     // must be complete first. (The losses already waited for the device to read their values, so

@@ -169,4 +169,32 @@ void all_reduce_gradients(Communicator& comm, ParamStore& store, const std::vect
   }
 }
 
+OverlappedGradReducer::OverlappedGradReducer(Communicator& comm, ParamStore& store, std::vector<GradBucket> buckets)
+    : comm_(comm), store_(store), buckets_(std::move(buckets)) {}
+
+void OverlappedGradReducer::begin_step() {
+  next_ = 0;
+  launched_early_ = 0;
+}
+
+void OverlappedGradReducer::launch(size_t i) {
+  Tensor slice = store_.flat_grads().slice(buckets_[i].begin, buckets_[i].end);
+  comm_.all_reduce_mean_async(slice);
+}
+
+void OverlappedGradReducer::ready(int64_t flat_begin) {
+  if (comm_.world_size() == 1) return;
+  // Buckets run last-parameters-first, so bucket i is complete once the frontier passes its begin.
+  while (next_ < buckets_.size() && buckets_[next_].begin >= flat_begin) {
+    launch(next_++);
+    ++launched_early_;
+  }
+}
+
+void OverlappedGradReducer::finish() {
+  if (comm_.world_size() == 1) return;
+  while (next_ < buckets_.size()) launch(next_++);
+  comm_.wait_async();
+}
+
 }  // namespace rdd

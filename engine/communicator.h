@@ -35,6 +35,11 @@ class Communicator {
   // Every rank ends with the mean over ranks. Default: all_reduce_sum, then scale (CPU tensors);
   // NCCL overrides it with ncclAvg.
   virtual void all_reduce_mean(Tensor& t);
+  // Starts the mean all-reduce of t WITHOUT making later compute wait for it (NCCL: enqueued on the
+  // communication stream); wait_async() makes the compute stream wait for every one started since.
+  // t must not be touched on the compute stream in between. Default: synchronous.
+  virtual void all_reduce_mean_async(Tensor& t) { all_reduce_mean(t); }
+  virtual void wait_async() {}
 };
 
 class SoloCommunicator final : public Communicator {
@@ -87,7 +92,27 @@ struct GradBucket {
 };
 std::vector<GradBucket> make_grad_buckets(const ParamStore& store, size_t bucket_bytes);
 
-// Average the gradients of a store over ranks, bucket by bucket (no overlap with backward yet).
+// Average the gradients of a store over ranks, bucket by bucket, after the backward.
 void all_reduce_gradients(Communicator& comm, ParamStore& store, const std::vector<GradBucket>& buckets);
+
+// The same, overlapped with the backward: feed it the model's gradient-ready offsets (every gradient
+// at offsets ≥ flat_begin is final); each bucket's all-reduce starts as soon as it is complete.
+//   reducer.begin_step(); model.backward(...) /* calls reducer.ready(offset) */; reducer.finish();
+class OverlappedGradReducer {
+ public:
+  OverlappedGradReducer(Communicator& comm, ParamStore& store, std::vector<GradBucket> buckets);
+  void begin_step();
+  void ready(int64_t flat_begin);  // launches every bucket lying entirely at or above flat_begin
+  void finish();                   // launches the rest and waits for all
+  int64_t launched_during_backward() const { return launched_early_; }  // for tests and logs
+
+ private:
+  Communicator& comm_;
+  ParamStore& store_;
+  std::vector<GradBucket> buckets_;
+  size_t next_ = 0;
+  int64_t launched_early_ = 0;
+  void launch(size_t i);
+};
 
 }  // namespace rdd

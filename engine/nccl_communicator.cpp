@@ -51,6 +51,21 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_sum(Tensor& t) override { reduce(t, ncclSum); }
   void all_reduce_mean(Tensor& t) override { reduce(t, ncclAvg); }
 
+  // Enqueued after the compute stream's work so far; the compute stream does not wait for it.
+  void all_reduce_mean_async(Tensor& t) override {
+    check(t, "all_reduce");
+    CudaContext& ctx = cuda_context(device_);
+    RDD_CUDA_CHECK(cudaEventRecord(compute_done_, ctx.compute_stream()));
+    RDD_CUDA_CHECK(cudaStreamWaitEvent(ctx.comm_stream(), compute_done_, 0));
+    RDD_NCCL_CHECK(ncclAllReduce(t.raw(), t.raw(), size_t(t.numel()), nccl_type(t, "all_reduce"), ncclAvg, comm_,
+                                 ctx.comm_stream()));
+  }
+  void wait_async() override {
+    CudaContext& ctx = cuda_context(device_);
+    RDD_CUDA_CHECK(cudaEventRecord(comm_done_, ctx.comm_stream()));
+    RDD_CUDA_CHECK(cudaStreamWaitEvent(ctx.compute_stream(), comm_done_, 0));
+  }
+
   void broadcast(Tensor& t, int root) override {
     check(t, "broadcast");
     run([&](cudaStream_t s) {

@@ -118,4 +118,12 @@ Tensor DropoutUnit::forward(const Tensor& x) {
 
 Tensor DropoutUnit::backward(const Tensor& dy) { return passed_through_ ? dy : layer_->backward(dy); }
 
+int64_t first_offset_with_prefix(const ParamStore& store, const std::string& prefix) {
+  const std::string p = prefix + ".";
+  int64_t best = -1;
+  for (const Param& e : store.entries())
+    if (e.trainable && e.name.compare(0, p.size(), p) == 0 && (best < 0 || e.offset < best)) best = e.offset;
+  return best;
+}
+
 }  // namespace rdd::models

@@ -11,6 +11,8 @@
 // "head.aspp.b0.0" / "head.aspp.b0.1"), so parameters carry the state_dict keys.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -72,6 +74,14 @@ struct LayerTable {
     rows.push_back({name, op, out, 0, 0, 0});
   }
 };
+
+// Gradient readiness during backward (data parallelism overlaps the gradient all-reduce with it):
+// called each time a unit's parameter gradients are final, with `flat_begin` = the smallest flat
+// offset among that unit's parameters. Backward runs in reverse registration order, so EVERY
+// gradient at offsets ≥ flat_begin is final at that moment.
+using GradReadyHook = std::function<void(int64_t flat_begin)>;
+// The smallest flat offset of the trainable parameters whose names start with `prefix` + "."; −1 if none.
+int64_t first_offset_with_prefix(const ParamStore& store, const std::string& prefix);
 
 // Output shape of `conv` on an input of shape `in` (N, C, H, W), and its row in the table.
 Shape trace_conv(LayerTable& t, const layers::Conv2d& conv, const Shape& in, const std::string& suffix = "",

@@ -98,9 +98,19 @@ Tensor MobileNetV2::forward(const Tensor& x) {
 }
 
 void MobileNetV2::backward(const Tensor& dy) {
+  const bool hooked = hook_ && *hook_;
+  if (hooked && block_offsets_.empty())
+    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it)
+      block_offsets_.push_back(first_offset_with_prefix(*hook_store_, it->name()));
+  size_t k = 0;
   Tensor d = dy;
-  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) d = it->backward(d);
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+    d = it->backward(d);
+    if (hooked && block_offsets_[k] >= 0) (*hook_)(block_offsets_[k]);
+    ++k;
+  }
   stem_.backward_params_only(d);
+  if (hooked) (*hook_)(0);
 }
 
 Shape MobileNetV2::trace(LayerTable& t, const Shape& in) const {

@@ -29,6 +29,7 @@ class InvertedResidual {
   Tensor backward(const Tensor& dy);  // → dx
   Shape trace(LayerTable& t, const Shape& in) const;
   void init(uint64_t seed, uint64_t& offset);
+  const std::string& name() const { return name_; }
 
  private:
   std::string name_;
@@ -48,6 +49,16 @@ class MobileNetV2 {
  private:
   ConvBnAct stem_;
   std::vector<InvertedResidual> blocks_;
+  const GradReadyHook* hook_ = nullptr;
+  const ParamStore* hook_store_ = nullptr;
+  std::vector<int64_t> block_offsets_;
+
+ public:
+  // Called after each block's backward and after the stem's (see GradReadyHook).
+  void set_grad_ready_hook(const GradReadyHook* hook, const ParamStore* store) {
+    hook_ = hook;
+    hook_store_ = store;
+  }
   int out_channels_ = 0;
 };
 

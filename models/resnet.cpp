@@ -139,14 +139,25 @@ ResNet::Features ResNet::forward(const Tensor& x) {
 
 void ResNet::backward(const Tensor& dc3, const Tensor& dc4) {
   RDD_CHECK(dc4.defined(), "ResNet::backward: the gradient of layer4's output is required");
+  const bool hooked = hook_ && *hook_;
+  if (hooked && block_offsets_.empty())
+    for (int l = 3; l >= 0; --l)
+      for (auto it = layers_[size_t(l)].rbegin(); it != layers_[size_t(l)].rend(); ++it)
+        block_offsets_.push_back(first_offset_with_prefix(*hook_store_, it->name()));
+  size_t k = 0;
   Tensor d = dc4;
   for (int l = 3; l >= 0; --l) {
     if (l == 2 && dc3.defined()) layers::add_(d, dc3);  // c3 feeds both layer4 and the aux head
-    for (auto it = layers_[size_t(l)].rbegin(); it != layers_[size_t(l)].rend(); ++it) d = it->backward(d);
+    for (auto it = layers_[size_t(l)].rbegin(); it != layers_[size_t(l)].rend(); ++it) {
+      d = it->backward(d);
+      if (hooked && block_offsets_[k] >= 0) (*hook_)(block_offsets_[k]);  // this block's gradients are final
+      ++k;
+    }
   }
   d = maxpool_->backward(d);
   for (size_t i = stem_.size() - 1; i > 0; --i) d = stem_[i].backward(d);
   stem_[0].backward_params_only(d);  // the image needs no gradient
+  if (hooked) (*hook_)(0);             // the stem registered first: everything is final
 }
 
 std::pair<Shape, Shape> ResNet::trace(LayerTable& t, const Shape& in) const {

@@ -43,6 +43,7 @@ class ResNetBlock {
   Shape trace(LayerTable& t, const Shape& in) const;
   void init(uint64_t seed, uint64_t& offset);
   int out_channels() const { return convs_.back().out_channels(); }
+  const std::string& name() const { return name_; }
 
  private:
   std::string name_;
@@ -68,9 +69,17 @@ class ResNet {
   int c3_channels() const { return c3_channels_; }
   int c4_channels() const { return c4_channels_; }
   const ResNetOptions& options() const { return opt_; }
+  // Called after each block's backward and after the stem's (see GradReadyHook); `store` gives offsets.
+  void set_grad_ready_hook(const GradReadyHook* hook, const ParamStore* store) {
+    hook_ = hook;
+    hook_store_ = store;
+  }
 
  private:
   ResNetOptions opt_;
+  const GradReadyHook* hook_ = nullptr;
+  const ParamStore* hook_store_ = nullptr;
+  std::vector<int64_t> block_offsets_;  // per block in backward order, computed on first use
   std::vector<ConvBnAct> stem_;
   layers::MaxPool2d* maxpool_;
   std::vector<std::vector<ResNetBlock>> layers_;  // layer1..layer4

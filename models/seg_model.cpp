@@ -111,6 +111,14 @@ ModelOutputs SegModel::forward(const Tensor& x) {
   return out;
 }
 
+void SegModel::set_grad_ready_hook(GradReadyHook hook) {
+  grad_ready_ = std::move(hook);
+  aux_offset_ = first_offset_with_prefix(store_, "auxlayer");
+  head_offset_ = first_offset_with_prefix(store_, "head");
+  if (resnet_) resnet_->set_grad_ready_hook(&grad_ready_, &store_);
+  if (mobilenet_) mobilenet_->set_grad_ready_hook(&grad_ready_, &store_);
+}
+
 void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor& d_feature) {
   RDD_CHECK(mode_ == layers::Mode::train, name_, ": backward in eval mode (eval keeps no activations)");
   RDD_CHECK(backward_ready_, name_, ": backward without a training forward before it");
@@ -119,8 +127,12 @@ void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor&
   backward_ready_ = false;
   Tensor dc3;
   // The aux head hangs off c3 (aux flows first so its cached activations are released early).
+  // Registration order is backbone, head, aux: backward meets them in reverse, which is what lets
+  // the gradient all-reduce start while the backbone's backward still runs.
   if (aux_) dc3 = d_aux.defined() ? aux_->backward(d_aux) : Tensor();
+  if (grad_ready_ && aux_ && aux_offset_ >= 0) grad_ready_(aux_offset_);
   Tensor dc4 = head_->backward(d_main, d_feature);
+  if (grad_ready_ && head_offset_ >= 0) grad_ready_(head_offset_);
   if (resnet_)
     resnet_->backward(dc3, dc4);
   else

@@ -64,6 +64,9 @@ class SegModel {
   }
   // SyncBN: every BatchNorm2d of the model gets this reducer.
   void set_stats_reducer(const layers::StatsReducer& reducer);
+  // Data parallelism: called during backward whenever a unit's gradients are final (GradReadyHook),
+  // last unit first, ending with 0 (everything final). Empty function: no calls.
+  void set_grad_ready_hook(GradReadyHook hook);
 
   // The reference initialisation from Philox(seed): backbone convs Kaiming normal (fan_out), head
   // convs PyTorch's default, BN γ 1, β 0, running statistics reset. Needs a materialized store.
@@ -86,6 +89,8 @@ class SegModel {
   ParamStore store_;
   ModuleList mods_;
   DropoutControl dropout_;
+  GradReadyHook grad_ready_;
+  int64_t aux_offset_ = -1, head_offset_ = -1;  // first flat offsets of the aux and main heads
   layers::Mode mode_ = layers::Mode::train;
   std::unique_ptr<ResNet> resnet_;
   std::unique_ptr<MobileNetV2> mobilenet_;
