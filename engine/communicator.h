@@ -79,8 +79,14 @@ class LocalGroup {
 // NCCL (CUDA builds). `unique_id` is the 128-byte ncclUniqueId made by rank 0 (nccl_unique_id()) and
 // handed to every rank by the launcher's rendezvous.
 std::string nccl_unique_id();
+//
+// A watchdog thread polls the communicator every second: on an asynchronous NCCL error (a peer's
+// network failure) or when a collective has been pending longer than `timeout_s` (a peer that died or
+// hangs), it aborts the communicator — the stuck kernels return, the next CUDA/NCCL call on this rank
+// throws with the reason, the worker exits non-zero and the launcher stops the others — instead of
+// every rank waiting forever.
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank, int world_size,
-                                                     int device);
+                                                     int device, double timeout_s = 1800);
 
 // Gradient all-reduce buckets: contiguous ranges of the flat gradient buffer, in REVERSE registration
 // order (backward produces the last layers' gradients first, so the first bucket is ready first).
