@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 #include "engine/error.h"
 #include "engine/tensor_kernels.h"
@@ -9,11 +10,8 @@
 namespace rdd::kernels {
 
 namespace {
-constexpr int kThreads = 256;
-inline unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);  // grid-stride loops cover the rest
-}
+constexpr int kThreads = kThreadsPerBlock;
+inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 template <class T>
 __device__ T from_double(double v);

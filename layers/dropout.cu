@@ -4,17 +4,15 @@
 
 #include <cstdint>
 
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 #include "engine/philox.h"
 
 namespace rdd::layers::kernels {
 
 namespace {
-constexpr int kThreads = 256;
-inline unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
+constexpr int kThreads = kThreadsPerBlock;
+inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 // Dropout: x, y: n elements; one thread per quad q (elements 4q..4q+3) and one Philox call per quad.
 // y may be x.

@@ -1,12 +1,13 @@
 // GPU side of eval_ops.h: one thread per output element (grid-stride), f32.
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
 
 namespace rdd::layers::kernels {
 
 namespace {
-constexpr int kThreads = 256;
-unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 16)); }
+constexpr int kThreads = kThreadsPerBlock;
+inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 cudaStream_t stream(int device) { return rdd::cuda_context(device).compute_stream(); }
 
 // x, y: (planes, h, w)

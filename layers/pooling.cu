@@ -7,17 +7,15 @@
 
 #include <cstdint>
 
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 #include "layers/pooling_index.h"
 
 namespace rdd::layers::kernels {
 
 namespace {
-constexpr int kThreads = 256;
-inline unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
+constexpr int kThreads = kThreadsPerBlock;
+inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 template <class T>
 __device__ __forceinline__ T neg_inf();

@@ -3,16 +3,14 @@
 
 #include <cstdint>
 
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 
 namespace rdd::layers::kernels {
 
 namespace {
-constexpr int kThreads = 256;
-inline unsigned blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
+constexpr int kThreads = kThreadsPerBlock;
+inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 // a, b, out: n elements; out may be a or b (in-place add), so no __restrict__.
 template <class T>

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "engine/cuda_launch.h"
 #include "engine/cuda_check.h"
 #include "rdd/pixel_math.h"
 #include "rdd/pixel_ops_cuda.h"
@@ -19,9 +20,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kBlockRowMin = 128;  // contiguous softmax rows at least this long get a block each
 
-unsigned blocks_for(int64_t n) {
-  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t(65535) * 16)));
-}
+unsigned blocks_for(int64_t n) { return grid_stride_blocks(n, kThreads); }  // engine/cuda_launch.h
 
 #define RDD_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
