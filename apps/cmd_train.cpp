@@ -11,15 +11,15 @@ namespace rdd::apps {
 namespace {
 // One process per GPU: the launcher re-runs this command line in --gpus workers; each worker joins the
 // TCP rendezvous, gets rank 0's NCCL id, and trains its shard with an NCCL communicator.
-int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv& w, double timeout_s) {
+int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv& w, const LaunchFlags& flags) {
   RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process training runs on GPUs (NCCL), and this machine has none (",
             no_gpu_reason(), ")");
   RDD_CHECK(w.local_rank < gpu_count(), "rank ", w.rank, ": local rank ", w.local_rank, " needs GPU ", w.local_rank,
             " but only ", gpu_count(), " GPU(s) are visible; lower --gpus");
-  Rendezvous rdzv(rendezvous_options(w, timeout_s));
+  Rendezvous rdzv(rendezvous_options(w, flags.rendezvous_timeout_s));
   const std::string id = rdzv.broadcast(w.rank == 0 ? nccl_unique_id() : std::string());
   const Device device = Device::parse(w.device);
-  std::unique_ptr<Communicator> comm = make_nccl_communicator(id, w.rank, w.world_size, device.index);
+  std::unique_ptr<Communicator> comm = make_nccl_communicator(id, w.rank, w.world_size, device.index, flags.nccl_timeout_s);
   const TrainResult r = run_training(opt, distill, comm.get(), w.device);
   rdzv.barrier();  // nobody exits (tearing down NCCL) while others still finish
   if (w.rank == 0)
@@ -46,7 +46,7 @@ Command add_run_command(CLI::App& app, bool distill) {
                       : "Example:\n  rdd train --dataset cityscapes --data-root DATA --model deeplabv3_resnet101 --out runs/teacher");
   return {sub, [opt, launch, distill] {
             if (const std::optional<WorkerEnv> w = worker_env())
-              return run_distributed_worker(*opt, distill, *w, launch->rendezvous_timeout_s);
+              return run_distributed_worker(*opt, distill, *w, *launch);
             if (launch->gpus > 1 || launch->nnodes > 1) {
               validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
               return launch_local_workers(make_launch_spec(*launch));

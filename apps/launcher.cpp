@@ -590,6 +590,11 @@ void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
                      "Seconds to wait for every rank to join (and for barriers)")
       ->check(CLI::PositiveNumber)
       ->group(group);
+  command.add_option("--nccl-timeout", flags.nccl_timeout_s,
+                     "Seconds a collective may wait for the other ranks before the run is aborted")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(group);
 }
 
 LaunchSpec make_launch_spec(const LaunchFlags& flags) {

@@ -9,7 +9,7 @@
 //   }
 //
 // with `LaunchFlags flags; add_launch_flags(*train_cmd, flags);` where the subcommand is declared
-// (--gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout).
+// (--gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout, --nccl-timeout).
 //
 // Each worker gets the launcher's environment plus
 //   RDD_RANK, RDD_LOCAL_RANK, RDD_WORLD_SIZE, RDD_LOCAL_WORLD_SIZE, RDD_NODE_RANK,
@@ -100,6 +100,7 @@ struct LaunchFlags {
   std::string master_addr = "127.0.0.1";  // --master-addr
   int master_port = 29500;          // --master-port
   double rendezvous_timeout_s = 300;  // --rendezvous-timeout
+  double nccl_timeout_s = 1800;       // --nccl-timeout: a collective pending longer aborts the run
 };
 void add_launch_flags(CLI::App& command, LaunchFlags& flags);
 // The spec that re-runs this process's command line in flags.gpus workers on this node.
