@@ -31,6 +31,17 @@ template <class... Args>
   throw Error(detail::concat(args...));
 }
 
+// Runs f(); an rdd::Error thrown inside comes out with `context` in front, so a layer deep inside a
+// model reports which one it is: with_error_context("Conv2d 'head.block.0'", [&] { return ...; }).
+template <class F>
+auto with_error_context(const std::string& context, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw Error(context + ": " + e.what());
+  }
+}
+
 }  // namespace rdd
 
 #define RDD_CHECK(cond, ...)                \

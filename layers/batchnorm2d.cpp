@@ -370,11 +370,7 @@ void BatchNorm2d::reset_parameters() {
 namespace {
 template <class F>
 auto named_bn(const std::string& name, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    fail("BatchNorm2d '", name, "': ", e.what());
-  }
+  return with_error_context("BatchNorm2d '" + name + "'", std::forward<F>(f));
 }
 }  // namespace
 

@@ -588,14 +588,10 @@ Conv2d::Conv2d(ParamStore& store, const std::string& name, int in_channels, int 
 }
 
 namespace {
-// Re-throws an error from the functional layer with the module's name in front.
+// Errors from the functional layer come out with the module's name in front.
 template <class F>
 auto named(const std::string& name, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Error& e) {
-    fail("Conv2d '", name, "': ", e.what());
-  }
+  return with_error_context("Conv2d '" + name + "'", std::forward<F>(f));
 }
 }  // namespace
 

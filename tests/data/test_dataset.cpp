@@ -13,14 +13,7 @@ using namespace rdd::data;
 namespace fs = std::filesystem;
 
 namespace {
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string message_of(const std::function<void()>& f) { return test::error_message(f); }
 
 // Cityscapes fixture: two train images in two cities, one val image; the second train label is a
 // pre-converted labelTrainIds file.

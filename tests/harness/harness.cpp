@@ -59,6 +59,15 @@ Comparison check_gradient(const std::string& what, Tensor& x, const std::functio
   return c;
 }
 
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string source_path(const std::string& relative) { return std::string(RDD_SOURCE_DIR) + "/" + relative; }
 
 std::string python() { return RDD_PYTHON; }

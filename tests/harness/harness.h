@@ -38,6 +38,9 @@ void check_close(const Tensor& got, const Tensor& want, Tolerance tol, const std
 Comparison check_gradient(const std::string& what, Tensor& x, const std::function<double()>& loss,
                           const Tensor& analytic, double eps, Tolerance tol);
 
+// The message of the rdd::Error that f throws, or "" when it throws none.
+std::string error_message(const std::function<void()>& f);
+
 // Absolute path of a file in the source tree (tests read fixtures and scripts from there).
 std::string source_path(const std::string& relative);
 // The Python interpreter that has numpy and torch (Debian's /usr/bin/python3).
