@@ -69,6 +69,32 @@ void prepare_output_dir(const std::string& out) {
   fs::remove(probe, ec);
 }
 
+// A run killed after its last checkpoint logged iterations that the resumed run repeats: keep only the
+// records up to the checkpoint's iteration, so metrics.jsonl has each iteration once.
+void truncate_metrics_after(const std::string& path, int64_t iteration) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains("iter") && j["iter"].get<int64_t>() > iteration) continue;
+    } catch (const std::exception&) {
+      continue;  // a line torn by the kill
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << kept;
+    RDD_CHECK(out.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
 void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -194,6 +220,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w, train_ds->name), lc);
 
   MetricsLog metrics;
+  if (writer && start > 0) truncate_metrics_after(opt.out + "/metrics.jsonl", start);
   if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
   Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
   student->set_mode(layers::Mode::train);

@@ -64,6 +64,15 @@ if [ "$SECTION" = all ] || [ "$SECTION" = resume ]; then
   cmp "$W/full/weights.safetensors" "$W/part/weights.safetensors" \
     || fail "6 iterations and 3 + resume 3 give different weights"
   cmp "$W/full/checkpoint.safetensors" "$W/part/checkpoint.safetensors" || fail "final checkpoints differ"
+  # Resuming from a checkpoint older than the log (a run killed after its last save): every iteration
+  # appears once in metrics.jsonl, the resumed run's record replacing the lost run's.
+  "$RDD" train "${R[@]}" --out "$W/relog" --stop-after 3 > /dev/null 2>&1 || fail "relog 1"
+  cp "$W/relog/checkpoint.safetensors" "$W/ck3.safetensors"
+  "$RDD" train "${R[@]}" --out "$W/relog" --resume "$W/ck3.safetensors" --stop-after 5 > /dev/null 2>&1 || fail "relog 2"
+  "$RDD" train "${R[@]}" --out "$W/relog" --resume "$W/ck3.safetensors" --stop-after 5 > /dev/null 2>&1 || fail "relog 3"
+  n=$(grep -c '"loss"' "$W/relog/metrics.jsonl")
+  dups=$(grep -o '"iter":[0-9]*,"loss"' "$W/relog/metrics.jsonl" | sort | uniq -d | tr '\n' ' ')
+  [ "$n" = 5 ] && [ -z "$dups" ] || fail "metrics.jsonl has $n iteration records (want 5), repeated: $dups"
   # A resume with a different configuration is refused, naming the difference.
   expect_error "lr: saved 0.02, now 0.05" "$RDD" train "${R[@]}" --lr 0.05 --out "$W/part" --resume "$W/full/checkpoint.safetensors"
 fi
