@@ -5,6 +5,7 @@
 #include "apps/commands.h"
 #include "apps/data_options.h"
 #include "apps/evaluate.h"
+#include "apps/model_weights.h"
 #include "apps/trainer.h"
 #include "engine/safetensors.h"
 #include "models/weights_io.h"
@@ -44,12 +45,7 @@ int run_eval(const EvalArgs& a) {
   auto ds = std::make_shared<data::Dataset>(open_dataset(a.data));
   auto model = models::build_model(a.model, {ds->num_classes, a.width});
   model->params().materialize(device);
-  SafetensorsFile f = read_safetensors(a.weights);
-  auto it = f.metadata.find("model");
-  if (it != f.metadata.end())
-    RDD_CHECK(it->second == a.model, "--weights ", a.weights, " holds a '", it->second, "' model, not --model '",
-              a.model, "'");
-  models::load_weights(model->params(), f.tensors, /*strict=*/true, a.weights);
+  load_model_weights(*model, a.weights);
   EvalOptions eo;
   eo.scales = a.scales;
   eo.flip = a.flip;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/model_weights.h"
 #include "apps/progress.h"
 #include "apps/trainer.h"
 #include "data/augment.h"
@@ -101,41 +102,6 @@ void prepare_out_dir(const std::string& out) {
     RDD_CHECK(f.good(), "--out ", out, ": the folder is not writable");
   }
   fs::remove(probe, ec);
-}
-
-// Refuses weights whose metadata names another model, width or class count (as `rdd eval` and the
-// teacher loader do), then loads them strictly. A training checkpoint (kind=checkpoint: `model.<name>`
-// tensors plus the optimizer state) gives its model tensors, so a run in progress can be looked at.
-void load_model_weights(models::SegModel& model, const std::string& path) {
-  SafetensorsFile f = read_safetensors(path);
-  auto meta = [&](const char* key) -> const std::string* {
-    auto it = f.metadata.find(key);
-    return it == f.metadata.end() ? nullptr : &it->second;
-  };
-  if (const std::string* kind = meta("kind")) {
-    RDD_CHECK(*kind != "backbone", "--weights ", path,
-              " holds an ImageNet backbone, not a trained segmentation model (use it with `rdd train --init`)");
-    if (*kind == "checkpoint") {
-      std::map<std::string, Tensor> weights;
-      for (auto& [name, t] : f.tensors)
-        if (name.rfind("model.", 0) == 0) weights[name.substr(6)] = t;
-      f.tensors = std::move(weights);
-      if (const std::string* config = meta("config")) {
-        const nlohmann::json c = nlohmann::json::parse(*config, nullptr, /*allow_exceptions=*/false);
-        if (c.is_object() && c.contains("width") && c["width"].is_number())
-          f.metadata["width"] = std::to_string(c["width"].get<double>());
-      }
-    }
-  }
-  if (const std::string* m = meta("model"))
-    RDD_CHECK(*m == model.name(), "--weights ", path, " holds a '", *m, "' model, not --model '", model.name(), "'");
-  if (const std::string* w = meta("width"))
-    RDD_CHECK(std::fabs(std::stod(*w) - model.options().width) < 1e-9, "--weights ", path, " has width ", *w,
-              ", but --width is ", model.options().width);
-  if (const std::string* c = meta("num_classes"))
-    RDD_CHECK(std::stoi(*c) == model.options().num_classes, "--weights ", path, " predicts ", *c,
-              " classes, the dataset has ", model.options().num_classes, " (--dataset)");
-  models::load_weights(model.params(), f.tensors, /*strict=*/true, path);
 }
 
 // One image → class ids (H, W) i32 on the CPU.

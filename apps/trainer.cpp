@@ -7,6 +7,7 @@
 
 #include "apps/checkpoint.h"
 #include "apps/evaluate.h"
+#include "apps/model_weights.h"
 #include "apps/progress.h"
 #include "data/augment.h"
 #include "data/loader.h"
@@ -38,23 +39,6 @@ std::map<std::string, std::string> weights_metadata(const models::SegModel& m) {
           {"model", m.name()},
           {"num_classes", std::to_string(m.options().num_classes)},
           {"width", std::to_string(m.options().width)}};
-}
-
-void load_teacher(models::SegModel& teacher, const std::string& path) {
-  SafetensorsFile f = read_safetensors(path);
-  auto it = f.metadata.find("model");
-  if (it != f.metadata.end())
-    RDD_CHECK(it->second == teacher.name(), "--teacher-weights ", path, " holds a '", it->second,
-              "' model, but --teacher is '", teacher.name(), "'");
-  auto w = f.metadata.find("width");
-  if (w != f.metadata.end())
-    RDD_CHECK(std::fabs(std::stod(w->second) - teacher.options().width) < 1e-9, "--teacher-weights ", path,
-              " was trained with width ", w->second, ", but --teacher-width is ", teacher.options().width);
-  auto c = f.metadata.find("num_classes");
-  if (c != f.metadata.end())
-    RDD_CHECK(std::stoi(c->second) == teacher.options().num_classes, "--teacher-weights ", path, " predicts ",
-              c->second, " classes, the dataset has ", teacher.options().num_classes);
-  models::load_weights(teacher.params(), f.tensors, /*strict=*/true, path);
 }
 
 void prepare_output_dir(const std::string& out) {
@@ -200,7 +184,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   if (distill) {
     teacher = models::build_model(opt.teacher, {num_classes, opt.teacher_width});
     teacher->params().materialize(device);
-    load_teacher(*teacher, opt.teacher_weights);
+    load_model_weights(*teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
     teacher->set_mode(layers::Mode::eval);
     RDD_CHECK(teacher->has_aux() || opt.rdd.empty() || (opt.rdd == "tse" && !student->has_aux()),
               "--teacher ", opt.teacher, " has no aux head, which RDD's TFE stage (and TSE's aux pair) needs");
