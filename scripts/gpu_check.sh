@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Run everything that needs a GPU from an already built tree, and print one summary table:
+# the GPU test cases, the GPU self-test, the PyTorch golden cases on the GPU, and the throughput
+# benchmarks. Meant for a lent GPU machine, where nothing can be installed: build elsewhere (or here),
+# then
+#   BUILD_DIR=build PYTHON=python3 bash scripts/gpu_check.sh [step ...]
+# Steps (default: all): tests selftest golden bench distill e2e. Logs go to $LOG_DIR (default: gpu_check/).
+# Each step runs under `timeout` so that one hang cannot eat the whole session.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+build="${BUILD_DIR:-build}"
+rdd="$build/rdd"
+py="${PYTHON:-python3}"
+logs="${LOG_DIR:-gpu_check}"
+mkdir -p "$logs"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(tests selftest golden bench distill e2e)
+summary=()
+
+# run NAME SECONDS COMMAND...: log to $logs/NAME.log, remember pass/fail and the time taken.
+run() {
+  local name="$1" limit="$2"; shift 2
+  local t0=$(date +%s%N)
+  echo "=== $name: $*" | tee "$logs/$name.log"
+  timeout --kill-after=10 "$limit" "$@" >> "$logs/$name.log" 2>&1
+  local rc=$?
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  local dt="$((ms / 1000)).$(( (ms % 1000) / 100 ))"
+  local verdict=PASS
+  [ $rc -ne 0 ] && verdict="FAIL(rc=$rc)"
+  [ $rc -eq 124 ] && verdict="TIMEOUT(${limit}s)"
+  summary+=("$(printf '%-34s %-14s %7ss' "$name" "$verdict" "$dt")")
+  tail -n 25 "$logs/$name.log"
+}
+
+bench() {  # bench NAME ARGS...: one `rdd bench` line in the summary with its img/s
+  local name="$1"; shift
+  run "$name" 180 "$rdd" bench --device cuda "$@"
+}
+
+has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+
+nvidia-smi -L || { echo "no GPU visible"; exit 1; }
+
+if has tests; then
+  for t in engine layers models rdd data apps; do
+    run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+  done
+fi
+if has selftest; then
+  run selftest 300 "$rdd" selftest
+fi
+if has golden; then
+  run golden_generate_models 300 "$py" scripts/make_golden_models.py "$build/tests/golden_models"
+  run golden_generate_losses 300 "$py" scripts/make_golden_losses.py "$build/tests/golden_losses"
+  run golden_models 300 "$rdd" selftest --golden "$build/tests/golden_models"
+  run golden_losses 300 "$rdd" selftest --golden "$build/tests/golden_losses"
+fi
+if has bench; then
+  bench bench_r18_forward --model deeplabv3_resnet18 --mode forward --crop 512x1024 --batch 8 --iterations 10
+  bench bench_r18_train --model deeplabv3_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10
+  bench bench_psp18_train --model psp_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10
+  bench bench_mnv2_train --model deeplabv3_mobilenetv2 --mode train --crop 512x1024 --batch 8 --iterations 10
+  bench bench_r101_forward --model deeplabv3_resnet101 --mode forward --crop 512x1024 --batch 8 --iterations 5
+fi
+if has distill; then
+  bench bench_distill_r101_r18 --model deeplabv3_resnet18 --mode distill --teacher deeplabv3_resnet101 \
+    --crop 512x1024 --batch 8 --iterations 10
+fi
+if has e2e; then
+  for s in pipeline resume kill errors; do
+    run "e2e_$s" 600 bash tests/apps/e2e_trainer.sh "$rdd" "$build/tests/apps_e2e_$s" "$s"
+  done
+fi
+
+echo
+echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
+printf '%s\n' "${summary[@]}"
+for f in "$logs"/bench_*.log; do
+  [ -f "$f" ] && grep -H -E "img/s|TFLOP|GFLOP/s" "$f" | head -3
+done
+exit 0
