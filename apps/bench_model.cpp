@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apps/trainer.h"
+#include "engine/op_profile.h"
 #include "engine/rng.h"
 #include "engine/sgd.h"
 #include "models/seg_model.h"
@@ -15,6 +16,10 @@ namespace rdd::apps {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 
 // Accumulates wall time per phase, waiting for the device at each boundary.
 class PhaseTimer {
@@ -45,6 +50,26 @@ class PhaseTimer {
   std::vector<std::string> names_;
   std::map<std::string, double> ms_;
 };
+// The per-op table of `bench --ops`: every op timed alone (device synchronised around it), so the
+// ops' sum is a little above a free-running step; "outside ops" is host work and allocation between them.
+void print_op_table(const std::vector<OpStats>& ops, int iterations, double profiled_step_ms) {
+  double ops_ms = 0;
+  for (const OpStats& op : ops) ops_ms += op.ms / iterations;
+  std::printf("by op (a second round of %d steps, each op timed alone; step %.2f ms there):\n", iterations,
+              profiled_step_ms);
+  std::printf("  %-32s %9s %10s %7s %10s %9s\n", "op", "calls", "ms/step", "share", "GFLOP/s", "GB/s");
+  for (const OpStats& op : ops) {
+    const double ms = op.ms / iterations;
+    char gflops[32] = "", gbs[32] = "";
+    if (op.flops > 0) std::snprintf(gflops, sizeof gflops, "%.1f", op.flops / (op.ms * 1e6));
+    if (op.bytes > 0) std::snprintf(gbs, sizeof gbs, "%.1f", op.bytes / (op.ms * 1e6));
+    std::printf("  %-32s %9.1f %10.3f %6.1f%% %10s %9s\n", op.name.c_str(), double(op.calls) / iterations, ms,
+                100 * ms / profiled_step_ms, gflops, gbs);
+  }
+  const double outside = profiled_step_ms - ops_ms;
+  std::printf("  %-32s %9s %10.3f %6.1f%%\n", "outside ops", "", outside, 100 * outside / profiled_step_ms);
+}
+
 }  // namespace
 
 int run_model_bench(const ModelBenchOptions& o) {
@@ -82,13 +107,26 @@ int run_model_bench(const ModelBenchOptions& o) {
   if (o.mode == "forward") student->set_mode(layers::Mode::eval);
 
   PhaseTimer timer(device);
-  const int total = o.warmup + o.iterations;
+  // With --ops, a second round of o.iterations runs with the op profile on (its synchronisations would
+  // distort the phase times, so the phases come from the first round only).
+  const int total = o.warmup + o.iterations * (o.ops ? 2 : 1);
+  double profiled_ms = 0;
+  auto mark = [&](const char* phase) {  // phases are timed in the first round only
+    if (!op_profile_enabled()) timer.mark(phase);
+  };
   for (int i = 1; i <= total; ++i) {
     if (i == o.warmup + 1) timer.reset();
+    if (o.ops && i == o.warmup + o.iterations + 1) {
+      op_profile_take();
+      op_profile_enable(true);
+      synchronize(device);
+    }
+    const auto step_start = Clock::now();
     timer.start();
     if (o.mode == "forward") {
       student->forward(images);
-      timer.mark("student forward (eval)");
+      if (op_profile_enabled()) synchronize(device), profiled_ms += ms_since(step_start);
+      else timer.mark("student forward (eval)");
       continue;
     }
     student->params().zero_grad();
@@ -96,18 +134,20 @@ int run_model_bench(const ModelBenchOptions& o) {
     if (teacher) {
       const models::ModelOutputs t = teacher->forward(images);
       t_out = {t.main, t.aux, t.feature};
-      timer.mark("teacher forward (eval)");
+      mark("teacher forward (eval)");
     }
     const models::ModelOutputs s = student->forward(images);
-    timer.mark("student forward");
+    mark("student forward");
     method::StudentGrads grads;
     distiller.compute({i, total}, {s.main, s.aux, s.feature}, t_out, labels, grads);
-    timer.mark(teacher ? "losses (CE/TSE + KD)" : "loss (CE)");
+    mark(teacher ? "losses (CE/TSE + KD)" : "loss (CE)");
     student->backward(grads.main, grads.aux, grads.feature);
-    timer.mark("student backward");
+    mark("student backward");
     sgd.step(0.01);
-    timer.mark("optimizer (fused SGD)");
+    if (op_profile_enabled()) synchronize(device), profiled_ms += ms_since(step_start);
+    else timer.mark("optimizer (fused SGD)");
   }
+  op_profile_enable(false);
 
   double step_ms = 0;
   for (const auto& p : timer.names()) step_ms += timer.ms(p) / o.iterations;
@@ -126,6 +166,7 @@ int run_model_bench(const ModelBenchOptions& o) {
   std::printf("  %-26s %10.2f\n", "step", step_ms);
   std::printf("throughput: %.2f img/s, %.1f GFLOP/s (%.1f GFLOP per step, 2 FLOP per multiply-add)\n",
               1000.0 * o.batch / step_ms, flops / (step_ms * 1e6), flops / 1e9);
+  if (o.ops) print_op_table(op_profile_take(), o.iterations, profiled_ms / o.iterations);
   return 0;
 }
 

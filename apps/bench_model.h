@@ -2,7 +2,8 @@
 // into phases (teacher forward, student forward, losses, backward, optimizer), with the achieved
 // GFLOP/s from the model's multiply-add count. Timing waits for the device at every phase boundary,
 // so phases add up to the step (this costs a little overlap; the per-step number is the honest one
-// for the loop as it runs).
+// for the loop as it runs). With `ops`, a second set of timed iterations runs with the op profile on
+// (engine/op_profile.h) and prints the time, GFLOP/s and GB/s of each kind of operation.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@ struct ModelBenchOptions {
   int iterations = 20, warmup = 3;
   std::string device = "auto";
   uint64_t seed = 1;
+  bool ops = false;               // also print the per-op table (bench --ops)
 };
 
 // Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0.

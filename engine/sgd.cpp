@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -27,6 +28,7 @@ Sgd::Sgd(ParamStore& store, SgdOptions options) : store_(store), options_(option
 void Sgd::step(double lr) {
   RDD_CHECK(momentum_.device() == store_.device(), "Sgd: parameters moved to ", store_.device().str(),
             " after the optimizer was made on ", momentum_.device().str());
+  OpScope profile("optimizer: fused SGD", store_.device(), 0, 5.0 * double(momentum_.nbytes()));  // w g m in, w m out
   sgd_update(store_.flat_values().data<float>(), store_.flat_grads().data<float>(), momentum_.data<float>(),
              momentum_.numel(), store_.device(), lr, options_);
   ++steps_;

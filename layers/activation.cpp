@@ -1,6 +1,7 @@
 // ReLU / ReLU6: CPU reference (templated on the element type) and device dispatch.
 #include "layers/activation.h"
 
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -64,6 +65,7 @@ Tensor relu_forward(const Tensor& x, bool relu6) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), x.layout());
   const int64_t n = x.numel();
   if (n == 0) return y;
+  OpScope profile(relu6 ? "relu6 forward" : "relu forward", x.device(), 0, 2.0 * x.nbytes());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
     cudaStream_t s = cuda_context(x.device().index).compute_stream();
@@ -87,6 +89,7 @@ Tensor relu_backward(const Tensor& dy, const Tensor& y_or_x, bool relu6) {
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device(), dy.layout());
   const int64_t n = dy.numel();
   if (n == 0) return dx;
+  OpScope profile(relu6 ? "relu6 backward" : "relu backward", dy.device(), 0, 3.0 * dy.nbytes());
   if (dy.device().is_cuda()) {
 #if RDD_WITH_CUDA
     cudaStream_t s = cuda_context(dy.device().index).compute_stream();

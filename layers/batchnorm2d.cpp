@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 namespace rdd::layers {
@@ -222,6 +223,7 @@ Tensor batchnorm2d_forward_train(const Tensor& x, const Tensor& gamma, const Ten
   RDD_CHECK(reducer || g.count() > 1, who, ": training needs more than one value per channel, input ", x.desc(),
             " has N·H·W = ", g.count());
   const Device dev = x.device();
+  OpScope profile(reducer ? "batchnorm2d forward (synced)" : "batchnorm2d forward", dev, 0, 2.0 * x.nbytes());
   Tensor partial = Tensor::empty({3, g.C}, x.dtype(), dev);
   Tensor shift = Tensor::empty({g.C}, x.dtype(), dev);
   const bool shift_from_x = !reducer;  // a reducer needs a shift every rank shares: running_mean
@@ -271,6 +273,7 @@ Tensor batchnorm2d_forward_eval(const Tensor& x, const Tensor& gamma, const Tens
   require_channel_vector(who, x, running_mean, "running_mean");
   require_channel_vector(who, x, running_var, "running_var");
   RDD_CHECK(eps > 0, who, ": eps must be > 0, got ", eps);
+  OpScope profile("batchnorm2d forward (eval)", x.device(), 0, 2.0 * x.nbytes());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
@@ -298,6 +301,7 @@ Tensor batchnorm2d_backward_accumulate(const Tensor& dy, const Tensor& x, const 
   require_channel_vector(who, x, dgamma, "weight gradient");
   require_channel_vector(who, x, dbeta, "bias gradient");
   check_saved(who, x, saved);
+  OpScope profile(reducer ? "batchnorm2d backward (synced)" : "batchnorm2d backward", x.device(), 0, 3.0 * x.nbytes());
   Tensor sums = Tensor::empty({2, g.C}, x.dtype(), x.device());
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {

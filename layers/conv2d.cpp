@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "engine/op_profile.h"
 #include "engine/rng.h"
 #include "engine/thread_pool.h"
 
@@ -53,6 +54,7 @@ struct ConvGeom {
   bool pointwise() const { return R == 1 && S == 1 && stride == 1 && pad == 0; }
   // One input channel per group (MobileNet's depthwise convolutions): direct loops beat im2col + gemv.
   bool depthwise() const { return groups > 1 && Cg == 1; }
+  double macs() const { return double(N) * K * P * Q * Cg * R * S; }
 };
 
 ConvGeom check_conv(const char* who, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dOptions& opt) {
@@ -514,10 +516,18 @@ void conv_backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& w, Tenso
 // Functional API
 // ------------------------------------------------------------------------------------------------
 
+// The op-profile name of a convolution: the three kinds differ by an order of magnitude in FLOP/byte.
+static const char* conv_profile_name(const ConvGeom& g, bool backward) {
+  if (g.depthwise()) return backward ? "conv2d depthwise backward" : "conv2d depthwise forward";
+  if (g.R == 1 && g.S == 1) return backward ? "conv2d 1x1 backward" : "conv2d 1x1 forward";
+  return backward ? "conv2d kxk backward" : "conv2d kxk forward";
+}
+
 Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
   const ConvGeom g = check_conv("conv2d", x, w, &b, opt);
   Tensor y = Tensor::empty({g.N, g.K, g.P, g.Q}, x.dtype(), x.device());
   if (y.numel() == 0) return y;
+  OpScope profile(conv_profile_name(g, false), x.device(), 2 * g.macs(), double(x.nbytes() + w.nbytes() + y.nbytes()));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
     detail::conv2d_forward_cuda(x, w, b, y, opt);
@@ -547,6 +557,9 @@ Tensor conv2d_backward_accumulate(const Tensor& dy, const Tensor& x, const Tenso
   Tensor dx;
   if (need_dx) dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.numel() == 0) return dx;
+  // dL/dw reads dy and x; dL/dx reads dy and w and writes dx: one forward's FLOPs each.
+  OpScope profile(conv_profile_name(g, true), x.device(), (need_dx ? 4 : 2) * g.macs(),
+                  double(dy.nbytes() + x.nbytes() * (need_dx ? 2 : 1) + w.nbytes() * 2));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
     detail::conv2d_backward_cuda(dy, x, w, opt, need_dx ? &dx : nullptr, dw, db);

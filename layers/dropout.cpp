@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/philox.h"
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -81,6 +82,7 @@ Tensor apply(const Tensor& x, double p, bool channelwise, uint64_t seed, uint64_
   require_layout(x, Layout::NCHW, who, what);  // mask index = logical index = memory index
   const int64_t n = x.numel();
   if (n == 0) return y;
+  OpScope profile(channelwise ? "dropout2d" : "dropout", x.device(), 0, 2.0 * x.nbytes());
   const uint32_t threshold = keep_threshold(p);
   const double scale = 1.0 / (1.0 - p);
   if (x.device().is_cuda()) {

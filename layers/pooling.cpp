@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 #include "layers/pooling_index.h"
 
@@ -181,6 +182,7 @@ Tensor maxpool2d_forward(const Tensor& x, const MaxPool2dOptions& o, Tensor* ind
   int32_t* ip = indices ? indices->data<int32_t>() : nullptr;
   const int64_t planes = n * c;
   if (planes == 0) return y;
+  OpScope profile("maxpool2d forward", x.device(), 0, double(x.nbytes() + y.nbytes()));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
     if (x.dtype() == DType::f32)
@@ -213,6 +215,7 @@ Tensor maxpool2d_backward(const Tensor& dy, const Tensor& indices, int64_t in_h,
   Tensor dx = Tensor::empty({n, c, in_h, in_w}, dy.dtype(), dy.device());
   const int64_t planes = n * c;
   if (planes == 0) return dx;
+  OpScope profile("maxpool2d backward", dy.device(), 0, double(dy.nbytes() + indices.nbytes() + dx.nbytes()));
   if (dy.device().is_cuda()) {
 #if RDD_WITH_CUDA
     if (dy.dtype() == DType::f32)
@@ -240,6 +243,7 @@ Tensor adaptive_avgpool2d_forward(const Tensor& x, int out_h, int out_w) {
   Tensor y = Tensor::empty({n, c, out_h, out_w}, x.dtype(), x.device());
   const int64_t planes = n * c;
   if (planes == 0) return y;
+  OpScope profile("adaptive_avgpool2d forward", x.device(), 0, double(x.nbytes() + y.nbytes()));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
     if (x.dtype() == DType::f32)
@@ -266,6 +270,7 @@ Tensor adaptive_avgpool2d_backward(const Tensor& dy, int64_t in_h, int64_t in_w)
   Tensor dx = Tensor::empty({n, c, in_h, in_w}, dy.dtype(), dy.device());
   const int64_t planes = n * c;
   if (planes == 0) return dx;
+  OpScope profile("adaptive_avgpool2d backward", dy.device(), 0, double(dy.nbytes() + dx.nbytes()));
   if (dy.device().is_cuda()) {
 #if RDD_WITH_CUDA
     if (dy.dtype() == DType::f32)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -121,6 +122,7 @@ Tensor bilinear_resize_forward(const Tensor& x, int out_h, int out_w, bool align
   RDD_CHECK(x.size(2) >= 1 && x.size(3) >= 1, who, ": x ", x.desc(), " has an empty spatial size");
   Tensor y = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.dtype(), x.device());
   if (y.numel() == 0) return y;
+  OpScope profile("bilinear resize forward", x.device(), 0, double(x.nbytes() + y.nbytes()));
 #if RDD_WITH_CUDA
   if (x.device().is_cuda()) {
     CudaContext& ctx = cuda_context(x.device().index);
@@ -143,6 +145,8 @@ Tensor bilinear_resize_backward(const Tensor& dy, int in_h, int in_w, bool align
   RDD_CHECK(in_h >= 1 && in_w >= 1, who, ": input size ", in_h, "x", in_w, " must be at least 1x1 (dy is ",
             dy.desc(), ")");
   RDD_CHECK(dy.size(2) >= 1 && dy.size(3) >= 1, who, ": dy ", dy.desc(), " has an empty spatial size");
+  OpScope profile("bilinear resize backward", dy.device(), 0,
+                  double(dy.nbytes()) + double(dy.size(0) * dy.size(1) * in_h * in_w * dtype_size(dy.dtype())));
 #if RDD_WITH_CUDA
   if (dy.device().is_cuda()) {  // a gather: every dx element is written, no zeroing
     Tensor dx = Tensor::empty({dy.size(0), dy.size(1), in_h, in_w}, dy.dtype(), dy.device());

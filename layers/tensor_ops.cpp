@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "engine/op_profile.h"
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -111,6 +112,7 @@ Tensor concat_channels(const std::vector<Tensor>& xs) {
   const int64_t n = x0.size(0), hw = x0.size(2) * x0.size(3);
   const size_t elem = dtype_size(x0.dtype());
   Tensor y = Tensor::empty({n, channels, x0.size(2), x0.size(3)}, x0.dtype(), x0.device());
+  OpScope profile("concat channels", y.device(), 0, 2.0 * y.nbytes());
   const size_t y_pitch = size_t(channels * hw) * elem;
   size_t at = 0;  // byte offset of input i's block within one image of y
   for (const Tensor& x : xs) {
@@ -139,6 +141,7 @@ std::vector<Tensor> split_channels(const Tensor& dy, const std::vector<int64_t>&
   const size_t elem = dtype_size(dy.dtype());
   const size_t dy_pitch = size_t(total * hw) * elem;
   std::vector<Tensor> out;
+  OpScope profile("split channels", dy.device(), 0, 2.0 * dy.nbytes());
   out.reserve(channels.size());
   size_t at = 0;
   for (int64_t c : channels) {
@@ -153,6 +156,7 @@ std::vector<Tensor> split_channels(const Tensor& dy, const std::vector<int64_t>&
 
 Tensor add(const Tensor& a, const Tensor& b) {
   check_same(a, b, "add");
+  OpScope profile("add", a.device(), 0, 3.0 * a.nbytes());
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device(), a.layout());
   add_into(a, b, out);
   return out;
@@ -160,6 +164,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 void add_(Tensor& a, const Tensor& b) {
   check_same(a, b, "add_");
+  OpScope profile("add", a.device(), 0, 3.0 * a.nbytes());
   add_into(a, b, a);
 }
 

@@ -1,6 +1,8 @@
 // The distillation terms and the RDD stage schedule (see distill.h).
 #include "rdd/distill.h"
 
+#include "engine/op_profile.h"
+
 namespace rdd::method {
 
 void StudentGrads::accumulate(Tensor& slot, const Tensor& g, double weight) {
@@ -51,13 +53,19 @@ void RddTaskTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOu
     StudentGrads::accumulate(grads.main, l.grad_main, w);
     StudentGrads::accumulate(grads.aux, l.grad_aux, w);
   };
-  if (mix.baseline > 0) take(baseline_task_loss(s.main, s.aux, labels, config_.aux_weight, config_.tse.ignore_index), mix.baseline);
+  // Each stage is one op in `rdd bench --ops`: its CE with the resize to the label size, its masks or maps.
+  if (mix.baseline > 0) {
+    OpScope profile("loss: task CE (baseline)", s.main.device());
+    take(baseline_task_loss(s.main, s.aux, labels, config_.aux_weight, config_.tse.ignore_index), mix.baseline);
+  }
   if (mix.tfe > 0) {
+    OpScope profile("loss: task CE + TFE maps", s.main.device());
     TfeOptions o = config_.tfe;
     o.aux_weight = config_.aux_weight;
     take(tfe_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tfe);
   }
   if (mix.tse > 0) {
+    OpScope profile("loss: task CE + TSE masks", s.main.device());
     TseOptions o = config_.tse;
     o.aux_weight = config_.aux_weight;
     take(tse_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tse);
@@ -71,6 +79,7 @@ void RddTaskTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOu
 void LogitKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&, LossTerms& terms,
                           StudentGrads& grads) {
   RDD_CHECK(t.main.defined(), "kd: the teacher's main logits are missing");
+  OpScope profile("loss: logit KD", s.main.device());
   const LossGrad l = logit_kd(s.main, t.main, temperature_);
   terms.add("kd", l.loss, weight_);
   StudentGrads::accumulate(grads.main, l.grad, weight_);
@@ -79,6 +88,7 @@ void LogitKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs
 void ChannelWiseKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&,
                                 LossTerms& terms, StudentGrads& grads) {
   RDD_CHECK(t.main.defined(), "cwd: the teacher's main logits are missing");
+  OpScope profile("loss: CWD", s.main.device());
   const LossGrad l = channel_wise_kd(s.main, t.main, temperature_);
   terms.add("cwd", l.loss, weight_);
   StudentGrads::accumulate(grads.main, l.grad, weight_);

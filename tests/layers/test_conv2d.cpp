@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/op_profile.h"
 #include "engine/safetensors.h"
 #include "engine/thread_pool.h"
 #include "harness.h"
@@ -429,4 +430,32 @@ GPU_TEST_CASE("conv2d: the CUDA path refuses f64 and mixed devices by name") {
   CHECK_THROWS_WITH_AS(conv2d_forward(x.to(gpu).to_dtype(DType::f64), w.to(gpu).to_dtype(DType::f64), Tensor(), {}),
                        doctest::Contains("CUDA path takes f32"), Error);
   CHECK_THROWS_WITH_AS(conv2d_forward(x.to(gpu), w, Tensor(), {}), doctest::Contains("conv2d"), Error);
+}
+
+TEST_CASE("conv2d: the op profile names the kind of convolution and counts 2 FLOP per multiply-add") {
+  op_profile_take();
+  op_profile_enable(true);
+  using test::random_tensor;
+  const Tensor x = random_tensor({2, 4, 9, 11}, 61);
+  const Tensor w3 = random_tensor({6, 2, 3, 3}, 62);   // groups 2: 2 input channels per group
+  const Tensor w1 = random_tensor({5, 4, 1, 1}, 63);
+  const Tensor wd = random_tensor({4, 1, 3, 3}, 64);   // depthwise
+  const Tensor y3 = conv2d_forward(x, w3, Tensor(), {.stride = 2, .padding = 1, .dilation = 1, .groups = 2});
+  const Tensor y1 = conv2d_forward(x, w1, Tensor(), {});
+  conv2d_forward(x, wd, Tensor(), {.stride = 1, .padding = 2, .dilation = 2, .groups = 4});
+  Tensor dw = Tensor::zeros(w3.shape());
+  conv2d_backward_accumulate(random_tensor(y3.shape(), 65), x, w3, {.stride = 2, .padding = 1, .dilation = 1, .groups = 2},
+                             /*need_dx=*/true, dw, nullptr);
+  op_profile_enable(false);
+  const std::vector<OpStats> t = op_profile_take();
+  REQUIRE(t.size() == 4);  // the backward's inner convolutions are not rows of their own
+  CHECK(t[0].name == "conv2d kxk forward");
+  CHECK(t[0].flops == 2.0 * 2 * 6 * 5 * 6 * (2 * 3 * 3));  // N·K·P·Q·(C/g·R·S), P×Q = 5×6
+  CHECK(t[1].name == "conv2d 1x1 forward");
+  CHECK(t[1].flops == 2.0 * y1.numel() * 4);
+  CHECK(t[2].name == "conv2d depthwise forward");
+  CHECK(t[2].flops == 2.0 * 2 * 4 * 9 * 11 * 9);
+  CHECK(t[3].name == "conv2d kxk backward");
+  CHECK(t[3].calls == 1);
+  CHECK(t[3].flops == 2 * t[0].flops);  // dL/dx and dL/dw: one forward's work each
 }

@@ -1,0 +1,53 @@
+// Where a step's time goes, by kind of operation: `rdd bench --ops`.
+//
+//   op_profile_enable(true);
+//   { OpScope s("conv2d forward", x.device(), flops, bytes); ... the op ... }
+//   for (const OpStats& o : op_profile_take()) ...   // in first-seen order, then cleared
+//
+// Off by default, and then an OpScope costs one relaxed atomic load. On, a scope waits for the device
+// before and after the op, so a GPU op's time is its own (the price: the overlap of a real step is
+// gone, and every op pays a synchronisation, so the sum of the ops exceeds a free-running step a
+// little). Only the outermost scope of a thread counts: an op built from other ops (a backward that
+// runs a forward convolution) is timed once, under its own name. `flops` (2 per multiply-add) and
+// `bytes` (each input read once, each output written once: the fewest a kernel must move) give the
+// achieved rates; 0 where they do not apply.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+
+namespace rdd {
+
+void op_profile_enable(bool on);
+bool op_profile_enabled();
+
+struct OpStats {
+  std::string name;  // "conv2d forward", "batchnorm2d backward", ...
+  int64_t calls = 0;
+  double ms = 0;     // wall time, device synchronised at both ends
+  double flops = 0;  // summed over calls
+  double bytes = 0;  // summed over calls
+};
+
+// The table so far, in the order each name was first seen, and clears it.
+std::vector<OpStats> op_profile_take();
+
+class OpScope {
+ public:
+  OpScope(const char* name, Device device, double flops = 0, double bytes = 0);
+  ~OpScope();
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  const char* name_ = nullptr;  // null: not timing (profiling off, or nested in another scope)
+  bool counted_ = false;        // this scope is in the thread's depth count
+  Device device_;
+  double flops_ = 0, bytes_ = 0;
+  int64_t start_ns_ = 0;
+};
+
+}  // namespace rdd
