@@ -21,9 +21,10 @@ __global__ void philox_fill_kernel(T* p, int64_t n, int kind, double a, double b
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     double v;
     if (kind == 0) {
-      v = a + (b - a) * double(philox::uniform(seed, offset, uint64_t(i)));
+      // Rounded multiply and add, never fused: the CPU (no FMA) rounds twice, and fills must match bit for bit.
+      v = __dadd_rn(a, __dmul_rn(b - a, double(philox::uniform(seed, offset, uint64_t(i)))));
     } else if (kind == 1) {
-      v = a + b * double(philox::normal(seed, offset, uint64_t(i)));
+      v = __dadd_rn(a, __dmul_rn(b, double(philox::normal(seed, offset, uint64_t(i)))));
     } else {
       const uint64_t range = uint64_t(b - a);
       v = double(int64_t(a) + int64_t(uint64_t(philox::u32(seed, offset, uint64_t(i))) % range));

@@ -311,6 +311,10 @@ template <class T>
 std::vector<T> Tensor::to_vector() const {
   const Tensor host = device().is_cpu() ? *this : to(Device::cpu());
   std::vector<T> out(static_cast<size_t>(numel()));
+  if (dtype_ == dtype_of<T>()) {  // exact: int64 values beyond 2^53 do not survive a trip through double
+    if (!out.empty()) std::memcpy(out.data(), host.raw(), out.size() * sizeof(T));
+    return out;
+  }
   for (int64_t i = 0; i < numel(); ++i) out[size_t(i)] = T(load(host.raw(), dtype_, i));
   return out;
 }

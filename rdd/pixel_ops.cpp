@@ -159,7 +159,8 @@ PixelCEStats pixel_ce_stats(const Tensor& logits, const Tensor& labels, int igno
                    logits.size(0), int(logits.size(1)), logits.size(2) * logits.size(3), ignore_index,
                    reinterpret_cast<unsigned long long*>(counters.data<int64_t>()), stream_of(logits));
     const std::vector<int64_t> c = counters.to_vector<int64_t>();
-    if (c[1] != std::numeric_limits<int64_t>::max()) bad_label(who, labels, c[1], int(logits.size(1)), ignore_index);
+    // c[1]: the first pixel index with a bad label, or still the INT64_MAX it started as.
+    if (c[1] >= 0 && c[1] < labels.numel()) bad_label(who, labels, c[1], int(logits.size(1)), ignore_index);
     r.num_valid = c[0];
     return r;
   }

@@ -1,5 +1,7 @@
 #include "rdd/segmentation_metrics.h"
 
+#include <limits>
+
 #include "engine/thread_pool.h"
 
 #if RDD_WITH_CUDA
@@ -11,9 +13,10 @@ namespace rdd {
 #if RDD_WITH_CUDA
 namespace kernels {
 void argmax_channels(const float* logits, int32_t* out, int64_t n, int64_t c, int64_t hw, cudaStream_t stream);
-// Adds into counts (C·C int64 on the device); returns via *bad_label the first invalid label seen (or −1).
+// Adds into counts (C·C int64 on the device). bad[0] (preset to −1) gets an invalid label seen, bad[1]
+// (preset to INT_MIN) a predicted class outside [0, C); such pixels are not counted.
 void confusion_accumulate(const int32_t* pred, const int32_t* label, int64_t n, int num_classes,
-                          unsigned long long* counts, int32_t* bad_label, cudaStream_t stream);
+                          unsigned long long* counts, int32_t* bad, cudaStream_t stream);
 }  // namespace kernels
 #endif
 
@@ -80,13 +83,15 @@ void ConfusionMatrix::add_predictions(const Tensor& pred, const Tensor& labels) 
 #if RDD_WITH_CUDA
     const Device d = pred.device();
     Tensor counts = Tensor::zeros({int64_t(C) * C}, DType::i64, d);
-    Tensor bad = Tensor::full({1}, -1, DType::i32, d);
+    Tensor bad = Tensor::from_vector<int32_t>({-1, std::numeric_limits<int32_t>::min()}, {2}).to(d);
     kernels::confusion_accumulate(pred.data<int32_t>(), labels.data<int32_t>(), n, C,
                                   reinterpret_cast<unsigned long long*>(counts.data<int64_t>()), bad.data<int32_t>(),
                                   cuda_context(d.index).compute_stream());
-    const int32_t bad_label = bad.to_vector<int32_t>()[0];
-    RDD_CHECK(bad_label == -1, "ConfusionMatrix: label id ", bad_label, " is outside [0, ", C,
+    const std::vector<int32_t> b = bad.to_vector<int32_t>();
+    RDD_CHECK(b[0] == -1, "ConfusionMatrix: label id ", b[0], " is outside [0, ", C,
               ") and is not the ignore value -1");
+    RDD_CHECK(b[1] == std::numeric_limits<int32_t>::min(), "ConfusionMatrix: predicted class ", b[1],
+              " is outside [0, ", C, ")");
     const std::vector<int64_t> c = counts.to_vector<int64_t>();
     for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += c[i];
 #endif

@@ -1,4 +1,6 @@
 // GPU side of segmentation_metrics: channel argmax and confusion-matrix accumulation.
+#include <climits>
+
 #include "engine/cuda_check.h"
 
 namespace rdd::kernels {
@@ -20,7 +22,7 @@ __global__ void argmax_kernel(const float* __restrict__ x, int32_t* __restrict__
 
 // Per-block histogram in shared memory (C·C ≤ 4096 bins fits 32 KiB of u64), then one atomicAdd per bin.
 __global__ void confusion_kernel(const int32_t* __restrict__ pred, const int32_t* __restrict__ label, int64_t n,
-                                 int num_classes, unsigned long long* counts, int32_t* bad_label) {
+                                 int num_classes, unsigned long long* counts, int32_t* bad) {
   extern __shared__ unsigned long long local[];
   const int bins = num_classes * num_classes;
   for (int b = threadIdx.x; b < bins; b += blockDim.x) local[b] = 0;
@@ -28,8 +30,9 @@ __global__ void confusion_kernel(const int32_t* __restrict__ pred, const int32_t
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int32_t y = label[i];
     if (y == -1) continue;
-    if (y < 0 || y >= num_classes) { atomicCAS(bad_label, -1, y); continue; }
+    if (y < 0 || y >= num_classes) { atomicCAS(&bad[0], -1, y); continue; }
     const int32_t p = pred[i];
+    if (p < 0 || p >= num_classes) { atomicCAS(&bad[1], INT_MIN, p); continue; }  // never write outside the bins
     atomicAdd(&local[y * num_classes + p], 1ull);
   }
   __syncthreads();
@@ -39,12 +42,14 @@ __global__ void confusion_kernel(const int32_t* __restrict__ pred, const int32_t
 
 // Fallback for very many classes: global atomics only.
 __global__ void confusion_kernel_global(const int32_t* __restrict__ pred, const int32_t* __restrict__ label, int64_t n,
-                                        int num_classes, unsigned long long* counts, int32_t* bad_label) {
+                                        int num_classes, unsigned long long* counts, int32_t* bad) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int32_t y = label[i];
     if (y == -1) continue;
-    if (y < 0 || y >= num_classes) { atomicCAS(bad_label, -1, y); continue; }
-    atomicAdd(&counts[y * num_classes + pred[i]], 1ull);
+    if (y < 0 || y >= num_classes) { atomicCAS(&bad[0], -1, y); continue; }
+    const int32_t p = pred[i];
+    if (p < 0 || p >= num_classes) { atomicCAS(&bad[1], INT_MIN, p); continue; }
+    atomicAdd(&counts[y * num_classes + p], 1ull);
   }
 }
 }  // namespace
@@ -59,15 +64,15 @@ void argmax_channels(const float* logits, int32_t* out, int64_t n, int64_t c, in
 }
 
 void confusion_accumulate(const int32_t* pred, const int32_t* label, int64_t n, int num_classes,
-                          unsigned long long* counts, int32_t* bad_label, cudaStream_t stream) {
+                          unsigned long long* counts, int32_t* bad, cudaStream_t stream) {
   if (n == 0) return;
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 1024));
   const size_t shared = size_t(num_classes) * num_classes * sizeof(unsigned long long);
   if (shared <= 32 * 1024) {
-    confusion_kernel<<<blocks, threads, shared, stream>>>(pred, label, n, num_classes, counts, bad_label);
+    confusion_kernel<<<blocks, threads, shared, stream>>>(pred, label, n, num_classes, counts, bad);
   } else {
-    confusion_kernel_global<<<blocks, threads, 0, stream>>>(pred, label, n, num_classes, counts, bad_label);
+    confusion_kernel_global<<<blocks, threads, 0, stream>>>(pred, label, n, num_classes, counts, bad);
   }
   RDD_CUDA_CHECK_LAUNCH();
 }

@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <cmath>
+#include <limits>
 
 #include "harness.h"
 
@@ -72,6 +73,16 @@ TEST_CASE("fill and dtype conversion round-trip every dtype") {
   CHECK(i.to_vector<int32_t>() == std::vector<int32_t>(5, 7));
   Tensor u = Tensor::full({5}, 255, DType::u8);
   CHECK(u.to_dtype(DType::i64).to_vector<int64_t>() == std::vector<int64_t>(5, 255));
+}
+
+TEST_CASE("to_vector of the stored type is exact: int64 beyond 2^53, INT64_MAX (a sentinel), on CPU and GPU") {
+  const std::vector<int64_t> v = {0, std::numeric_limits<int64_t>::max(), (int64_t(1) << 53) + 1,
+                                  std::numeric_limits<int64_t>::min()};
+  const Tensor t = Tensor::from_vector<int64_t>(v, {4});
+  CHECK(t.to_vector<int64_t>() == v);
+  if (has_gpu()) CHECK(t.to(Device::cuda(0)).to_vector<int64_t>() == v);
+  const std::vector<float> f = {1.5f, -0.0f, 3.4e38f};
+  CHECK(Tensor::from_vector<float>(f, {3}).to_vector<float>() == f);
 }
 
 TEST_CASE("bf16 and f16 conversions round to nearest even, with known bit patterns") {
