@@ -82,6 +82,7 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   lc.workers = std::max(1, workers);
   lc.train = false;
   lc.pinned = device.is_cuda();
+  lc.device = device;
   lc.rank = comm ? comm->rank() : 0;
   lc.world = world;
   data::Loader loader(dataset, data::augment_preset(preset, 8, 8), lc);
@@ -108,6 +109,7 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
     Tensor t = Tensor::from_vector(packed, {int64_t(packed.size())}).to(device);
     comm->all_reduce_sum(t);
     const std::vector<int64_t> summed = t.to_vector<int64_t>();
+    comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in t
     std::copy(summed.begin(), summed.end() - 1, counts.begin());
     result.images = summed.back();
   }

@@ -201,6 +201,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   lc.max_iterations = opt.iters;
   lc.cache = opt.cache;
   lc.pinned = device.is_cuda();
+  lc.device = device;
   data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w, train_ds->name), lc);
 
   MetricsLog metrics;
@@ -266,9 +267,10 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     std::vector<double> values{total};
     for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
     if (world > 1) {
-      Tensor v = Tensor::from_vector(values, {int64_t(values.size())});
+      Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
       comm->all_reduce_mean(v);
       values = v.to_vector<double>();
+      comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in v
     }
     if (writer) {
       std::map<std::string, double> shown{{"loss", values[0]}};

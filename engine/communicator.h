@@ -37,9 +37,15 @@ class Communicator {
   virtual void all_reduce_mean(Tensor& t);
   // Starts the mean all-reduce of t WITHOUT making later compute wait for it (NCCL: enqueued on the
   // communication stream); wait_async() makes the compute stream wait for every one started since.
-  // t must not be touched on the compute stream in between. Default: synchronous.
+  // t must not be touched on the compute stream in between; the communicator keeps t's storage alive
+  // until wait_async(). Default: synchronous.
   virtual void all_reduce_mean_async(Tensor& t) { all_reduce_mean(t); }
   virtual void wait_async() {}
+  // Throws if a collective started so far may not have produced its result. NCCL: the communicator
+  // was aborted (the watchdog's timeout, an asynchronous NCCL error, a CUDA error), which leaves the
+  // aborted collectives' outputs undefined. Every collective already throws once that happened, but
+  // a host read (to_vector, item) of a result does not: call this after reading one.
+  virtual void throw_if_failed() {}
 };
 
 class SoloCommunicator final : public Communicator {
@@ -80,13 +86,36 @@ class LocalGroup {
 // handed to every rank by the launcher's rendezvous.
 std::string nccl_unique_id();
 //
-// A watchdog thread polls the communicator every second: on an asynchronous NCCL error (a peer's
-// network failure) or when a collective has been pending longer than `timeout_s` (a peer that died or
-// hangs), it aborts the communicator — the stuck kernels return, the next CUDA/NCCL call on this rank
-// throws with the reason, the worker exits non-zero and the launcher stops the others — instead of
-// every rank waiting forever.
+// No rank waits forever for a dead or hung peer (`timeout_s` is --nccl-timeout):
+//  - Creation fails with an rdd::Error when not every rank has joined within `timeout_s`.
+//  - A watchdog thread polls every second and aborts the communicator on an asynchronous NCCL error
+//    (a peer's network failure), on a CUDA error on the communication stream, or when a collective
+//    has been pending (enqueueing or running) longer than `timeout_s`. The stuck kernels return;
+//    every later collective, wait_async(), barrier() and throw_if_failed() on this rank throws an
+//    rdd::Error with the reason ("NCCL communicator aborted by the watchdog after N s: ..."), the
+//    worker exits non-zero and the launcher stops the others.
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank, int world_size,
                                                      int device, double timeout_s = 1800);
+
+namespace detail {
+// The NCCL watchdog's decision as a pure function (tested without a GPU). One poll's observations:
+struct NcclWatchPoll {
+  enum Collective {
+    kIdle,        // nothing pending
+    kEnqueueing,  // the latest collective's NCCL call has not returned (or is still ncclInProgress)
+    kRunning,     // enqueued; the stream event after it has not completed
+    kDone,        // that event completed: everything enqueued so far finished
+    kCudaError,   // querying that event failed (e.g. a sticky illegal-address error)
+  };
+  Collective collective = kIdle;
+  double pending_s = 0;    // seconds since the latest collective began enqueueing
+  std::string cuda_error;  // with kCudaError: the CUDA error's name and text
+  std::string nccl_error;  // ncclCommGetAsyncError's error; "" for ncclSuccess and ncclInProgress
+  double timeout_s = 0;    // --nccl-timeout
+};
+// "" to keep waiting; otherwise why to abort: "NCCL communicator aborted by the watchdog after N s: ...".
+std::string nccl_watchdog_verdict(const NcclWatchPoll& poll);
+}  // namespace detail
 
 // Gradient all-reduce buckets: contiguous ranges of the flat gradient buffer, in REVERSE registration
 // order (backward produces the last layers' gradients first, so the first bucket is ready first).

@@ -115,6 +115,71 @@ TEST_CASE("all_reduce_gradients averages every gradient over ranks") {
   CHECK(grads[0] == grads[2]);  // identical on every rank
 }
 
+TEST_CASE("NCCL watchdog: keeps waiting while a collective is within the timeout or finished") {
+  using P = detail::NcclWatchPoll;
+  for (P::Collective c : {P::kIdle, P::kEnqueueing, P::kRunning, P::kDone}) {
+    P p;
+    p.collective = c;
+    p.timeout_s = 30;
+    p.pending_s = 29.5;
+    CHECK(detail::nccl_watchdog_verdict(p).empty());
+  }
+  // Finished (or nothing started): however long ago the last collective began, nothing is stuck.
+  for (P::Collective c : {P::kIdle, P::kDone}) {
+    P p;
+    p.collective = c;
+    p.timeout_s = 30;
+    p.pending_s = 1e6;
+    CHECK(detail::nccl_watchdog_verdict(p).empty());
+  }
+}
+
+TEST_CASE("NCCL watchdog: a collective pending past the timeout aborts, also while still being enqueued") {
+  using P = detail::NcclWatchPoll;
+  // kEnqueueing: an NCCL call that has not returned (a dead peer during connection setup) counts as
+  // pending from before the call, like a kernel that never finishes.
+  for (P::Collective c : {P::kEnqueueing, P::kRunning}) {
+    P p;
+    p.collective = c;
+    p.timeout_s = 30;
+    p.pending_s = 31.2;
+    const std::string verdict = detail::nccl_watchdog_verdict(p);
+    CHECK(verdict == "NCCL communicator aborted by the watchdog after 31 s: a collective has waited more than 30 s "
+                     "(--nccl-timeout) for the other ranks (a rank died or hangs)");
+  }
+}
+
+TEST_CASE("NCCL watchdog: a CUDA error on the communication stream aborts at once, naming the error") {
+  using P = detail::NcclWatchPoll;
+  P p;
+  p.collective = P::kCudaError;
+  p.cuda_error = "cudaErrorIllegalAddress: an illegal memory access was encountered";
+  p.timeout_s = 1800;
+  p.pending_s = 0.4;  // far within the timeout: not reported later as a peer hang
+  CHECK(detail::nccl_watchdog_verdict(p) ==
+        "NCCL communicator aborted by the watchdog after 0 s: a CUDA error on the communication stream: "
+        "cudaErrorIllegalAddress: an illegal memory access was encountered");
+  p.pending_s = 4000;  // and it is named rather than the timeout
+  CHECK(detail::nccl_watchdog_verdict(p).find("cudaErrorIllegalAddress") != std::string::npos);
+  CHECK(detail::nccl_watchdog_verdict(p).find("waited more than") == std::string::npos);
+}
+
+TEST_CASE("NCCL watchdog: an asynchronous NCCL error aborts, pending or not") {
+  using P = detail::NcclWatchPoll;
+  P idle;
+  idle.nccl_error = "remote process exited or there was a network error";
+  idle.timeout_s = 1800;
+  CHECK(detail::nccl_watchdog_verdict(idle) ==
+        "NCCL communicator aborted by the watchdog: NCCL reported an asynchronous error: remote process exited or "
+        "there was a network error");
+  P running = idle;
+  running.collective = P::kRunning;
+  running.pending_s = 12.6;
+  CHECK(detail::nccl_watchdog_verdict(running) ==
+        "NCCL communicator aborted by the watchdog after 13 s: NCCL reported an asynchronous error: remote process "
+        "exited or there was a network error");
+}
+
 GPU_TEST_CASE("NCCL with one rank: all_reduce and broadcast are identities, mean divides by 1") {
   auto comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0);
   Tensor x = test::random_tensor({1000}, 3);
@@ -124,4 +189,26 @@ GPU_TEST_CASE("NCCL with one rank: all_reduce and broadcast are identities, mean
   comm->broadcast(g, 0);
   comm->barrier();
   CHECK_TENSORS_CLOSE(g, x, Tolerance{0, 0});
+}
+
+GPU_TEST_CASE("NCCL with one rank: async means of kept and temporary tensors, wait_async, barrier") {
+  auto comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0);
+  const Tensor x = test::random_tensor({4096}, 5);
+  Tensor kept = x.to(Device::cuda(0));
+  {
+    Tensor temporary = x.to(Device::cuda(0));
+    comm->all_reduce_mean_async(temporary);
+    comm->all_reduce_mean_async(kept);
+  }  // the communicator holds `temporary` until wait_async
+  comm->wait_async();
+  comm->barrier();
+  CHECK_NOTHROW(comm->throw_if_failed());
+  CHECK_TENSORS_CLOSE(kept, x, Tolerance{0, 0});
+  CHECK_THROWS_WITH_AS(comm->broadcast(kept, 1), doctest::Contains("root 1 outside [0, 1)"), Error);
+}
+
+GPU_TEST_CASE("NCCL init with a rank that never joins fails after the timeout instead of hanging") {
+  // Rank 1 of 2 never calls in: the nonblocking init is polled against the 2 s timeout, then aborted.
+  CHECK_THROWS_WITH_AS(make_nccl_communicator(nccl_unique_id(), 0, 2, 0, 2.0),
+                       doctest::Contains("rank 0 of 2 waited more than 2 s (--nccl-timeout)"), Error);
 }
