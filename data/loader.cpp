@@ -158,6 +158,12 @@ void Loader::build_eval(int64_t iteration, Batch& b) {
 // Work units: in training, one sample of a batch (all workers cooperate on the batches inside the
 // prefetch window); in evaluation, a whole batch (its buffer size depends on its images).
 void Loader::worker_main() {
+  std::string bind_error;  // reported by every batch this worker takes part in
+  try {
+    bind_thread_to_device(cfg_.device);
+  } catch (const std::exception& e) {
+    bind_error = e.what();
+  }
   const size_t img_stride = size_t(3) * size_t(aug_.crop_h) * size_t(aug_.crop_w);
   const size_t lab_stride = size_t(aug_.crop_h) * size_t(aug_.crop_w);
   for (;;) {
@@ -196,7 +202,11 @@ void Loader::worker_main() {
             s.batch.images = recycled.images;
             s.batch.labels = recycled.labels;
           }
-          allocate(s.batch, cfg_.batch_size, aug_.crop_h, aug_.crop_w);
+          try {
+            allocate(s.batch, cfg_.batch_size, aug_.crop_h, aug_.crop_w);
+          } catch (const std::exception& e) {  // out of pinned memory: next() reports it (no std::terminate)
+            s.error = e.what();
+          }
           s.remaining = cfg_.batch_size;
         }
         j = next_j_++;
@@ -204,15 +214,20 @@ void Loader::worker_main() {
           next_j_ = 0;
           ++next_it_;
         }
-        img = s.batch.images.data<float>() + size_t(j) * img_stride;
-        lab = s.batch.labels.data<int32_t>() + size_t(j) * lab_stride;
+        if (s.error.empty() && bind_error.empty()) {
+          img = s.batch.images.data<float>() + size_t(j) * img_stride;
+          lab = s.batch.labels.data<int32_t>() + size_t(j) * lab_stride;
+        }
         index = size_t(s.batch.indices[size_t(j)]);
         slot_id = s.sample_slots[size_t(j)];
       }
     }
     std::string error;
     try {
-      if (cfg_.train) {
+      if (!bind_error.empty()) fail(bind_error);
+      if (cfg_.train && !img) {
+        // this batch already holds its error (its buffers could not be allocated)
+      } else if (cfg_.train) {
         const std::shared_ptr<const Sample> s = sample(index);
         PhiloxStream rng = sample_stream(cfg_.seed, slot_id);
         augment_train(*s, aug_, rng, img, lab);

@@ -74,6 +74,7 @@ struct LoaderConfig {
   bool cache = false;            // keep decoded samples in memory
   size_t cache_limit_bytes = 0;  // 0: no limit; otherwise samples beyond it are not cached
   bool pinned = true;            // page-locked batches (ordinary host memory without a GPU)
+  Device device = Device::cpu(); // where the batches go: the workers make this GPU current (pinned memory)
 };
 
 struct Batch {

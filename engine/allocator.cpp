@@ -9,6 +9,7 @@
 
 #if RDD_WITH_CUDA
 #include "engine/cuda_check.h"
+#include "engine/cuda_context.h"
 #endif
 
 namespace rdd {
@@ -112,7 +113,7 @@ CachingAllocator& cuda_allocator(int device_index) {
     a = std::make_unique<CachingAllocator>(
         "cuda:" + std::to_string(device_index) + " allocator",
         [device_index](size_t n) -> void* {
-          RDD_CUDA_CHECK(cudaSetDevice(device_index));
+          CudaDeviceGuard guard(device_index);  // the caller's current device is restored
           void* p = nullptr;
           if (cudaMalloc(&p, n) != cudaSuccess) {
             cudaGetLastError();  // out of memory is reported by the caching allocator
@@ -121,7 +122,7 @@ CachingAllocator& cuda_allocator(int device_index) {
           return p;
         },
         [device_index](void* p) {
-          cudaSetDevice(device_index);
+          CudaDeviceGuard guard(device_index);
           cudaFree(p);
         });
   }
@@ -137,7 +138,8 @@ void* device_allocate(Device d, size_t bytes, bool pinned) {
 #if RDD_WITH_CUDA
   if (pinned && has_gpu()) {
     void* p = nullptr;
-    RDD_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+    // Portable: page-locked for every GPU's context, not only the one current on this thread.
+    RDD_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
     return p;
   }
 #endif

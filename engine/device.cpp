@@ -79,6 +79,15 @@ Device default_device() {
   return has_gpu() ? Device::cuda(0) : Device::cpu();
 }
 
+void bind_thread_to_device(Device d) {
+  if (!d.is_cuda()) return;
+  RDD_CHECK(d.index >= 0 && d.index < gpu_count(), d.str(), " does not exist (", gpu_count(), " GPUs found)");
+#if RDD_WITH_CUDA
+  const cudaError_t e = cudaSetDevice(d.index);
+  RDD_CHECK(e == cudaSuccess, "cudaSetDevice(", d.index, ") failed: ", cudaGetErrorString(e));
+#endif
+}
+
 #if RDD_WITH_CUDA
 GpuInfo gpu_info(int index) {
   RDD_CHECK(index >= 0 && index < gpu_count(), "gpu_info: no GPU ", index, " (", gpu_count(), " found)");

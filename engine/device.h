@@ -37,6 +37,11 @@ std::string no_gpu_reason();
 Device default_device();
 void announce_compute_device();
 
+// Makes `d` the calling thread's current GPU, for threads that touch CUDA without a tensor of theirs
+// (the loader's workers allocating pinned batches): without it a thread's first runtime call makes a
+// context on GPU 0, in every rank of a multi-GPU run. No-op for the CPU.
+void bind_thread_to_device(Device d);
+
 // Descriptions for `rdd info`.
 struct GpuInfo {
   int index;
