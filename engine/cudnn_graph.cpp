@@ -2,29 +2,34 @@
 // See cudnn_graph.h for the contract. Only the backend entry points are used (cudnnBackendCreate /
 // SetAttribute / Finalize / GetAttribute / Execute); no legacy cudnnConvolution* call, no frontend.
 //
-// One plan per configuration: tensor descriptors x, w, y (UIDs 1, 2, 3; dims always N,C,H,W with
+// One cache entry per configuration: tensor descriptors x, w, y (UIDs 1, 2, 3; dims always N,C,H,W with
 // strides giving the layout), a convolution descriptor, one convolution operation, an operation graph,
-// the heuristics' engine configs, and the execution plan finalised from the first config that works.
-// A call then only fills a variant pack (pointers + workspace) and executes on the compute stream.
+// the heuristics' engine configs in preference order (the candidates, with an EngineChooser saying which
+// are still in play), and the execution plan finalised from the chooser's pick. A call then only fills a
+// variant pack (pointers + workspace) and executes on the compute stream; if that plan fails at its first
+// execute, the entry moves on to the next candidate and the call is retried.
 #include "engine/cudnn_graph.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "engine/error.h"
 
 #if RDD_WITH_CUDA
-#include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
-#include <utility>
 #include <vector>
 
+#include "engine/allocator.h"
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
 #endif
@@ -112,13 +117,75 @@ void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Ten
   const Shape want{N, K, P, Q};
   RDD_CHECK(y.shape() == want, who, ": ", r.y, " ", y.desc(), " should be ", shape_str(want), " for ", r.x, " ",
             x.desc(), " and ", r.w, " ", w.desc(), " with ", params_str(p));
-  // The output must not be an input (cuDNN reads the inputs while it writes the output).
+  // The output must not overlap an input (cuDNN reads the inputs while it writes the output). Byte
+  // ranges, not start pointers: two views into one tensor may overlap without starting at the same place.
   const int out = op == ConvOp::forward ? 2 : op == ConvOp::backward_data ? 0 : 1;
+  const auto begin = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()); };
   for (int i = 0; i < 3; ++i) {
     if (i == out) continue;
-    RDD_CHECK(ts[i]->raw() != ts[out]->raw(), who, ": the output ", names[out], " ", ts[out]->desc(),
-              " is the same memory as ", names[i], " ", ts[i]->desc());
+    const bool overlap = begin(*ts[i]) < begin(*ts[out]) + ts[out]->nbytes() &&
+                         begin(*ts[out]) < begin(*ts[i]) + ts[i]->nbytes();
+    RDD_CHECK(!overlap, who, ": the output ", names[out], " ", ts[out]->desc(), " overlaps the memory of ", names[i],
+              " ", ts[i]->desc());
   }
+}
+
+int64_t workspace_budget(size_t free_bytes, size_t current_workspace_bytes) {
+  constexpr size_t kFloor = size_t(256) << 20;
+  return int64_t(std::max({kFloor, free_bytes / 8, current_workspace_bytes}));
+}
+
+namespace {
+std::string mib(int64_t bytes) { return detail::concat(double(bytes) / double(1 << 20), " MiB"); }
+}  // namespace
+
+EngineChooser::EngineChooser(std::vector<std::string> labels)
+    : labels_(std::move(labels)), state_(labels_.size(), State::untried), why_(labels_.size()) {}
+
+int EngineChooser::choose(int64_t budget_bytes, const std::function<EngineAttempt(int)>& finalize) {
+  int smallest = -1;  // the finalised candidate needing the least workspace, should none fit
+  int64_t smallest_bytes = 0;
+  for (int i = 0; i < size(); ++i) {
+    if (state_[size_t(i)] == State::refused || state_[size_t(i)] == State::dropped) continue;
+    const EngineAttempt a = finalize(i);
+    if (!a.finalized || a.workspace_bytes < 0) {
+      state_[size_t(i)] = State::refused;  // cuDNN's refusals do not change from call to call
+      why_[size_t(i)] = a.finalized ? detail::concat("cuDNN reports a negative workspace size ", a.workspace_bytes)
+                                    : "not finalised: " + a.refusal;
+      continue;
+    }
+    if (a.workspace_bytes <= budget_bytes) {
+      state_[size_t(i)] = State::chosen;
+      why_[size_t(i)].clear();
+      return i;
+    }
+    state_[size_t(i)] = State::over_budget;
+    why_[size_t(i)] = "needs a workspace of " + mib(a.workspace_bytes) + ", over the budget of " + mib(budget_bytes);
+    if (smallest < 0 || a.workspace_bytes < smallest_bytes) smallest = i, smallest_bytes = a.workspace_bytes;
+  }
+  if (smallest >= 0) {
+    state_[size_t(smallest)] = State::chosen;
+    why_[size_t(smallest)].clear();
+  }
+  return smallest;
+}
+
+void EngineChooser::drop(int candidate, const std::string& why) {
+  RDD_CHECK(candidate >= 0 && candidate < size(), "EngineChooser::drop: candidate ", candidate, " of ", size());
+  state_[size_t(candidate)] = State::dropped;
+  why_[size_t(candidate)] = why;
+}
+
+int EngineChooser::in_play() const {
+  return int(std::count_if(state_.begin(), state_.end(),
+                           [](State s) { return s != State::refused && s != State::dropped; }));
+}
+
+std::string EngineChooser::refusals() const {
+  std::string text;
+  for (size_t i = 0; i < labels_.size(); ++i)
+    if (!why_[i].empty()) text += "\n  " + labels_[i] + ": " + why_[i];
+  return text;
 }
 
 #if !RDD_WITH_CUDA
@@ -142,6 +209,7 @@ void conv_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, const C
 }
 PlanCacheStats plan_cache_stats() { return {}; }
 void clear_plan_cache() {}
+void inject_execute_failures_for_testing(int) {}
 
 #else  // RDD_WITH_CUDA
 
@@ -252,48 +320,83 @@ std::string describe(const Request& r) {
                         " ", r.y->desc(), " with ", params_str(r.p), ", beta ", r.beta);
 }
 
-// A finalised execution plan and every descriptor it was built from (kept alive with it).
-struct Plan {
-  std::vector<Descriptor> parts;  // tensors, convolution, operation, graph, the chosen engine config
-  Descriptor plan;
-  int64_t workspace_bytes = 0;
-  int device = 0;
-  ~Plan() {
-    plan.reset();
-    while (!parts.empty()) parts.pop_back();  // newest first
-  }
+// What one candidate's engine is: its global index and numerical notes (for the preference order, the
+// refusal list and the TF32 warning).
+struct EngineInfo {
+  const char* heuristics = "";  // the heuristic mode that offered it: "A" or "FALLBACK"
+  int64_t global_index = -1;    // -1: cuDNN would not say
+  bool notes_known = false;
+  std::vector<cudnnBackendNumericalNote_t> notes;
 };
 
-std::vector<cudnnBackendNumericalNote_t> numerical_notes(const Descriptor& cfg) {
-  Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-  cudnnBackendDescriptor_t e = engine.get();
-  int64_t n = 0;
-  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(cfg.get(), CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                                           &n, &e));
-  std::array<cudnnBackendNumericalNote_t, CUDNN_NUMERICAL_NOTE_TYPE_COUNT> notes{};
-  int64_t count = 0;
-  RDD_CUDNN_CHECK(cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                                           int64_t(notes.size()), &count, notes.data()));
-  count = std::min<int64_t>(count, int64_t(notes.size()));
-  return {notes.begin(), notes.begin() + count};
+EngineInfo engine_info(const Descriptor& cfg, const char* heuristics) {
+  EngineInfo info;
+  info.heuristics = heuristics;
+  try {
+    Descriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    cudnnBackendDescriptor_t e = engine.get();
+    int64_t n = 0;
+    RDD_CUDNN_CHECK(cudnnBackendGetAttribute(cfg.get(), CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                             1, &n, &e));
+    int64_t index = -1;
+    if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index) ==
+        CUDNN_STATUS_SUCCESS)
+      info.global_index = index;
+    std::array<cudnnBackendNumericalNote_t, CUDNN_NUMERICAL_NOTE_TYPE_COUNT> notes{};
+    int64_t count = 0;
+    RDD_CUDNN_CHECK(cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                             int64_t(notes.size()), &count, notes.data()));
+    count = std::clamp<int64_t>(count, 0, int64_t(notes.size()));
+    info.notes.assign(notes.begin(), notes.begin() + count);
+    info.notes_known = true;
+  } catch (const Error&) {
+    // Unknown engine or notes: still a candidate, but after the ones we know to be good (see preferred).
+  }
+  return info;
+}
+
+const char* note_name(cudnnBackendNumericalNote_t note) {
+  switch (note) {
+    case CUDNN_NUMERICAL_NOTE_TENSOR_CORE: return "TENSOR_CORE";
+    case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS: return "DOWN_CONVERT_INPUTS";
+    case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION: return "REDUCED_PRECISION_REDUCTION";
+    case CUDNN_NUMERICAL_NOTE_FFT: return "FFT";
+    case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC: return "NONDETERMINISTIC";
+    case CUDNN_NUMERICAL_NOTE_WINOGRAD: return "WINOGRAD";
+    case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4: return "WINOGRAD_TILE_4x4";
+    case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6: return "WINOGRAD_TILE_6x6";
+    case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13: return "WINOGRAD_TILE_13x13";
+    default: return "other";
+  }
+}
+
+// "engine config 3 (engine 12, heuristics A, notes TENSOR_CORE DOWN_CONVERT_INPUTS)"
+std::string engine_label(int position, const EngineInfo& info) {
+  std::string notes;
+  if (!info.notes_known) notes = " unknown";
+  for (cudnnBackendNumericalNote_t note : info.notes) notes += std::string(" ") + note_name(note);
+  if (notes.empty()) notes = " none";
+  return detail::concat("engine config ", position + 1, " (engine ", info.global_index, ", heuristics ",
+                        info.heuristics, ", notes", notes, ")");
+}
+
+bool has_note(const EngineInfo& info, cudnnBackendNumericalNote_t note) {
+  return std::find(info.notes.begin(), info.notes.end(), note) != info.notes.end();
+}
+
+// f32 tensors on an engine that rounds them to TF32 (10-bit mantissa) on the tensor cores.
+bool rounds_f32_to_tf32(const EngineInfo& info, DType dtype) {
+  return dtype == DType::f32 &&
+         (has_note(info, CUDNN_NUMERICAL_NOTE_TENSOR_CORE) || has_note(info, CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS));
 }
 
 // Engines we take only when nothing else works: see "Engine choice" in cudnn_graph.h.
-bool preferred(const Descriptor& cfg, DType dtype) {
-  std::vector<cudnnBackendNumericalNote_t> notes;
-  try {
-    notes = numerical_notes(cfg);
-  } catch (const Error&) {
-    return false;  // notes unknown: usable, but only after the configs we know to be good
-  }
-  for (cudnnBackendNumericalNote_t note : notes) {
-    if (note == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC || note == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
-      return false;
-    if (dtype == DType::f32 && (note == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
-                                note == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS || note == CUDNN_NUMERICAL_NOTE_FFT))
-      return false;
-  }
-  return true;
+bool preferred(const EngineInfo& info, DType dtype) {
+  if (!info.notes_known) return false;
+  if (has_note(info, CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) ||
+      has_note(info, CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION))
+    return false;
+  return !(rounds_f32_to_tf32(info, dtype) || (dtype == DType::f32 && has_note(info, CUDNN_NUMERICAL_NOTE_FFT)));
 }
 
 // The heuristics' engine configs for the graph, best first (empty when this mode has none).
@@ -328,12 +431,35 @@ std::string cudnn_status_text(cudnnStatus_t s) {
   return text;
 }
 
-std::unique_ptr<Plan> build_plan(const Request& r, cudnnHandle_t handle) {
-  auto plan = std::make_unique<Plan>();
-  plan->device = r.x->device().index;
+// Everything a configuration's plans are built from, shared by them: the tensor, convolution, operation
+// and graph descriptors, and the candidates — the heuristics' engine configs, preferred first.
+struct Graph {
+  std::vector<Descriptor> parts;    // tensors, convolution, operation, operation graph (creation order)
+  std::vector<Descriptor> configs;  // the candidates
+  std::vector<EngineInfo> engines;  // one per candidate
+  std::vector<std::string> labels;  // one per candidate (engine_label)
+  std::string heuristics_errors;    // heuristic modes that failed: context for a final error
+  ~Graph() {
+    while (!configs.empty()) configs.pop_back();  // newest first
+    while (!parts.empty()) parts.pop_back();
+  }
+};
+
+// A finalised execution plan from one candidate of a Graph.
+struct Plan {
+  std::shared_ptr<const Graph> graph;  // first member, so it outlives the plan descriptor
+  Descriptor plan;
+  int config = -1;  // the candidate (index into graph->configs)
+  int64_t workspace_bytes = 0;
+  int device = 0;
+  mutable std::atomic<bool> executed{false};  // has run successfully at least once
+};
+
+std::shared_ptr<const Graph> build_graph(const Request& r, cudnnHandle_t handle) {
+  auto g = std::make_shared<Graph>();
   const DType dtype = r.x->dtype();
   const Layout layout = r.x->layout();
-  auto& parts = plan->parts;
+  auto& parts = g->parts;
   parts.push_back(make_tensor(kUidX, dtype, layout, r.x->shape(), byte_alignment(r.x->raw())));
   parts.push_back(make_tensor(kUidW, dtype, layout, r.w->shape(), byte_alignment(r.w->raw())));
   parts.push_back(make_tensor(kUidY, dtype, layout, r.y->shape(), byte_alignment(r.y->raw())));
@@ -398,56 +524,74 @@ std::unique_ptr<Plan> build_plan(const Request& r, cudnnHandle_t handle) {
   graph.set_desc(CUDNN_ATTR_OPERATIONGRAPH_OPS, op);
   graph.finalize();
 
-  // Engine configs: heuristic mode A, then FALLBACK; preferred ones first (see cudnn_graph.h).
-  std::vector<Descriptor> first, second;
-  std::string heuristics_errors;
+  // The candidates: heuristic mode A, then FALLBACK; preferred ones first (see cudnn_graph.h).
+  std::vector<std::pair<Descriptor, EngineInfo>> first, second;
   for (cudnnBackendHeurMode_t m : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    const char* name = m == CUDNN_HEUR_MODE_A ? "A" : "FALLBACK";
     try {
-      for (Descriptor& cfg : engine_configs(graph, m)) (preferred(cfg, dtype) ? first : second).push_back(std::move(cfg));
+      for (Descriptor& cfg : engine_configs(graph, m)) {
+        EngineInfo info = engine_info(cfg, name);
+        (preferred(info, dtype) ? first : second).emplace_back(std::move(cfg), std::move(info));
+      }
     } catch (const Error& e) {
-      heuristics_errors += std::string("\n  heuristics ") + (m == CUDNN_HEUR_MODE_A ? "A" : "FALLBACK") + ": " +
-                           e.what();
+      g->heuristics_errors += std::string("\n  heuristics ") + name + ": " + e.what();
     }
   }
-  for (Descriptor& cfg : second) first.push_back(std::move(cfg));
-  RDD_CHECK(!first.empty(), describe(r), ": cuDNN offers no engine for this convolution", heuristics_errors);
+  for (auto& c : second) first.push_back(std::move(c));
+  RDD_CHECK(!first.empty(), describe(r), ": cuDNN offers no engine for this convolution", g->heuristics_errors);
+  for (auto& [cfg, info] : first) {
+    g->labels.push_back(engine_label(int(g->configs.size()), info));
+    g->configs.push_back(std::move(cfg));
+    g->engines.push_back(std::move(info));
+  }
+  parts.push_back(std::move(conv));
+  parts.push_back(std::move(op));
+  parts.push_back(std::move(graph));
+  return g;
+}
 
-  // The first config that finalises is the plan. A config may be refused (NOT_SUPPORTED for these
-  // shapes or this GPU, or a runtime-compiled kernel that fails to build): try the next one.
-  std::string refusals;
-  int tried = 0;
-  for (Descriptor& cfg : first) {
-    ++tried;
+// Finalises an execution plan from one engine config into `plan`. A config may be refused
+// (NOT_SUPPORTED for these shapes or this GPU, or a runtime-compiled kernel that fails to build).
+EngineAttempt finalize_plan(const Descriptor& cfg, cudnnHandle_t handle, Descriptor& plan) {
+  try {
     Descriptor candidate(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     candidate.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
     candidate.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfg);
     const cudnnStatus_t s = cudnnBackendFinalize(candidate.get());
-    if (s != CUDNN_STATUS_SUCCESS) {
-      const std::string text = cudnn_status_text(s);
-      if (refusals.size() < 2000) refusals += "\n  engine config " + std::to_string(tried) + ": " + text;
-      continue;
-    }
+    if (s != CUDNN_STATUS_SUCCESS) return {false, 0, cudnn_status_text(s)};
     int64_t ws = 0, n = 0;
     RDD_CUDNN_CHECK(cudnnBackendGetAttribute(candidate.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                              CUDNN_TYPE_INT64, 1, &n, &ws));
-    RDD_CHECK(ws >= 0, describe(r), ": cuDNN reports a negative workspace size ", ws);
-    plan->plan = std::move(candidate);
-    plan->workspace_bytes = ws;
-    parts.push_back(std::move(conv));
-    parts.push_back(std::move(op));
-    parts.push_back(std::move(graph));
-    parts.push_back(std::move(cfg));
-    return plan;
+    plan = std::move(candidate);
+    return {true, ws, ""};
+  } catch (const Error& e) {
+    return {false, 0, e.what()};
   }
-  fail(describe(r), ": none of the ", tried, " engine configs cuDNN offered could be finalised", refusals,
-       heuristics_errors);
 }
+
+// The workspace budget for a plan built now on the current device (see workspace_budget).
+int64_t workspace_budget_now(CudaContext& ctx) {
+  size_t free = 0, total = 0;
+  RDD_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return workspace_budget(free + cuda_allocator(ctx.device()).stats().cached_bytes, ctx.workspace_size());
+}
+
+// One configuration in the cache: its graph, which candidates are still in play, and the current plan.
+struct Entry {
+  std::shared_ptr<const Graph> graph;
+  EngineChooser chooser;
+  std::shared_ptr<const Plan> plan;
+};
 
 // The cache. Plans are shared_ptrs so that clearing the cache while another thread executes a plan it
 // looked up stays safe. Building happens under the lock: one build per configuration, never two.
 struct Cache {
   std::mutex mu;
-  std::map<PlanKey, std::shared_ptr<const Plan>> plans;
+  std::map<PlanKey, Entry> entries;
+  // Plans that failed at their first execute and were replaced: work they queued before failing may
+  // still be in flight, so they are destroyed only by clear_plan_cache, after waiting for the devices.
+  std::vector<std::shared_ptr<const Plan>> retired;
+  std::set<PlanKey> warned_tf32;  // configurations already reported on stderr (once per process)
   PlanCacheStats stats;
 };
 Cache& cache() {
@@ -455,27 +599,103 @@ Cache& cache() {
   return *c;
 }
 
-std::shared_ptr<const Plan> get_plan(const Request& r, cudnnHandle_t handle) {
-  const PlanKey key = make_key(r);
+std::atomic<int> injected_execute_failures{0};
+
+bool take_injected_failure() {
+  int n = injected_execute_failures.load();
+  while (n > 0 && !injected_execute_failures.compare_exchange_weak(n, n - 1)) {
+  }
+  return n > 0;
+}
+
+// An f32 configuration that ends up on a TF32 engine gets one line on stderr: f32 means f32 otherwise.
+void warn_if_tf32(Cache& c, const Request& r, const PlanKey& key, const Plan& plan) {
+  if (!rounds_f32_to_tf32(plan.graph->engines[size_t(plan.config)], r.x->dtype())) return;
+  if (!c.warned_tf32.insert(key).second) return;
+  std::fprintf(stderr,
+               "rdd: warning: %s: no engine without TF32 could run it within the workspace budget; using %s, which "
+               "rounds the f32 inputs to TF32 (10-bit mantissa)\n",
+               describe(r).c_str(), plan.graph->labels[size_t(plan.config)].c_str());
+}
+
+// The next plan for an entry: the chooser's pick among the candidates still in play; throws (naming the
+// op, the shapes and why each candidate was passed over) when none is left. Called under the cache lock.
+std::shared_ptr<const Plan> next_plan(Cache& c, const Request& r, const PlanKey& key, Entry& e, CudaContext& ctx) {
+  const Graph& g = *e.graph;
+  const cudnnHandle_t handle = ctx.cudnn();
+  const int64_t budget = workspace_budget_now(ctx);
+  // The finalised plans (and their workspace sizes) the chooser may pick, over-budget fallbacks included.
+  std::map<int, std::pair<Descriptor, int64_t>> finalized;
+  const int chosen = e.chooser.choose(budget, [&](int i) {
+    Descriptor plan;
+    const EngineAttempt a = finalize_plan(g.configs[size_t(i)], handle, plan);
+    if (a.finalized) finalized[i] = {std::move(plan), a.workspace_bytes};
+    return a;
+  });
+  if (chosen < 0)
+    fail(describe(r), ": none of the ", e.chooser.size(), " engine configs cuDNN offered could run it (workspace ",
+         "budget ", mib(budget), "):", e.chooser.refusals(), g.heuristics_errors);
+  auto plan = std::make_shared<Plan>();
+  plan->graph = e.graph;
+  plan->plan = std::move(finalized.at(chosen).first);
+  plan->workspace_bytes = finalized.at(chosen).second;
+  plan->config = chosen;
+  plan->device = ctx.device();
+  warn_if_tf32(c, r, key, *plan);
+  return plan;
+}
+
+// The plan for a configuration: cached, or built (graph, candidates, the first pick) and cached.
+std::shared_ptr<const Plan> get_plan(const Request& r, const PlanKey& key, CudaContext& ctx) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  auto it = c.plans.find(key);
-  if (it != c.plans.end()) {
+  auto it = c.entries.find(key);
+  if (it != c.entries.end()) {
     ++c.stats.hits;
-    return it->second;
+    return it->second.plan;
   }
   ++c.stats.misses;
-  std::shared_ptr<const Plan> plan;
   try {
-    plan = build_plan(r, handle);
+    const std::shared_ptr<const Graph> graph = build_graph(r, ctx.cudnn());
+    Entry entry{graph, EngineChooser(graph->labels), nullptr};
+    entry.plan = next_plan(c, r, key, entry, ctx);
+    it = c.entries.emplace(key, std::move(entry)).first;
   } catch (const Error& e) {
     const std::string what = e.what();
     if (what.rfind(conv_op_name(r.op), 0) == 0) throw;  // already names the op and the shapes
     fail(describe(r), ": building the cuDNN plan failed:\n", what);
   }
-  c.plans.emplace(key, plan);
-  c.stats.plans = c.plans.size();
-  return plan;
+  c.stats.plans = c.entries.size();
+  return it->second.plan;
+}
+
+// `failed` did not run at its first execute (for `why`): the configuration moves on to its next
+// candidate, unless another thread got there first. Throws when no candidate is left; the entry is
+// then dropped, so that a later call starts afresh.
+std::shared_ptr<const Plan> replace_plan(const Request& r, const PlanKey& key,
+                                         const std::shared_ptr<const Plan>& failed, const std::string& why,
+                                         CudaContext& ctx) {
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.entries.find(key);
+    if (it != c.entries.end()) {
+      Entry& e = it->second;
+      if (e.plan != failed) return e.plan;  // already replaced by another thread
+      c.retired.push_back(failed);
+      e.chooser.drop(failed->config, "failed at its first execute: " + why);
+      try {
+        e.plan = next_plan(c, r, key, e, ctx);
+      } catch (const Error&) {
+        c.entries.erase(it);
+        c.stats.plans = c.entries.size();
+        throw;
+      }
+      ++c.stats.replaced;
+      return e.plan;
+    }
+  }
+  return get_plan(r, key, ctx);  // the cache was cleared meanwhile: build afresh
 }
 
 void run(const Request& r) {
@@ -492,18 +712,34 @@ void run(const Request& r) {
   const int dev = r.x->device().index;
   CudaDeviceGuard guard(dev);
   CudaContext& ctx = cuda_context(dev);
-  cudnnHandle_t handle = ctx.cudnn();
-  const std::shared_ptr<const Plan> plan = get_plan(r, handle);
+  const cudnnHandle_t handle = ctx.cudnn();
+  const PlanKey key = make_key(r);
+  std::shared_ptr<const Plan> plan = get_plan(r, key, ctx);
 
-  void* workspace = plan->workspace_bytes > 0 ? ctx.workspace(size_t(plan->workspace_bytes)) : nullptr;
   int64_t uids[3] = {kUidX, kUidW, kUidY};
   void* pointers[3] = {r.x->raw(), r.w->raw(), r.y->raw()};
-  Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  pack.set_i64(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, uids, 3);
-  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers);
-  pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
-  pack.finalize();
-  RDD_CUDNN_CHECK(cudnnBackendExecute(handle, plan->plan.get(), pack.get()));
+  // Each failed first execute drops a candidate, so this ends: with a run, or with replace_plan's error.
+  for (;;) {
+    void* workspace = plan->workspace_bytes > 0 ? ctx.workspace(size_t(plan->workspace_bytes)) : nullptr;
+    Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+    pack.set_i64(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, uids, 3);
+    pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers);
+    pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+    pack.finalize();
+    const bool injected = take_injected_failure();
+    const cudnnStatus_t s =
+        injected ? CUDNN_STATUS_EXECUTION_FAILED : cudnnBackendExecute(handle, plan->plan.get(), pack.get());
+    if (s == CUDNN_STATUS_SUCCESS) {
+      plan->executed.store(true);
+      return;
+    }
+    const std::string why = injected ? "CUDNN_STATUS_EXECUTION_FAILED (injected by a test)" : cudnn_status_text(s);
+    // A plan that has run before works: a failure now is not about the engine choice (a bad pointer, a
+    // sticky CUDA error), so it is reported, not retried on another engine.
+    RDD_CHECK(!plan->executed.load(), describe(r), ": cuDNN failed to execute ",
+              plan->graph->labels[size_t(plan->config)], ", which has run before: ", why);
+    plan = replace_plan(r, key, plan, why, ctx);
+  }
 }
 
 }  // namespace
@@ -531,21 +767,27 @@ PlanCacheStats plan_cache_stats() {
 
 void clear_plan_cache() {
   Cache& c = cache();
-  std::map<PlanKey, std::shared_ptr<const Plan>> doomed;
+  std::map<PlanKey, Entry> doomed;
+  std::vector<std::shared_ptr<const Plan>> retired;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    doomed.swap(c.plans);
+    doomed.swap(c.entries);
+    retired.swap(c.retired);
     c.stats = {};
   }
   // Work already queued may still use a plan: wait for the devices before destroying descriptors.
   std::set<int> devices;
-  for (const auto& [key, plan] : doomed) devices.insert(plan->device);
+  for (const auto& [key, entry] : doomed) devices.insert(entry.plan->device);
+  for (const auto& plan : retired) devices.insert(plan->device);
   for (int d : devices) {
     CudaDeviceGuard guard(d);
     cuda_context(d).synchronize();
   }
   doomed.clear();
+  retired.clear();
 }
+
+void inject_execute_failures_for_testing(int n) { injected_execute_failures.store(std::max(n, 0)); }
 
 #endif  // RDD_WITH_CUDA
 

@@ -19,15 +19,24 @@
 // Supported: f32, bf16 and f16 tensors in NCHW or NHWC (compute f32). Anything else is refused with a
 // message naming the op and the tensors.
 //
-// Engine choice (per configuration, once): the heuristics' configs (mode A, then FALLBACK) are tried in
+// Engine choice (per configuration): the heuristics' configs (mode A, then FALLBACK) are candidates in
 // order, first the ones without numerical notes we avoid — nondeterministic engines (atomics: runs
 // would not be bit-reproducible), reduced-precision reductions, and for f32 tensors TF32 tensor cores
-// (TENSOR_CORE / DOWN_CONVERT_INPUTS) and FFT, so f32 means f32 — then, only if none of those finalises,
-// any config that does. beta is part of the operation graph, so each beta value has its own plan; so
-// has each pointer alignment (16 bytes, or less for views into a tensor).
+// (TENSOR_CORE / DOWN_CONVERT_INPUTS) and FFT, so f32 means f32 — then the others. The plan is the first
+// candidate that finalises with a workspace within the budget (workspace_budget below); when every one
+// that finalises needs more, the one that needs least. An f32 configuration that ends up on a TF32
+// engine says so once on stderr. A plan that fails at its first execute is replaced by the next
+// candidate and the call retried; only when none is left does the call throw, naming the op, the
+// shapes and why each candidate was passed over. Once a plan has executed, a failure is an error.
+// beta is part of the operation graph, so each beta value has its own plan; so has each pointer
+// alignment (16 bytes, or less for views into a tensor).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "engine/tensor.h"
 
@@ -48,9 +57,10 @@ void conv_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Con
 void conv_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, const ConvParams& p, float beta = 0.f);
 
 struct PlanCacheStats {
-  size_t plans = 0;   // distinct configurations built
-  size_t hits = 0;    // calls served by a cached plan
-  size_t misses = 0;  // calls that had to build one
+  size_t plans = 0;     // distinct configurations built
+  size_t hits = 0;      // calls served by a cached plan
+  size_t misses = 0;    // calls that had to build one
+  size_t replaced = 0;  // plans that failed at their first execute and gave way to the next engine config
 };
 PlanCacheStats plan_cache_stats();
 // Destroys every cached plan (after waiting for the devices that used them) and resets the counters.
@@ -69,5 +79,53 @@ const char* conv_op_name(ConvOp op);  // "conv_forward", "conv_backward_data", "
 // the op and the shapes, e.g. "conv_forward: x f32[2,3,8,8] NCHW cuda:0 has 3 channels but
 // w f32[16,4,3,3] expects 4 × groups 1".
 void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Tensor& y, const ConvParams& p);
+
+// ---- Engine choice, as pure bookkeeping (no cuDNN calls), so the CPU suite can test it ----------------
+
+// The workspace an engine may ask for: max(256 MiB, 1/8 of the free device memory, the workspace the
+// device already holds). 1/8 leaves the rest to activations, which dominate a training step; the
+// 256 MiB floor keeps the fast engines of large convolutions (which want tens to hundreds of MiB)
+// available on a nearly full GPU; what the device already holds costs nothing more.
+// `free_bytes`: what cudaMemGetInfo reports free plus what the caching allocator holds unused.
+int64_t workspace_budget(size_t free_bytes, size_t current_workspace_bytes);
+
+// What finalising one candidate gave.
+struct EngineAttempt {
+  bool finalized = false;
+  int64_t workspace_bytes = 0;  // when finalised
+  std::string refusal;          // cuDNN's words when not
+};
+
+// The candidates of one configuration (the heuristics' engine configs, preferred first) and which of
+// them are still in play; kept with the cached plan so that a plan failing at execute can be replaced.
+class EngineChooser {
+ public:
+  // One label per candidate, in preference order, used in the refusal list ("engine config 3 (...)").
+  explicit EngineChooser(std::vector<std::string> labels);
+
+  // The first candidate still in play that `finalize` accepts with a workspace ≤ budget_bytes; when
+  // every one that finalises needs more, the one needing least (the earliest on ties); -1 when none
+  // finalises. `finalize(i)` is called in order, only until a candidate fits; one it refuses (or that
+  // reports a negative workspace) is out for good, one over the budget stays in play as a fallback.
+  int choose(int64_t budget_bytes, const std::function<EngineAttempt(int)>& finalize);
+  // The candidate `choose` returned failed at execute: it is out for good, for this reason.
+  void drop(int candidate, const std::string& why);
+
+  int size() const { return int(labels_.size()); }
+  int in_play() const;  // candidates neither refused nor dropped
+  // Why each candidate was passed over, one line each in order ("\n  engine config 2 (...): ...").
+  std::string refusals() const;
+
+ private:
+  enum class State { untried, refused, over_budget, chosen, dropped };
+  std::vector<std::string> labels_;
+  std::vector<State> state_;
+  std::vector<std::string> why_;  // the latest reason per candidate; empty for untried or chosen
+};
+
+// For tests only: the next `n` cuDNN executes (any configuration, any thread) fail as if cuDNN had
+// returned CUDNN_STATUS_EXECUTION_FAILED, without running. 0 turns it off. Lets the GPU suite exercise
+// the replace-on-first-failure path, which a healthy cuDNN never takes.
+void inject_execute_failures_for_testing(int n);
 
 }  // namespace rdd::cudnn

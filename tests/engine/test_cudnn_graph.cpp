@@ -2,6 +2,7 @@
 // backward-data and backward-filter against a naive convolution written here (GPU).
 #include "engine/cudnn_graph.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -259,9 +260,183 @@ TEST_CASE("validate_conv_shapes refuses mixed dtypes, layouts, ranks, empty tens
   Tensor sq = Tensor::empty({2, 3, 8, 8});
   Tensor w33 = Tensor::empty({3, 3, 3, 3});
   CHECK_THROWS_WITH_AS(cudnn::validate_conv_shapes(ConvOp::forward, sq, w33, sq, params(1)),
-                       doctest::Contains("the output y f32[2,3,8,8] NCHW cpu is the same memory as x"), Error);
+                       doctest::Contains("the output y f32[2,3,8,8] NCHW cpu overlaps the memory of x"), Error);
   CHECK_THROWS_WITH_AS(cudnn::validate_conv_shapes(ConvOp::backward_data, sq, w33, sq, params(1)),
-                       doctest::Contains("the output dx f32[2,3,8,8] NCHW cpu is the same memory as dy"), Error);
+                       doctest::Contains("the output dx f32[2,3,8,8] NCHW cpu overlaps the memory of dy"), Error);
+}
+
+TEST_CASE("validate_conv_shapes refuses an output that partly overlaps an input, and accepts adjacent views") {
+  // Images 0-1 and 1-2 of one batch of 4 overlap in image 1 but start at different addresses.
+  const Tensor batch = Tensor::empty({4, 3, 8, 8});
+  const Tensor w33 = Tensor::empty({3, 3, 3, 3});
+  const Tensor x = batch.slice(0, 2);
+  Tensor y_overlap = batch.slice(1, 3);
+  REQUIRE(x.raw() != y_overlap.raw());
+  CHECK_THROWS_WITH_AS(cudnn::validate_conv_shapes(ConvOp::forward, x, w33, y_overlap, params(1)),
+                       doctest::Contains("the output y f32[2,3,8,8] NCHW cpu overlaps the memory of x"), Error);
+  // The output before the input (its end inside the input) is caught the same way.
+  CHECK_THROWS_WITH_AS(cudnn::validate_conv_shapes(ConvOp::forward, y_overlap, w33, x, params(1)),
+                       doctest::Contains("overlaps the memory of x"), Error);
+  // backward_filter: dw inside dy's bytes (dy (1, 3, 8, 8) holds 192 floats, dw (3, 3, 3, 3) 81).
+  const Tensor flat = Tensor::empty({192});
+  const Tensor dy = flat.view({1, 3, 8, 8});
+  Tensor dw = flat.slice(100, 181).view({3, 3, 3, 3});
+  CHECK_THROWS_WITH_AS(cudnn::validate_conv_shapes(ConvOp::backward_filter, Tensor::empty({1, 3, 8, 8}), dw, dy,
+                                                   params(1)),
+                       doctest::Contains("the output dw f32[3,3,3,3] NCHW cpu overlaps the memory of dy"), Error);
+  // Images 0-1 and 2-3 touch but do not overlap: [raw, raw + nbytes) ranges are half-open.
+  Tensor y_adjacent = batch.slice(2, 4);
+  CHECK_NOTHROW(cudnn::validate_conv_shapes(ConvOp::forward, x, w33, y_adjacent, params(1)));
+  CHECK_NOTHROW(cudnn::validate_conv_shapes(ConvOp::forward, y_adjacent, w33, x, params(1)));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CPU: engine choice (the bookkeeping behind every plan, with fake candidates)
+// ---------------------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kMiB = int64_t(1) << 20;
+
+// A fake candidate: what "finalising" it gives, and how often it was asked.
+struct FakeEngine {
+  bool finalizes = true;
+  int64_t workspace = 0;
+  int calls = 0;
+};
+
+std::vector<std::string> labels(size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back("engine config " + std::to_string(i + 1));
+  return out;
+}
+
+int choose(cudnn::EngineChooser& chooser, std::vector<FakeEngine>& engines, int64_t budget) {
+  return chooser.choose(budget, [&](int i) {
+    FakeEngine& e = engines[size_t(i)];
+    ++e.calls;
+    cudnn::EngineAttempt a;
+    a.finalized = e.finalizes;
+    a.workspace_bytes = e.finalizes ? e.workspace : 0;
+    a.refusal = e.finalizes ? "" : "CUDNN_STATUS_NOT_SUPPORTED (fake " + std::to_string(i + 1) + ")";
+    return a;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("workspace_budget: 256 MiB floor, 1/8 of free memory, never below the workspace already held") {
+  CHECK(cudnn::workspace_budget(0, 0) == 256 * kMiB);
+  CHECK(cudnn::workspace_budget(1024 * kMiB, 0) == 256 * kMiB);   // 1/8 of 1 GiB is under the floor
+  CHECK(cudnn::workspace_budget(size_t(80) << 30, 0) == 10240 * kMiB);  // 1/8 of 80 GiB
+  CHECK(cudnn::workspace_budget(size_t(8) << 30, 0) == 1024 * kMiB);
+  CHECK(cudnn::workspace_budget(1024 * kMiB, 700 * kMiB) == 700 * kMiB);  // held already: costs nothing more
+  CHECK(cudnn::workspace_budget(size_t(80) << 30, 700 * kMiB) == 10240 * kMiB);
+}
+
+TEST_CASE("EngineChooser: the first candidate that finalises within the budget, trying no further") {
+  std::vector<FakeEngine> engines(5);
+  engines[0].finalizes = false;
+  engines[1].workspace = 300 * kMiB;  // over a 256 MiB budget
+  engines[2].workspace = 10 * kMiB;
+  engines[3].workspace = 0;
+  cudnn::EngineChooser chooser(labels(engines.size()));
+  CHECK(choose(chooser, engines, 256 * kMiB) == 2);
+  CHECK(engines[0].calls == 1);
+  CHECK(engines[1].calls == 1);
+  CHECK(engines[2].calls == 1);
+  CHECK(engines[3].calls == 0);  // lazy: finalising can compile kernels, so stop at the first that fits
+  CHECK(engines[4].calls == 0);
+  CHECK(chooser.in_play() == 4);  // the refused one is out; the over-budget one stays as a fallback
+  const std::string why = chooser.refusals();
+  CHECK(why.find("\n  engine config 1: not finalised: CUDNN_STATUS_NOT_SUPPORTED (fake 1)") != std::string::npos);
+  CHECK(why.find("\n  engine config 2: needs a workspace of 300 MiB, over the budget of 256 MiB") != std::string::npos);
+  CHECK(why.find("engine config 3") == std::string::npos);  // the chosen one was not passed over
+  // A bigger budget takes the earlier candidate.
+  for (FakeEngine& e : engines) e.calls = 0;
+  cudnn::EngineChooser roomy(labels(engines.size()));
+  CHECK(choose(roomy, engines, 512 * kMiB) == 1);
+  CHECK(engines[2].calls == 0);
+}
+
+TEST_CASE("EngineChooser: when none fits the budget, the smallest workspace (the earliest on ties)") {
+  std::vector<FakeEngine> engines(5);
+  engines[0].workspace = 900 * kMiB;
+  engines[1].workspace = 400 * kMiB;
+  engines[2].finalizes = false;
+  engines[3].workspace = 400 * kMiB;
+  engines[4].workspace = 700 * kMiB;
+  cudnn::EngineChooser chooser(labels(engines.size()));
+  CHECK(choose(chooser, engines, 256 * kMiB) == 1);
+  for (const FakeEngine& e : engines) CHECK(e.calls == 1);  // every one had to be looked at
+  const std::string why = chooser.refusals();
+  CHECK(why.find("engine config 1: needs a workspace of 900 MiB") != std::string::npos);
+  CHECK(why.find("engine config 2") == std::string::npos);  // chosen
+  CHECK(why.find("engine config 4: needs a workspace of 400 MiB") != std::string::npos);
+  // It fails at execute: the next smallest, config 4 (400 MiB), takes over.
+  chooser.drop(1, "failed at its first execute: CUDNN_STATUS_EXECUTION_FAILED");
+  CHECK(choose(chooser, engines, 256 * kMiB) == 3);
+  CHECK(engines[2].calls == 1);  // refused once, never asked again
+  CHECK(engines[1].calls == 1);  // dropped, never asked again
+  CHECK(chooser.refusals().find("engine config 2: failed at its first execute: CUDNN_STATUS_EXECUTION_FAILED") !=
+        std::string::npos);
+}
+
+TEST_CASE("EngineChooser: dropping candidates that fail at execute walks the list, then reports every reason") {
+  std::vector<FakeEngine> engines(4);
+  engines[1].finalizes = false;
+  engines[3].workspace = 2048 * kMiB;  // over budget: the last resort
+  cudnn::EngineChooser chooser(labels(engines.size()));
+  CHECK(choose(chooser, engines, 256 * kMiB) == 0);
+  chooser.drop(0, "failed at its first execute: boom 1");
+  CHECK(choose(chooser, engines, 256 * kMiB) == 2);
+  CHECK(engines[0].calls == 1);
+  CHECK(engines[1].calls == 1);
+  CHECK(chooser.in_play() == 2);
+  chooser.drop(2, "failed at its first execute: boom 3");
+  CHECK(choose(chooser, engines, 256 * kMiB) == 3);  // over budget, but the only one left
+  chooser.drop(3, "failed at its first execute: boom 4");
+  CHECK(choose(chooser, engines, 256 * kMiB) == -1);
+  CHECK(chooser.in_play() == 0);
+  CHECK(engines[1].calls == 1);
+  const std::string why = chooser.refusals();
+  CHECK(why ==
+        "\n  engine config 1: failed at its first execute: boom 1"
+        "\n  engine config 2: not finalised: CUDNN_STATUS_NOT_SUPPORTED (fake 2)"
+        "\n  engine config 3: failed at its first execute: boom 3"
+        "\n  engine config 4: failed at its first execute: boom 4");
+  CHECK_THROWS_AS(chooser.drop(4, "no such candidate"), Error);
+}
+
+TEST_CASE("EngineChooser: nothing finalises, or a negative workspace, gives -1 with every reason") {
+  std::vector<FakeEngine> engines(3);
+  for (FakeEngine& e : engines) e.finalizes = false;
+  cudnn::EngineChooser chooser(labels(engines.size()));
+  CHECK(choose(chooser, engines, 256 * kMiB) == -1);
+  CHECK(chooser.in_play() == 0);
+  for (int i = 1; i <= 3; ++i) {
+    const std::string line = "engine config " + std::to_string(i) + ": not finalised: CUDNN_STATUS_NOT_SUPPORTED";
+    CHECK(chooser.refusals().find(line) != std::string::npos);
+  }
+  cudnn::EngineChooser odd(labels(1));
+  const int picked = odd.choose(256 * kMiB, [](int) { return cudnn::EngineAttempt{true, -8, ""}; });
+  CHECK(picked == -1);
+  CHECK(odd.refusals().find("negative workspace size -8") != std::string::npos);
+  cudnn::EngineChooser none(labels(0));
+  CHECK(none.choose(256 * kMiB, [](int) { return cudnn::EngineAttempt{}; }) == -1);
+}
+
+TEST_CASE("a NaN-filled output is a mismatch for the comparison the GPU cases use") {
+  // The GPU cases pre-fill outputs with NaN: with beta 0, an engine that read the output (0·NaN = NaN)
+  // must fail the comparison, which holds only if CHECK_TENSORS_CLOSE counts NaN as a mismatch.
+  const Tensor want = test::random_tensor({1, 2, 3, 3}, 11);
+  const Tensor nan = Tensor::full(want.shape(), NAN);
+  const Comparison c = compare_tensors(nan, want, kF32);
+  CHECK_FALSE(c.ok);
+  CHECK(c.mismatches == want.numel());
+  Tensor one_nan = want.clone();
+  one_nan.data<float>()[4] = NAN;
+  CHECK_FALSE(compare_tensors(one_nan, want, kF32).ok);
 }
 
 TEST_CASE("the convolutions refuse CPU tensors before touching cuDNN or the plan cache") {
@@ -306,7 +481,8 @@ GPU_TEST_CASE("conv_forward matches the reference (f32 NCHW, every config)") {
     CAPTURE(c.name);
     const Tensor x = test::random_tensor(c.x, ++seed), w = test::random_tensor(c.w, ++seed);
     const Tensor want = ref_forward(x, w, c.p);
-    Tensor y = Tensor::full(want.shape(), 12345.0, DType::f32, Device::cuda(0));  // beta 0 must not read it
+    // NaN: with beta 0 the output must not be read (0·NaN = NaN would fail the comparison).
+    Tensor y = Tensor::full(want.shape(), NAN, DType::f32, Device::cuda(0));
     cudnn::conv_forward(to_gpu(x), to_gpu(w), y, c.p);
     CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), want, kF32);
   }
@@ -319,7 +495,7 @@ GPU_TEST_CASE("conv_backward_data matches the reference (f32 NCHW, every config)
     const Tensor w = test::random_tensor(c.w, ++seed);
     const Tensor dy = test::random_tensor(out_shape(c.x, c.w, c.p), ++seed);
     const Tensor want = ref_backward_data(dy, w, c.x, c.p);
-    Tensor dx = Tensor::full(c.x, 12345.0, DType::f32, Device::cuda(0));
+    Tensor dx = Tensor::full(c.x, NAN, DType::f32, Device::cuda(0));  // beta 0 must not read it
     cudnn::conv_backward_data(to_gpu(dy), to_gpu(w), dx, c.p);
     CHECK_TENSORS_CLOSE(to_host_f32_nchw(dx), want, kF32);
   }
@@ -332,7 +508,7 @@ GPU_TEST_CASE("conv_backward_filter matches the reference (f32 NCHW, every confi
     const Tensor x = test::random_tensor(c.x, ++seed);
     const Tensor dy = test::random_tensor(out_shape(c.x, c.w, c.p), ++seed);
     const Tensor want = ref_backward_filter(x, dy, c.w, c.p);
-    Tensor dw = Tensor::full(c.w, 12345.0, DType::f32, Device::cuda(0));
+    Tensor dw = Tensor::full(c.w, NAN, DType::f32, Device::cuda(0));  // beta 0 must not read it
     cudnn::conv_backward_filter(to_gpu(x), to_gpu(dy), dw, c.p);
     CHECK_TENSORS_CLOSE(to_host_f32_nchw(dw), want, kF32);
   }
@@ -396,6 +572,83 @@ GPU_TEST_CASE("the plan cache: a second identical call is a hit; shape, op and b
   cudnn::conv_forward(x, w, y2, params(1, 2));  // rebuilt after clearing, same answer
   CHECK(cudnn::plan_cache_stats().misses == 1);
   CHECK_TENSORS_CLOSE(to_host_f32_nchw(y2), ref_forward(x.to(Device::cpu()), w.to(Device::cpu()), params(1, 2)), kF32);
+}
+
+namespace {
+// Turns the injected execute failures off however the case ends.
+struct InjectedExecuteFailures {
+  explicit InjectedExecuteFailures(int n) { cudnn::inject_execute_failures_for_testing(n); }
+  ~InjectedExecuteFailures() { cudnn::inject_execute_failures_for_testing(0); }
+};
+}  // namespace
+
+GPU_TEST_CASE("a plan that fails at its first execute gives way to the next engine config; one that ran does not") {
+  cudnn::clear_plan_cache();
+  const Tensor xc = test::random_tensor({2, 3, 8, 8}, 511), wc = test::random_tensor({4, 3, 3, 3}, 512);
+  const Tensor x = to_gpu(xc), w = to_gpu(wc);
+  Tensor y = Tensor::full({2, 4, 8, 8}, NAN, DType::f32, Device::cuda(0));
+  {
+    InjectedExecuteFailures once(1);  // the first pick fails: the call goes on with the next candidate
+    cudnn::conv_forward(x, w, y, params(1));
+  }
+  CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), ref_forward(xc, wc, params(1)), kF32);
+  auto s = cudnn::plan_cache_stats();
+  CHECK(s.plans == 1);
+  CHECK(s.misses == 1);
+  CHECK(s.replaced == 1);
+  cudnn::conv_forward(x, w, y, params(1));  // the replacement is cached
+  s = cudnn::plan_cache_stats();
+  CHECK(s.hits == 1);
+  CHECK(s.replaced == 1);
+  {
+    // That plan has run: a failure now is an error naming the op and shapes, not a reason to switch.
+    InjectedExecuteFailures once(1);
+    CHECK_THROWS_WITH_AS(cudnn::conv_forward(x, w, y, params(1)),
+                         doctest::Contains("conv_forward of x f32[2,3,8,8] NCHW cuda:0, w f32[4,3,3,3] NCHW cuda:0, y "
+                                           "f32[2,4,8,8] NCHW cuda:0 with pad (1,1)"),
+                         Error);
+  }
+  CHECK(cudnn::plan_cache_stats().replaced == 1);
+  {
+    InjectedExecuteFailures once(1);
+    const std::string msg = test::error_message([&] { cudnn::conv_forward(x, w, y, params(1)); });
+    CHECK(msg.find("which has run before: CUDNN_STATUS_EXECUTION_FAILED (injected by a test)") != std::string::npos);
+  }
+  cudnn::conv_forward(x, w, y, params(1));  // still the same, working plan
+  CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), ref_forward(xc, wc, params(1)), kF32);
+  cudnn::clear_plan_cache();
+}
+
+GPU_TEST_CASE("every engine config failing at its first execute: an error listing them all; later calls start afresh") {
+  cudnn::clear_plan_cache();
+  const Tensor xc = test::random_tensor({1, 3, 7, 9}, 521), wc = test::random_tensor({2, 3, 3, 3}, 522);
+  const Tensor x = to_gpu(xc), w = to_gpu(wc);
+  Tensor y = Tensor::empty({1, 2, 7, 9}, DType::f32, Device::cuda(0));
+  std::string msg;
+  {
+    InjectedExecuteFailures always(1 << 20);
+    msg = test::error_message([&] { cudnn::conv_forward(x, w, y, params(1)); });
+  }
+  INFO(msg);
+  CHECK(msg.rfind("conv_forward of x f32[1,3,7,9] NCHW cuda:0", 0) == 0);
+  CHECK(msg.find("engine configs cuDNN offered could run it (workspace budget ") != std::string::npos);
+  CHECK(msg.find("engine config 1 (engine ") != std::string::npos);
+  CHECK(msg.find(": failed at its first execute: CUDNN_STATUS_EXECUTION_FAILED (injected by a test)") !=
+        std::string::npos);
+  // One reason per candidate: "none of the <n> engine configs" and n lines "\n  engine config <i> (...): why".
+  const size_t at = msg.find("none of the ");
+  REQUIRE(at != std::string::npos);
+  const int offered = std::stoi(msg.substr(at + 12));
+  const std::string line = "\n  engine config ";
+  int reasons = 0;
+  for (size_t pos = msg.find(line); pos != std::string::npos; pos = msg.find(line, pos + 1)) ++reasons;
+  CHECK(offered >= 1);
+  CHECK(reasons == offered);
+  CHECK(cudnn::plan_cache_stats().plans == 0);  // the exhausted configuration is not kept
+  cudnn::conv_forward(x, w, y, params(1));
+  CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), ref_forward(xc, wc, params(1)), kF32);
+  CHECK(cudnn::plan_cache_stats().plans == 1);
+  cudnn::clear_plan_cache();
 }
 
 GPU_TEST_CASE("bf16 NHWC matches the f32 reference within bf16 tolerance (all three ops)") {
