@@ -36,6 +36,7 @@ BnGeom check_input(const char* who, const Tensor& x) {
     RDD_CHECK(x.dtype() == DType::f32, who, ": the CUDA path takes f32 (bf16/f16 not implemented yet), got input ",
               x.desc());
   }
+  RDD_CHECK(x.size(1) >= 1, who, ": input ", x.desc(), " has no channels");
   return {x.size(0), x.size(1), x.size(2) * x.size(3)};
 }
 

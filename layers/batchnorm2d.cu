@@ -127,7 +127,9 @@ __global__ void stats_kernel(const float* __restrict__ partial, const float* __r
   mean[c] = float(mu);
   invstd[c] = float(1.0 / sqrt(var + eps));
   count[c] = float(M);
-  if (momentum > 0.0) {
+  // M ≤ 1 over all ranks (SyncBN lets a rank hold no values): the CPU refuses it; here, where that
+  // check would cost a sync, the running statistics at least keep their values instead of turning NaN.
+  if (momentum > 0.0 && M > 1.0) {
     running_mean[c] = float((1.0 - momentum) * double(running_mean[c]) + momentum * mu);
     running_var[c] = float((1.0 - momentum) * double(running_var[c]) + momentum * var * M / (M - 1.0));
   }
@@ -201,10 +203,11 @@ __global__ void increment_kernel(long long* counter) { *counter += 1; }
 struct Dims {
   int64_t N, C, HW, M;
 };
-Dims dims_of(const Tensor& x) {
+// for_stats: the statistics kernels put a channel on gridDim.y and count its N·H·W in 32 bits.
+Dims dims_of(const Tensor& x, bool for_stats = true) {
   Dims d{x.size(0), x.size(1), x.size(2) * x.size(3), 0};
   d.M = d.N * d.HW;
-  RDD_CHECK(d.M < (int64_t(1) << 31) && d.C <= 65535, "batchnorm2d (cuda): input ", x.desc(),
+  RDD_CHECK(!for_stats || (d.M < (int64_t(1) << 31) && d.C <= 65535), "batchnorm2d (cuda): input ", x.desc(),
             " is too large for the statistics kernels (N·H·W < 2³¹ and C ≤ 65535)");
   return d;
 }
@@ -217,7 +220,9 @@ int blocks_per_channel(int64_t M) {
 // The grid of the element-wise kernels: x over a plane's HW (or HW/4), y over the N·C planes.
 dim3 plane_grid(int64_t planes, int64_t work_per_plane) {
   const int64_t bx = std::clamp<int64_t>((work_per_plane + kThreads - 1) / kThreads, 1, 1024);
-  return dim3(unsigned(bx), unsigned(std::min<int64_t>(planes, 65535)));
+  // At least one block row even with no planes (an empty local batch under SyncBN): the kernels' plane loop
+  // does nothing then, and a grid dimension of 0 would be a launch error.
+  return dim3(unsigned(bx), unsigned(std::clamp<int64_t>(planes, 1, 65535)));
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -262,7 +267,7 @@ void batchnorm2d_normalize_train_cuda(const Tensor& x, const Tensor& gamma, cons
 
 void batchnorm2d_forward_eval_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                    const Tensor& running_var, double eps, Tensor& y) {
-  const Dims d = dims_of(x);
+  const Dims d = dims_of(x, /*for_stats=*/false);
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(y.raw());
@@ -290,7 +295,7 @@ void batchnorm2d_backward_sums_cuda(const Tensor& dy, const Tensor& x, const Bat
 
 void batchnorm2d_backward_dx_cuda(const Tensor& dy, const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved,
                                   const Tensor& sums, Tensor& dx) {
-  const Dims d = dims_of(x);
+  const Dims d = dims_of(x, /*for_stats=*/false);
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(dy.raw()) && aligned16(dx.raw());

@@ -171,6 +171,8 @@ Tensor maxpool2d_forward(const Tensor& x, const MaxPool2dOptions& o, Tensor* ind
   validate(o, who);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   RDD_CHECK(c >= 1 && h >= 1 && w >= 1, who, ": input ", x.desc(), " has an empty channel or spatial dim");
+  RDD_CHECK(h * w <= std::numeric_limits<int32_t>::max(), who, ": input plane ", h, "x", w,
+            " is too large for int32 argmax indices");
   const int64_t oh = maxpool2d_output_size(h, o), ow = maxpool2d_output_size(w, o);
   RDD_CHECK(oh >= 1 && ow >= 1, who, ": kernel ", o.kernel, " is larger than the padded input ", h + 2 * o.padding,
             "x", w + 2 * o.padding, " (input ", x.desc(), ", padding ", o.padding, "): the output would be ", oh, "x",
@@ -207,7 +209,8 @@ Tensor maxpool2d_backward(const Tensor& dy, const Tensor& indices, int64_t in_h,
   require_dtype(indices, DType::i32, who, "indices");
   RDD_CHECK(indices.shape() == dy.shape(), who, ": indices ", indices.desc(), " do not match dy ", dy.desc());
   require_same_device(dy, indices, who);
-  RDD_CHECK(in_h >= 1 && in_w >= 1, who, ": input size ", in_h, "x", in_w, " must be positive");
+  RDD_CHECK(in_h >= 1 && in_w >= 1 && in_h * in_w <= std::numeric_limits<int32_t>::max(), who, ": input size ",
+            in_h, "x", in_w, " must be positive and fit int32 argmax indices");
   const int64_t n = dy.size(0), c = dy.size(1), oh = dy.size(2), ow = dy.size(3);
   RDD_CHECK(maxpool2d_output_size(in_h, o) == oh && maxpool2d_output_size(in_w, o) == ow, who, ": dy ", dy.desc(),
             " is not the output size of a ", in_h, "x", in_w, " input (kernel ", o.kernel, ", stride ", o.stride,

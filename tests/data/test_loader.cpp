@@ -243,6 +243,20 @@ TEST_CASE("loader: a bad file stops next() with the file and the problem, no cra
   CHECK(msg.find("b.png") != std::string::npos);
 }
 
+TEST_CASE("loader: a worker that cannot use its device reports it through next() (train and eval), no terminate") {
+  auto ds = make_list_dataset(4);
+  for (bool train : {true, false}) {
+    LoaderConfig lc;
+    lc.batch_size = train ? 2 : 1;
+    lc.max_iterations = 2;
+    lc.train = train;
+    lc.device = Device::cuda(gpu_count() + 3);  // a GPU this machine does not have
+    Loader l(ds, augment_preset("cirkd", 8, 10), lc);
+    Batch b;
+    CHECK_THROWS_WITH_AS(l.next(b), doctest::Contains("does not exist"), Error);
+  }
+}
+
 GPU_TEST_CASE("loader: pinned batches copy to the GPU unchanged") {
   auto ds = make_list_dataset(4);
   LoaderConfig lc;

@@ -477,6 +477,43 @@ GPU_TEST_CASE("batchnorm2d: CUDA train/eval forward, running stats and backward 
   CHECK_TENSORS_CLOSE(got.rv, want.rv, Tolerance{1e-5, 1e-5});
 }
 
+GPU_TEST_CASE("batchnorm2d: CUDA at the grid limits: many blocks per channel, more planes than gridDim.y") {
+  const Device gpu = Device::cuda(0);
+  // N·H·W ≈ 1.2M per channel: the statistics run in several blocks per channel, reduced by finalize.
+  // 40×2000 = 80,000 planes: the element-wise kernels' plane loop wraps past gridDim.y = 65,535.
+  for (const Shape& s : {Shape{2, 3, 1024, 600}, Shape{40, 2000, 1, 3}}) {
+    INFO("shape " << shape_str(s));
+    const BnInputs in = make_bn(s, 905);
+    const TrainResult want = train_step(in, Device::cpu());
+    const TrainResult got = train_step(in, gpu);
+    CHECK_TENSORS_CLOSE(got.y, want.y, Tolerance{1e-4, 1e-4});
+    CHECK_TENSORS_CLOSE(got.rm, want.rm, Tolerance{1e-5, 1e-5});
+    CHECK_TENSORS_CLOSE(got.rv, want.rv, Tolerance{1e-5, 1e-4});
+    CHECK_TENSORS_CLOSE(got.dx, want.dx, Tolerance{1e-4, 1e-4});
+    CHECK_TENSORS_CLOSE(got.dgamma, want.dgamma, Tolerance{1e-3, 1e-4});
+    CHECK_TENSORS_CLOSE(got.dbeta, want.dbeta, Tolerance{1e-3, 1e-4});
+  }
+}
+
+GPU_TEST_CASE("batchnorm2d: an empty local batch under SyncBN runs on the GPU (the other ranks hold the values)") {
+  const Device gpu = Device::cuda(0);
+  const BnInputs in = make_bn({0, 3, 4, 5}, 906);
+  // The "other ranks" contribute 7 values per channel: count 7, mean 1, sum of squared deviations 12.
+  const StatsReducer others = [](Tensor& partial) {
+    Tensor p = partial.to(Device::cpu());
+    for (int64_t c = 0; c < 3; ++c) {
+      p.at<float>(c) += 7.0f;       // Σ (x − shift), shift = running mean
+      p.at<float>(3 + c) += 19.0f;  // Σ (x − shift)² = 12 + 7·1²
+      p.at<float>(6 + c) += 7.0f;   // count
+    }
+    partial.copy_from(p);
+  };
+  const TrainResult got = train_step(in, gpu, 1e-5, 0.1, others, {});
+  CHECK(got.y.numel() == 0);
+  const std::vector<float> rv = got.rv.to_vector<float>(), rv0 = in.rv.to_vector<float>();
+  for (int64_t c = 0; c < 3; ++c) CHECK(rv[size_t(c)] == doctest::Approx(0.9 * rv0[size_t(c)] + 0.1 * 2.0).epsilon(1e-5));
+}
+
 GPU_TEST_CASE("batchnorm2d: the stats reducer on the GPU turns half a batch into the whole (SyncBN)") {
   check_split_batch(make_bn({4, 3, 6, 7}, 331), Device::cuda(0), Tolerance{1e-4, 1e-4});
   check_split_batch(make_bn({6, 5, 16, 12}, 332), Device::cuda(0), Tolerance{1e-4, 1e-4});
