@@ -5,6 +5,7 @@
 #include "apps/commands.h"
 #include "apps/data_options.h"
 #include "apps/evaluate.h"
+#include "apps/launcher.h"
 #include "apps/model_weights.h"
 #include "apps/trainer.h"
 #include "engine/safetensors.h"
@@ -40,8 +41,12 @@ void parse_hw_flag(const std::string& s, int& h, int& w, const char* flag) {
   RDD_CHECK(h > 0 && w > 0, flag, " must be positive, got '", s, "'");
 }
 
-int run_eval(const EvalArgs& a) {
-  const Device device = resolve_device(a.device);
+// Whole command; with a session (a launched worker of `--gpus N`), rank r evaluates images r, r + N, ...
+// on its GPU, the confusion matrices are summed over NCCL, and rank 0 prints and writes the results.
+int run_eval(const EvalArgs& a, WorkerSession* session = nullptr) {
+  const Device device = session ? session->device : resolve_device(a.device);
+  Communicator* comm = session ? session->comm.get() : nullptr;
+  const bool writer = !comm || comm->rank() == 0;
   auto ds = std::make_shared<data::Dataset>(open_dataset(a.data));
   auto model = models::build_model(a.model, {ds->num_classes, a.width});
   model->params().materialize(device);
@@ -52,7 +57,9 @@ int run_eval(const EvalArgs& a) {
   eo.slide = a.slide;
   parse_hw_flag(a.window, eo.window_h, eo.window_w, "--window");
   parse_hw_flag(a.stride, eo.stride_h, eo.stride_w, "--stride");
-  const EvalResult r = evaluate(*model, ds, a.preset, device, a.workers, true, nullptr, eo);
+  const EvalResult r = evaluate(*model, ds, a.preset, device, a.workers, /*show_progress=*/writer, comm, eo);
+  if (session) session->rendezvous->barrier();  // every rank done before any tears NCCL down
+  if (!writer) return 0;
   std::string how = eo.single_pass() ? "whole image, single scale" : "";
   if (!eo.single_pass()) {
     how = eo.slide ? "sliding window " + a.window + " stride " + a.stride : "whole image";
@@ -96,7 +103,16 @@ Command add_eval_command(CLI::App& app) {
   sub->add_flag("--slide", a->slide, "Sliding-window inference (see --window, --stride)");
   sub->add_option("--window", a->window, "Sliding window HxW")->capture_default_str();
   sub->add_option("--stride", a->stride, "Sliding stride HxW")->capture_default_str();
-  return {sub, [a] { return run_eval(*a); }};
+  auto launch = std::make_shared<LaunchFlags>();
+  add_launch_flags(*sub, *launch);
+  return {sub, [a, launch] {
+            if (const std::optional<WorkerEnv> w = worker_env()) {
+              WorkerSession session = join_worker_session(*w, *launch, "evaluation");
+              return run_eval(*a, &session);
+            }
+            if (launch->distributed()) return launch_local_workers(make_launch_spec(*launch));
+            return run_eval(*a);
+          }};
 }
 
 }  // namespace rdd::apps

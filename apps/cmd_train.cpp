@@ -12,16 +12,9 @@ namespace {
 // One process per GPU: the launcher re-runs this command line in --gpus workers; each worker joins the
 // TCP rendezvous, gets rank 0's NCCL id, and trains its shard with an NCCL communicator.
 int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv& w, const LaunchFlags& flags) {
-  RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process training runs on GPUs (NCCL), and this machine has none (",
-            no_gpu_reason(), ")");
-  RDD_CHECK(w.local_rank < gpu_count(), "rank ", w.rank, ": local rank ", w.local_rank, " needs GPU ", w.local_rank,
-            " but only ", gpu_count(), " GPU(s) are visible; lower --gpus");
-  Rendezvous rdzv(rendezvous_options(w, flags.rendezvous_timeout_s));
-  const std::string id = rdzv.broadcast(w.rank == 0 ? nccl_unique_id() : std::string());
-  const Device device = Device::parse(w.device);
-  std::unique_ptr<Communicator> comm = make_nccl_communicator(id, w.rank, w.world_size, device.index, flags.nccl_timeout_s);
-  const TrainResult r = run_training(opt, distill, comm.get(), w.device);
-  rdzv.barrier();  // nobody exits (tearing down NCCL) while others still finish
+  WorkerSession session = join_worker_session(w, flags, "training");
+  const TrainResult r = run_training(opt, distill, session.comm.get(), w.device);
+  session.rendezvous->barrier();  // nobody exits (tearing down NCCL) while others still finish
   if (w.rank == 0)
     std::printf("%s: %lld iterations on %d GPUs, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
                 distill ? "distill" : "train", (long long)r.iterations, w.world_size, r.images_per_second,
@@ -47,7 +40,7 @@ Command add_run_command(CLI::App& app, bool distill) {
   return {sub, [opt, launch, distill] {
             if (const std::optional<WorkerEnv> w = worker_env())
               return run_distributed_worker(*opt, distill, *w, *launch);
-            if (launch->gpus > 1 || launch->nnodes > 1) {
+            if (launch->distributed()) {
               validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
               return launch_local_workers(make_launch_spec(*launch));
             }

@@ -101,7 +101,7 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   }
   if (show_progress) progress.finish();
   model.set_mode(previous);
-  if (world > 1) {
+  if (comm && comm->data_parallel()) {
     // Sum the per-rank confusion matrices (and image counts) over ranks, on the model's device.
     std::vector<int64_t>& counts = result.confusion.mutable_counts();
     std::vector<int64_t> packed(counts);

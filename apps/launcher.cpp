@@ -574,9 +574,13 @@ std::vector<std::string> own_command_line() {
 
 void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
   const char* group = "Multi-GPU / multi-node";
-  command.add_option("--gpus", flags.gpus, "Worker processes on this node, one per GPU (cuda:0..N-1)")
-      ->check(CLI::Range(1, 1024))
-      ->group(group);
+  flags.gpus_option = command
+                          .add_option("--gpus", flags.gpus,
+                                      "Worker processes on this node, one per GPU (cuda:0..N-1), over NCCL. Without "
+                                      "it: one process, no NCCL; --gpus 1: one worker through the data-parallel "
+                                      "path (its overhead)")
+                          ->check(CLI::Range(1, 1024))
+                          ->group(group);
   command.add_option("--nnodes", flags.nnodes, "Number of nodes taking part")->check(CLI::Range(1, 1 << 16))->group(group);
   command.add_option("--node-rank", flags.node_rank, "This node's index, 0..nnodes-1 (node 0 hosts rank 0)")
       ->check(CLI::Range(0, 1 << 16))
@@ -595,6 +599,19 @@ void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str()
       ->group(group);
+}
+
+WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what) {
+  RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process ", what, " runs on GPUs (NCCL), and this machine has none (",
+            no_gpu_reason(), ")");
+  RDD_CHECK(w.local_rank < gpu_count(), "rank ", w.rank, ": local rank ", w.local_rank, " needs GPU ", w.local_rank,
+            " but only ", gpu_count(), " GPU(s) are visible; lower --gpus");
+  WorkerSession s;
+  s.rendezvous = std::make_unique<Rendezvous>(rendezvous_options(w, flags.rendezvous_timeout_s));
+  const std::string id = s.rendezvous->broadcast(w.rank == 0 ? nccl_unique_id() : std::string());
+  s.device = Device::parse(w.device);
+  s.comm = make_nccl_communicator(id, w.rank, w.world_size, s.device.index, flags.nccl_timeout_s);
+  return s;
 }
 
 LaunchSpec make_launch_spec(const LaunchFlags& flags) {

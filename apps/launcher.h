@@ -4,7 +4,7 @@
 //   if (auto w = worker_env()) {                 // we are a worker: rendezvous, NCCL, train
 //     Rendezvous rdzv(rendezvous_options(*w, flags.rendezvous_timeout_s));
 //     ...
-//   } else if (flags.gpus > 1 || flags.nnodes > 1) {   // we are the launcher
+//   } else if (flags.distributed()) {                   // we are the launcher
 //     return launch_local_workers(make_launch_spec(flags));  // re-runs this very command line
 //   }
 //
@@ -37,6 +37,8 @@
 #include <vector>
 
 #include "apps/rendezvous.h"
+#include "engine/communicator.h"
+#include "engine/device.h"
 
 namespace rdd::apps {
 
@@ -101,9 +103,23 @@ struct LaunchFlags {
   int master_port = 29500;          // --master-port
   double rendezvous_timeout_s = 300;  // --rendezvous-timeout
   double nccl_timeout_s = 1800;       // --nccl-timeout: a collective pending longer aborts the run
+  const CLI::Option* gpus_option = nullptr;  // set by add_launch_flags: was --gpus given?
+  // Run as launched workers over NCCL: several GPUs or nodes, or `--gpus` given at all (`--gpus 1` runs
+  // one worker through the whole data-parallel path, to measure its cost).
+  bool distributed() const { return gpus > 1 || nnodes > 1 || (gpus_option && gpus_option->count() > 0); }
 };
 void add_launch_flags(CLI::App& command, LaunchFlags& flags);
 // The spec that re-runs this process's command line in flags.gpus workers on this node.
 LaunchSpec make_launch_spec(const LaunchFlags& flags);
+
+// A launched worker's place in the job: it joined the rendezvous (kept for the closing barrier: nobody
+// tears NCCL down while others still work) and holds an NCCL communicator on its GPU. `what` names the
+// command in messages ("training", "evaluation").
+struct WorkerSession {
+  std::unique_ptr<Rendezvous> rendezvous;
+  std::unique_ptr<Communicator> comm;
+  Device device;
+};
+WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what);
 
 }  // namespace rdd::apps

@@ -164,7 +164,8 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
     if (writer) std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
   }
-  if (world > 1) {
+  const bool data_parallel = comm->data_parallel();
+  if (data_parallel) {
     // Every rank starts from rank 0's weights and statistics (they are equal by construction; this makes
     // it so even if a file differed), and the student's BN becomes SyncBN.
     Tensor values = student->params().flat_values();
@@ -177,7 +178,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
   // is all-reduced as soon as the backward has passed it.
   OverlappedGradReducer grad_reducer(*comm, student->params(), make_grad_buckets(student->params(), size_t(25) << 20));
-  if (world > 1) student->set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
+  if (data_parallel) student->set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
 
   // Teacher (frozen, eval mode: no activations kept, never updated).
   std::unique_ptr<models::SegModel> teacher;
@@ -266,7 +267,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     // Loss terms averaged over ranks for logging.
     std::vector<double> values{total};
     for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
-    if (world > 1) {
+    if (data_parallel) {
       Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
       comm->all_reduce_mean(v);
       values = v.to_vector<double>();

@@ -161,7 +161,7 @@ std::vector<GradBucket> make_grad_buckets(const ParamStore& store, size_t bucket
 }
 
 void all_reduce_gradients(Communicator& comm, ParamStore& store, const std::vector<GradBucket>& buckets) {
-  if (comm.world_size() == 1) return;
+  if (!comm.data_parallel()) return;
   Tensor flat = store.flat_grads();
   for (const GradBucket& b : buckets) {
     Tensor slice = flat.slice(b.begin, b.end);
@@ -183,7 +183,7 @@ void OverlappedGradReducer::launch(size_t i) {
 }
 
 void OverlappedGradReducer::ready(int64_t flat_begin) {
-  if (comm_.world_size() == 1) return;
+  if (!comm_.data_parallel()) return;
   // Buckets run last-parameters-first, so bucket i is complete once the frontier passes its begin.
   while (next_ < buckets_.size() && buckets_[next_].begin >= flat_begin) {
     launch(next_++);
@@ -192,7 +192,7 @@ void OverlappedGradReducer::ready(int64_t flat_begin) {
 }
 
 void OverlappedGradReducer::finish() {
-  if (comm_.world_size() == 1) return;
+  if (!comm_.data_parallel()) return;
   while (next_ < buckets_.size()) launch(next_++);
   comm_.wait_async();
 }

@@ -29,6 +29,10 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
+  // Whether the data-parallel machinery runs: gradient all-reduce, SyncBN, averaged loss terms, summed
+  // confusion matrices. More than one rank, or NCCL even with one (so that `--gpus 1` measures what that
+  // machinery costs against the plain single-process run).
+  virtual bool data_parallel() const { return world_size() > 1; }
   virtual void all_reduce_sum(Tensor& t) = 0;  // in place: every rank ends with Σ over ranks
   virtual void broadcast(Tensor& t, int root) = 0;
   virtual void barrier() = 0;

@@ -124,6 +124,7 @@ class NcclCommunicator final : public Communicator {
   }
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
+  bool data_parallel() const override { return true; }  // even for one rank: see communicator.h
 
   void all_reduce_sum(Tensor& t) override { all_reduce(t, ncclSum, /*compute_waits=*/true); }
   void all_reduce_mean(Tensor& t) override { all_reduce(t, ncclAvg, /*compute_waits=*/true); }

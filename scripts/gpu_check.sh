@@ -4,7 +4,7 @@
 # benchmarks. Meant for a lent GPU machine, where nothing can be installed: build elsewhere (or here),
 # then
 #   BUILD_DIR=build PYTHON=python3 bash scripts/gpu_check.sh [step ...]
-# Steps (default: all): tests selftest golden bench distill e2e. Logs go to $LOG_DIR (default: gpu_check/).
+# Steps (default: all): tests selftest golden bench distill e2e multi. Logs go to $LOG_DIR (default: gpu_check/).
 # Each step runs under `timeout` so that one hang cannot eat the whole session.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +15,7 @@ py="${PYTHON:-python3}"
 logs="${LOG_DIR:-gpu_check}"
 mkdir -p "$logs"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(tests selftest golden bench distill e2e)
+[ ${#steps[@]} -eq 0 ] && steps=(tests selftest golden bench distill e2e multi)
 summary=()
 
 # run NAME SECONDS COMMAND...: log to $logs/NAME.log, remember pass/fail and the time taken.
@@ -74,10 +74,30 @@ if has e2e; then
   done
 fi
 
+if has multi; then
+  # The data-parallel path on one GPU (--gpus 1: launcher, rendezvous, NCCL all-reduce, SyncBN) against
+  # the plain single process, same run; then all GPUs of this machine when there are several.
+  m="$logs/multi"
+  rm -rf "$m" && mkdir -p "$m"
+  "$rdd" synth --out "$m/data" --train 64 --val 16 --size 256x512 --seed 3 > /dev/null
+  D=(--dataset cityscapes --data-root "$m/data" --crop 256 --crop-w 512 --batch 16 --workers 4 --cache --print-every 20)
+  run multi_teacher 300 "$rdd" train "${D[@]}" --model deeplabv3_resnet50 --width 0.5 --iters 2 --out "$m/teacher"
+  DI=("${D[@]}" --model deeplabv3_resnet18 --width 0.25 --teacher deeplabv3_resnet50 --teacher-width 0.5
+      --teacher-weights "$m/teacher/weights.safetensors" --kd 1 --rdd tfe,tse --warmup-iters 20 --iters 100)
+  run multi_single_process 300 "$rdd" distill "${DI[@]}" --device cuda --out "$m/single"
+  run multi_gpus1_nccl 300 "$rdd" distill "${DI[@]}" --gpus 1 --out "$m/gpus1"
+  run multi_eval_gpus1 300 "$rdd" eval --dataset cityscapes --data-root "$m/data" --model deeplabv3_resnet18 \
+    --width 0.25 --weights "$m/gpus1/weights.safetensors" --gpus 1
+  n=$(nvidia-smi -L | wc -l)
+  if [ "$n" -gt 1 ]; then
+    run "multi_gpus${n}_nccl" 300 "$rdd" distill "${DI[@]}" --gpus "$n" --out "$m/gpusN"
+  fi
+fi
+
 echo
 echo "=== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 printf '%s\n' "${summary[@]}"
-for f in "$logs"/bench_*.log; do
-  [ -f "$f" ] && grep -H -E "img/s|TFLOP|GFLOP/s" "$f" | head -3
+for f in "$logs"/bench_*.log "$logs"/multi_*.log; do
+  [ -f "$f" ] && grep -H -E "throughput:|img/s,|mIoU [0-9]" "$f" | tail -2
 done
 exit 0

@@ -335,6 +335,16 @@ TEST_CASE("launch flags: parsed by the subcommand and turned into a spec that re
     CHECK(flags.nnodes == 1);
     CHECK(flags.master_port == 29500);
     CHECK(flags.rendezvous_timeout_s == 300);
+    CHECK_FALSE(flags.distributed());  // one process, no NCCL
+  }
+  SUBCASE("--gpus 1 given: one launched worker through the data-parallel path") {
+    app.parse(std::vector<std::string>{"1", "--gpus", "train"});
+    CHECK(flags.gpus == 1);
+    CHECK(flags.distributed());
+  }
+  SUBCASE("several nodes of one GPU") {
+    app.parse(std::vector<std::string>{"2", "--nnodes", "train"});
+    CHECK(flags.distributed());
   }
   SUBCASE("all given") {
     app.parse(std::vector<std::string>{"30", "--rendezvous-timeout", "29600", "--master-port", "10.0.0.1",
@@ -345,6 +355,7 @@ TEST_CASE("launch flags: parsed by the subcommand and turned into a spec that re
     CHECK(flags.master_addr == "10.0.0.1");
     CHECK(flags.master_port == 29600);
     CHECK(flags.rendezvous_timeout_s == 30);
+    CHECK(flags.distributed());
     const LaunchSpec spec = make_launch_spec(flags);
     CHECK(spec.program == "/proc/self/exe");
     CHECK(spec.args.empty());  // this process's own command line
