@@ -76,6 +76,7 @@ int run_model_bench(const ModelBenchOptions& o) {
   RDD_CHECK(o.mode == "forward" || o.mode == "train" || o.mode == "distill", "bench --mode: '", o.mode,
             "' (forward, train or distill)");
   RDD_CHECK(o.mode != "distill" || !o.teacher.empty(), "bench --mode distill needs --teacher");
+  RDD_CHECK(o.mode == "distill" || o.teacher.empty(), "bench --teacher is for --mode distill, not --mode ", o.mode);
   RDD_CHECK(o.batch >= 1 && o.iterations >= 1 && o.warmup >= 0, "bench: --batch and --iterations must be ≥ 1");
   const Device device = resolve_device(o.device);
   auto student = models::build_model(o.model, {o.num_classes, o.width});
@@ -84,9 +85,12 @@ int run_model_bench(const ModelBenchOptions& o) {
   std::unique_ptr<models::SegModel> teacher;
   if (o.mode == "distill") {
     teacher = models::build_model(o.teacher, {o.num_classes, o.teacher_width});
-    teacher->params().materialize(device);
+    teacher->params().materialize(device, /*with_grads=*/false);
     teacher->init_weights(o.seed + 1);
     teacher->set_mode(layers::Mode::eval);
+    // The benched step is TSE, which pairs the heads: aux with aux.
+    RDD_CHECK(teacher->has_aux() || !student->has_aux(), "bench: --teacher ", o.teacher,
+              " has no aux head, which the TSE stage needs for --model ", o.model, "'s aux head");
   }
   Sgd sgd(student->params(), {0.9, 1e-4, false});
   method::Distiller distiller;

@@ -10,7 +10,10 @@
 // stream is keyed by (seed, iteration), so nothing else is needed to resume exactly.
 //
 // A resume must come from the same run configuration: the keys that define the run (model, data,
-// schedule, losses, seed, world size ...) are compared and any difference is refused by name.
+// schedule, losses, seed ...) are compared and any difference is refused by name. The world size is
+// not one of them: a run may resume on any number of GPUs that divides the global batch. Rank r takes
+// positions r, r + world, ... of each epoch, so a global batch holds the same samples whatever the
+// world size when the dataset size is a multiple of it; their split over ranks (SyncBN's rounding) differs.
 #pragma once
 
 #include <cstdint>

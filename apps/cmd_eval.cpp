@@ -49,7 +49,7 @@ int run_eval(const EvalArgs& a, WorkerSession* session = nullptr) {
   const bool writer = !comm || comm->rank() == 0;
   auto ds = std::make_shared<data::Dataset>(open_dataset(a.data));
   auto model = models::build_model(a.model, {ds->num_classes, a.width});
-  model->params().materialize(device);
+  model->params().materialize(device, /*with_grads=*/false);
   load_model_weights(*model, a.weights);
   EvalOptions eo;
   eo.scales = a.scales;
@@ -110,7 +110,11 @@ Command add_eval_command(CLI::App& app) {
               WorkerSession session = join_worker_session(*w, *launch, "evaluation");
               return run_eval(*a, &session);
             }
-            if (launch->distributed()) return launch_local_workers(make_launch_spec(*launch));
+            if (launch->distributed()) {
+              RDD_CHECK(a->device == "auto", "--device ", a->device,
+                        " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
+              return launch_local_workers(make_launch_spec(*launch));
+            }
             return run_eval(*a);
           }};
 }

@@ -139,7 +139,7 @@ int run_predict(const PredictArgs& a) {
 
   const Device device = resolve_device(a.device);
   auto model = models::build_model(a.model, {meta.num_classes, a.width});
-  model->params().materialize(device);
+  model->params().materialize(device, /*with_grads=*/false);
   load_model_weights(*model, a.weights);
   model->set_mode(layers::Mode::eval);
 

@@ -88,7 +88,7 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   data::Loader loader(dataset, data::augment_preset(preset, 8, 8), lc);
   const layers::Mode previous = model.mode();
   model.set_mode(layers::Mode::eval);
-  Progress progress(int64_t(dataset->size()), 0, "eval", 50);
+  Progress progress(loader.order().per_rank_epoch(), 0, "eval", 50);  // this rank's shard
   data::Batch batch;
   while (loader.next(batch)) {
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
@@ -97,6 +97,8 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
     result.confusion.add_logits(predict_scores(model, images, int(labels.size(1)), int(labels.size(2)), options), labels);
     result.images += images.size(0);
     if (show_progress) progress.update(result.images, {}, 0, images.size(0));
+    // The pinned batch goes back to the workers: its asynchronous upload must be complete first.
+    if (device.is_cuda() && batch.images.is_pinned()) synchronize(device);
     loader.recycle(std::move(batch));
   }
   if (show_progress) progress.finish();

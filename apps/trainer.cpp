@@ -90,7 +90,7 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 }
 
 std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool distill, const data::Dataset& ds,
-                                                  bool student_has_aux) {
+                                                  bool student_has_aux, Device device) {
   auto d = std::make_unique<method::Distiller>();
   method::RddConfig rc;
   rc.enabled = distill && !o.rdd.empty();
@@ -102,7 +102,9 @@ std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool dist
     rc.tse.mode = method::parse_tse_mode(o.tse_mode);
     rc.tse.thresh = o.tse_thresh;
     rc.tse.min_kept = o.min_kept;
-    if (o.tse_class_weights == "auto" && ds.name == "cityscapes") rc.tse.class_weights = method::cityscapes_class_weights();
+    // On the training device once, not uploaded by every CE call.
+    if (o.tse_class_weights == "auto" && ds.name == "cityscapes")
+      rc.tse.class_weights = method::cityscapes_class_weights().to(device);
   }
   (void)student_has_aux;
   d->add(std::make_unique<method::RddTaskTerm>(rc));
@@ -184,13 +186,13 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   std::unique_ptr<models::SegModel> teacher;
   if (distill) {
     teacher = models::build_model(opt.teacher, {num_classes, opt.teacher_width});
-    teacher->params().materialize(device);
+    teacher->params().materialize(device, /*with_grads=*/false);  // frozen: forward only
     load_model_weights(*teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
     teacher->set_mode(layers::Mode::eval);
     RDD_CHECK(teacher->has_aux() || opt.rdd.empty() || (opt.rdd == "tse" && !student->has_aux()),
               "--teacher ", opt.teacher, " has no aux head, which RDD's TFE stage (and TSE's aux pair) needs");
   }
-  std::unique_ptr<method::Distiller> distiller = make_distiller(opt, distill, *train_ds, student->has_aux());
+  std::unique_ptr<method::Distiller> distiller = make_distiller(opt, distill, *train_ds, student->has_aux(), device);
 
   data::LoaderConfig lc;
   lc.batch_size = opt.batch / world;

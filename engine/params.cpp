@@ -30,15 +30,15 @@ Param* ParamStore::add_buffer(const std::string& name, const Shape& shape, DType
   return add(name, shape, dtype, false);
 }
 
-void ParamStore::materialize(Device device) {
-  if (materialized_ && device == device_) return;
+void ParamStore::materialize(Device device, bool with_grads) {
+  if (materialized_ && device == device_ && with_grads == flat_grads_.defined()) return;
   Tensor values = Tensor::zeros({padded_count_}, DType::f32, device);
-  Tensor grads = Tensor::zeros({padded_count_}, DType::f32, device);
+  Tensor grads = with_grads ? Tensor::zeros({padded_count_}, DType::f32, device) : Tensor();
   if (materialized_) values.copy_from(flat_values_.to(device));
   for (Param& p : entries_) {
     if (p.trainable) {
       p.value = values.slice(p.offset, p.offset + p.numel()).view(p.shape);
-      p.grad = grads.slice(p.offset, p.offset + p.numel()).view(p.shape);
+      p.grad = with_grads ? grads.slice(p.offset, p.offset + p.numel()).view(p.shape) : Tensor();
     } else {
       Tensor b = materialized_ ? p.value.to(device) : Tensor::zeros(p.shape, p.dtype, device);
       p.value = b;
@@ -52,6 +52,7 @@ void ParamStore::materialize(Device device) {
 
 void ParamStore::zero_grad() {
   RDD_CHECK(materialized_, "ParamStore::zero_grad before materialize()");
+  RDD_CHECK(flat_grads_.defined(), "ParamStore::zero_grad: this store has no gradients (materialized for forward only)");
   flat_grads_.zero_();
 }
 

@@ -187,6 +187,9 @@ void Tensor::copy_from(const Tensor& src) {
     // Between GPUs: make the source ready, then a peer copy on the destination's stream.
     synchronize(sd);
     RDD_CUDA_CHECK(cudaMemcpyPeerAsync(raw(), dd.index, src.raw(), sd.index, n, ctx.compute_stream()));
+    // The source's allocator orders reuse on the source's stream only: wait, so that its block cannot be
+    // handed out and overwritten while the copy still reads it.
+    ctx.synchronize();
     return;
   }
   const cudaMemcpyKind kind = dd.is_cuda() ? (sd.is_cuda() ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)

@@ -79,7 +79,10 @@ class Tensor {
   }
   // Host-side element access for tests and small tools (CPU tensors only; no bounds check in release).
   template <class T>
-  T& at(int64_t flat_index) const { return data<T>()[flat_index]; }
+  T& at(int64_t flat_index) const {
+    RDD_CHECK(device().is_cpu(), "at<>: ", desc(), " is not on the CPU (copy it with .to(Device::cpu()) first)");
+    return data<T>()[flat_index];
+  }
 
   // Views: share storage, no copy.
   Tensor view(const Shape& shape) const;                // same numel; one dim may be -1

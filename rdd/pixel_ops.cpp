@@ -153,13 +153,15 @@ PixelCEStats pixel_ce_stats(const Tensor& logits, const Tensor& labels, int igno
   if (logits.device().is_cuda()) {
     PixelCEStats r{Tensor::empty(labels.shape(), DType::f32, logits.device()),
                    Tensor::empty(labels.shape(), DType::f32, logits.device()), 0};
+    // counters[0]: valid pixels; counters[1]: first pixel index with a bad label (atomicMin), starting at
+    // numel (exact in the fill's double) = none. Filled on the device: no upload that waits for the stream.
     Tensor counters = Tensor::empty({2}, DType::i64, logits.device());
-    counters.copy_from(Tensor::from_vector<int64_t>({0, std::numeric_limits<int64_t>::max()}, {2}));
+    counters.slice(0, 1).zero_();
+    counters.slice(1, 2).fill_(double(labels.numel()));
     cuda::ce_stats(logits.data<float>(), labels.data<int32_t>(), r.ce.data<float>(), r.gt_prob.data<float>(),
                    logits.size(0), int(logits.size(1)), logits.size(2) * logits.size(3), ignore_index,
                    reinterpret_cast<unsigned long long*>(counters.data<int64_t>()), stream_of(logits));
     const std::vector<int64_t> c = counters.to_vector<int64_t>();
-    // c[1]: the first pixel index with a bad label, or still the INT64_MAX it started as.
     if (c[1] >= 0 && c[1] < labels.numel()) bad_label(who, labels, c[1], int(logits.size(1)), ignore_index);
     r.num_valid = c[0];
     return r;
@@ -175,7 +177,8 @@ Tensor ce_coefficients(const Tensor& labels, const Tensor& class_weights, const 
   Tensor cw, pw;
   if (class_weights.defined()) {
     RDD_CHECK(class_weights.ndim() == 1, who, ": class weights ", class_weights.desc(), " must be 1-D (C)");
-    cw = class_weights.to(labels.device()).to_dtype(dtype);
+    cw = class_weights.device() == labels.device() ? class_weights : class_weights.to(labels.device());
+    if (cw.dtype() != dtype) cw = cw.to_dtype(dtype);
   }
   if (pixel_weights.defined()) {
     RDD_CHECK(pixel_weights.shape() == labels.shape(), who, ": pixel weights ", pixel_weights.desc(),
@@ -220,6 +223,7 @@ Tensor ce_logits_grad(const Tensor& logits, const Tensor& labels, const Tensor& 
   check_labels_shape(logits, labels, who);
   RDD_CHECK(coef.shape() == labels.shape() && coef.dtype() == logits.dtype(), who, ": coefficients ", coef.desc(),
             " do not match labels ", labels.desc(), " / logits ", logits.desc());
+  require_same_device(logits, coef, who);
 #if RDD_WITH_CUDA
   if (logits.device().is_cuda()) {
     Tensor dz = Tensor::empty(logits.shape(), DType::f32, logits.device());
@@ -416,6 +420,8 @@ Tensor tse_selection(const Tensor& gt_student, double thr_student, const Tensor&
   if (gt_teacher.defined())
     RDD_CHECK(gt_teacher.shape() == gt_student.shape() && gt_teacher.dtype() == gt_student.dtype(), who, ": teacher ",
               gt_teacher.desc(), " vs student ", gt_student.desc());
+  require_same_device(gt_student, labels, who);
+  if (gt_teacher.defined()) require_same_device(gt_student, gt_teacher, who);
   const Tensor gt = mode == TseMode::ohem ? Tensor() : gt_teacher;
 #if RDD_WITH_CUDA
   if (gt_student.device().is_cuda()) {

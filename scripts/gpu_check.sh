@@ -90,7 +90,8 @@ if has multi; then
     --width 0.25 --weights "$m/gpus1/weights.safetensors" --gpus 1
   n=$(nvidia-smi -L | wc -l)
   if [ "$n" -gt 1 ]; then
-    run "multi_gpus${n}_nccl" 300 "$rdd" distill "${DI[@]}" --gpus "$n" --out "$m/gpusN"
+    nb=16; [ $((16 % n)) -ne 0 ] && nb=$((2 * n))  # --batch is global: it must split over the ranks
+    run "multi_gpus${n}_nccl" 300 "$rdd" distill "${DI[@]}" --batch "$nb" --gpus "$n" --out "$m/gpusN"
   fi
 fi
 

@@ -112,6 +112,8 @@ if [ "$SECTION" = all ] || [ "$SECTION" = errors ]; then
     --teacher psp_resnet18 --teacher-width 0.125 --teacher-weights "$W/small/weights.safetensors" --kd 1 --iters 1 --out "$W/x"
   expect_error "not 'checkpoint'" "$RDD" train "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --iters 2 --out "$W/x" \
     --resume "$W/small/weights.safetensors"
+  expect_error "drop --device" "$RDD" train "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --iters 1 --gpus 2 --device cpu \
+    --out "$W/x"
   if "$RDD" info | grep -q "^gpus: none"; then
     # --gpus (even 1) launches NCCL workers, which need GPUs: each says so and the launcher names the rank.
     expect_error "multi-process training runs on GPUs" "$RDD" train "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --iters 1 \

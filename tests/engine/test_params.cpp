@@ -195,6 +195,22 @@ TEST_CASE("materialize again on the same device is a no-op; registering afterwar
   CHECK(s.entries().size() == 6);
 }
 
+TEST_CASE("materialize without gradients (forward-only models): no grad buffer; adding one later keeps the values") {
+  Block b;
+  ParamStore& s = b.store;
+  s.materialize(Device::cpu(), /*with_grads=*/false);
+  CHECK_FALSE(s.flat_grads().defined());
+  CHECK_FALSE(b.conv_w->grad.defined());
+  CHECK(b.conv_w->value.defined());
+  CHECK_THROWS_WITH_AS(s.zero_grad(), doctest::Contains("no gradients"), Error);
+  const Tensor w = test::random_tensor({3, 3, 3, 3}, 12);
+  b.conv_w->value.copy_from(w);
+  s.materialize(Device::cpu());  // now with gradients, zeroed; values kept
+  REQUIRE(b.conv_w->grad.defined());
+  CHECK(b.conv_w->value.to_vector<float>() == w.to_vector<float>());
+  for (float g : s.flat_grads().to_vector<float>()) CHECK(g == 0.0f);
+}
+
 TEST_CASE("state_dict: every parameter and buffer by name, as views") {
   Block b;
   CHECK_THROWS_WITH_AS(b.store.state_dict(), doctest::Contains("before materialize"), Error);
