@@ -273,9 +273,11 @@ double dot_all(const Tensor& a, const Tensor& b) {
   if (a.numel() == 0) return 0;
 #if RDD_WITH_CUDA
   if (a.device().is_cuda()) {
-    Tensor acc = Tensor::zeros({1}, DType::f64, a.device());
-    cuda::dot(a.data<float>(), b.defined() ? b.data<float>() : nullptr, a.numel(), acc.data<double>(), stream_of(a));
-    return acc.to_vector<double>()[0];
+    Tensor scratch = Tensor::empty({cuda::kDotMaxBlocks + 1}, DType::f64, a.device());  // partials, then the sum
+    double* p = scratch.data<double>();
+    cuda::dot(a.data<float>(), b.defined() ? b.data<float>() : nullptr, a.numel(), p, p + cuda::kDotMaxBlocks,
+              stream_of(a));
+    return scratch.slice(cuda::kDotMaxBlocks, cuda::kDotMaxBlocks + 1).to_vector<double>()[0];
   }
 #endif
   auto run = [&](auto* pa) {

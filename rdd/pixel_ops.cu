@@ -129,17 +129,32 @@ __global__ void kl_rows_block_kernel(const float* __restrict__ t, const float* _
   if (threadIdx.x == 0) kl[blockIdx.x] = acc;
 }
 
-__global__ void dot_kernel(const float* __restrict__ a, const float* __restrict__ b, int64_t n, double* acc) {
+// Σ a·b in two passes with a fixed order (no atomics), so that a loss scale such as TSE's 1/Σcoef is the
+// same bit for bit in every run: each block's sum → partials[blockIdx.x]; then one block adds them up.
+__device__ double block_sum(double v) {  // blockDim.x == kThreads; the result is valid in thread 0
   __shared__ double partial[kThreads];
-  double v = 0;
-  RDD_GRID_LOOP(i, n) v += double(a[i]) * (b ? double(b[i]) : 1.0);
   partial[threadIdx.x] = v;
   __syncthreads();
   for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
     if (int(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
-  if (threadIdx.x == 0) atomicAdd(acc, partial[0]);
+  return partial[0];
+}
+
+__global__ void dot_partial_kernel(const float* __restrict__ a, const float* __restrict__ b, int64_t n,
+                                   double* __restrict__ partials) {
+  double v = 0;
+  RDD_GRID_LOOP(i, n) v += double(a[i]) * (b ? double(b[i]) : 1.0);
+  const double s = block_sum(v);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+__global__ void sum_partials_kernel(const double* __restrict__ partials, int count, double* __restrict__ out) {
+  double v = 0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) v += partials[i];
+  const double s = block_sum(v);
+  if (threadIdx.x == 0) *out = s;
 }
 
 __global__ void exp_neg_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n) {
@@ -210,9 +225,11 @@ void kl_rows(const float* t, const float* s, float inv_temperature, int64_t oute
   RDD_CUDA_CHECK_LAUNCH();
 }
 
-void dot(const float* a, const float* b, int64_t n, double* acc, cudaStream_t stream) {
-  if (n == 0) return;
-  dot_kernel<<<std::min(blocks_for(n), 1024u), kThreads, 0, stream>>>(a, b, n, acc);
+void dot(const float* a, const float* b, int64_t n, double* partials, double* out, cudaStream_t stream) {
+  const unsigned blocks = n == 0 ? 1u : std::min<unsigned>(blocks_for(n), unsigned(kDotMaxBlocks));
+  dot_partial_kernel<<<blocks, kThreads, 0, stream>>>(a, b, n, partials);
+  RDD_CUDA_CHECK_LAUNCH();
+  sum_partials_kernel<<<1, kThreads, 0, stream>>>(partials, int(blocks), out);
   RDD_CUDA_CHECK_LAUNCH();
 }
 

@@ -23,7 +23,9 @@ void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, f
 void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
              float grad_scale, float* kl, float* grad, cudaStream_t stream);
 // acc[0] += Σ a·b (b null: Σ a), in double.
-void dot(const float* a, const float* b, int64_t n, double* acc, cudaStream_t stream);
+// out[0] = Σ a·b (b null: Σ a), deterministic; partials: scratch of kDotMaxBlocks doubles.
+constexpr int kDotMaxBlocks = 1024;
+void dot(const float* a, const float* b, int64_t n, double* partials, double* out, cudaStream_t stream);
 void exp_neg(const float* x, float* y, int64_t n, cudaStream_t stream);
 void axpy(float* dst, const float* src, float alpha, int64_t n, cudaStream_t stream);
 // hist[256] += counts of the byte at `shift` of key(x) (detail::float_order_key in pixel_ops.h) over the elements whose key matches prefix under mask.

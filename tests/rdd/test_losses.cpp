@@ -490,3 +490,16 @@ GPU_TEST_CASE("losses on the GPU match the CPU reference (values and gradients)"
     CHECK(contains(m, "(n=1, y=2, x=3)"));
   }
 }
+
+GPU_TEST_CASE("GPU sums are deterministic (fixed-order reduction) and equal the CPU's to f64 rounding") {
+  const Device gpu = Device::cuda(0);
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3) << 20}) {  // one block; many; more than the grid cap
+    INFO("n = " << n);
+    const Tensor a = test::random_tensor({n}, 71, -1, 2), b = test::random_tensor({n}, 72, 0, 1);
+    const Tensor ga = a.to(gpu), gb = b.to(gpu);
+    const double first = dot_all(ga, gb);
+    for (int i = 0; i < 5; ++i) CHECK(dot_all(ga, gb) == first);  // bit for bit, every run
+    CHECK(first == doctest::Approx(dot_all(a, b)).epsilon(1e-12));
+    CHECK(sum_all(ga) == doctest::Approx(sum_all(a)).epsilon(1e-12));
+  }
+}
