@@ -1,5 +1,6 @@
 #include "apps/bench_model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -70,6 +71,32 @@ void print_op_table(const std::vector<OpStats>& ops, int iterations, double prof
   std::printf("  %-32s %9s %10.3f %6.1f%%\n", "outside ops", "", outside, 100 * outside / profiled_step_ms);
 }
 
+// The per-layer table of `bench --layers`: the `top` slowest "<layer> forward|backward" entries, each
+// timed alone, then the rest summed; the gap to the step is everything outside named layers (ReLU, add,
+// resize, losses, optimizer).
+void print_layer_table(std::vector<OpStats> rows, int iterations, double profiled_step_ms, int top) {
+  std::sort(rows.begin(), rows.end(), [](const OpStats& a, const OpStats& b) { return a.ms > b.ms; });
+  double layers_ms = 0;
+  for (const OpStats& r : rows) layers_ms += r.ms / iterations;
+  std::printf("by layer (a round of %d steps, each layer timed alone; step %.2f ms there; %zu entries, the %d "
+              "slowest):\n",
+              iterations, profiled_step_ms, rows.size(), std::min<int>(top, int(rows.size())));
+  std::printf("  %-44s %10s %7s %10s %9s\n", "layer", "ms/step", "share", "GFLOP/s", "GB/s");
+  double shown_ms = 0;
+  for (size_t i = 0; i < rows.size() && int(i) < top; ++i) {
+    const OpStats& r = rows[i];
+    const double ms = r.ms / iterations;
+    shown_ms += ms;
+    char gflops[32] = "", gbs[32] = "";
+    if (r.flops > 0) std::snprintf(gflops, sizeof gflops, "%.1f", r.flops / (r.ms * 1e6));
+    if (r.bytes > 0) std::snprintf(gbs, sizeof gbs, "%.1f", r.bytes / (r.ms * 1e6));
+    std::printf("  %-44s %10.3f %6.1f%% %10s %9s\n", r.name.c_str(), ms, 100 * ms / profiled_step_ms, gflops, gbs);
+  }
+  const double rest = layers_ms - shown_ms, outside = profiled_step_ms - layers_ms;
+  std::printf("  %-44s %10.3f %6.1f%%\n", "the other layers", rest, 100 * rest / profiled_step_ms);
+  std::printf("  %-44s %10.3f %6.1f%%\n", "outside named layers", outside, 100 * outside / profiled_step_ms);
+}
+
 }  // namespace
 
 int run_model_bench(const ModelBenchOptions& o) {
@@ -111,25 +138,33 @@ int run_model_bench(const ModelBenchOptions& o) {
   if (o.mode == "forward") student->set_mode(layers::Mode::eval);
 
   PhaseTimer timer(device);
-  // With --ops, a second round of o.iterations runs with the op profile on (its synchronisations would
-  // distort the phase times, so the phases come from the first round only).
-  const int total = o.warmup + o.iterations * (o.ops ? 2 : 1);
-  double profiled_ms = 0;
+  // Rounds of o.iterations steps after the warm-up: the phases first (free-running but for the phase
+  // boundaries), then with --ops the op profile by kind, then with --layers by layer; the profiles'
+  // synchronisations would distort the phase times, so each gets its own round.
+  std::vector<int> profile_rounds;  // 0: kind, 1: layer
+  if (o.ops) profile_rounds.push_back(0);
+  if (o.layers) profile_rounds.push_back(1);
+  const int total = o.warmup + o.iterations * (1 + int(profile_rounds.size()));
+  std::vector<double> profiled_ms(profile_rounds.size(), 0.0);
+  std::vector<std::vector<OpStats>> profiles(profile_rounds.size());
+  int round = -1;  // index into profile_rounds while profiling
   auto mark = [&](const char* phase) {  // phases are timed in the first round only
     if (!op_profile_enabled()) timer.mark(phase);
   };
   for (int i = 1; i <= total; ++i) {
     if (i == o.warmup + 1) timer.reset();
-    if (o.ops && i == o.warmup + o.iterations + 1) {
+    if (i > o.warmup && (i - o.warmup - 1) % o.iterations == 0 && i > o.warmup + o.iterations) {
+      if (round >= 0) profiles[size_t(round)] = op_profile_take();
+      ++round;
       op_profile_take();
-      op_profile_enable(true);
+      op_profile_enable(true, profile_rounds[size_t(round)] == 0 ? OpLevel::kind : OpLevel::layer);
       synchronize(device);
     }
     const auto step_start = Clock::now();
     timer.start();
     if (o.mode == "forward") {
       student->forward(images);
-      if (op_profile_enabled()) synchronize(device), profiled_ms += ms_since(step_start);
+      if (op_profile_enabled()) synchronize(device), profiled_ms[size_t(round)] += ms_since(step_start);
       else timer.mark("student forward (eval)");
       continue;
     }
@@ -148,9 +183,10 @@ int run_model_bench(const ModelBenchOptions& o) {
     student->backward(grads.main, grads.aux, grads.feature);
     mark("student backward");
     sgd.step(0.01);
-    if (op_profile_enabled()) synchronize(device), profiled_ms += ms_since(step_start);
+    if (op_profile_enabled()) synchronize(device), profiled_ms[size_t(round)] += ms_since(step_start);
     else timer.mark("optimizer (fused SGD)");
   }
+  if (round >= 0) profiles[size_t(round)] = op_profile_take();
   op_profile_enable(false);
 
   double step_ms = 0;
@@ -170,7 +206,10 @@ int run_model_bench(const ModelBenchOptions& o) {
   std::printf("  %-26s %10.2f\n", "step", step_ms);
   std::printf("throughput: %.2f img/s, %.1f GFLOP/s (%.1f GFLOP per step, 2 FLOP per multiply-add)\n",
               1000.0 * o.batch / step_ms, flops / (step_ms * 1e6), flops / 1e9);
-  if (o.ops) print_op_table(op_profile_take(), o.iterations, profiled_ms / o.iterations);
+  for (size_t r = 0; r < profile_rounds.size(); ++r) {
+    if (profile_rounds[r] == 0) print_op_table(profiles[r], o.iterations, profiled_ms[r] / o.iterations);
+    else print_layer_table(profiles[r], o.iterations, profiled_ms[r] / o.iterations, o.top_layers);
+  }
   return 0;
 }
 

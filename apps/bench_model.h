@@ -3,7 +3,8 @@
 // GFLOP/s from the model's multiply-add count. Timing waits for the device at every phase boundary,
 // so phases add up to the step (this costs a little overlap; the per-step number is the honest one
 // for the loop as it runs). With `ops`, a second set of timed iterations runs with the op profile on
-// (engine/op_profile.h) and prints the time, GFLOP/s and GB/s of each kind of operation.
+// (engine/op_profile.h) and prints the time, GFLOP/s and GB/s of each kind of operation; with `layers`,
+// another round does the same per named layer (conv and batch-norm modules), slowest first.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,8 @@ struct ModelBenchOptions {
   std::string device = "auto";
   uint64_t seed = 1;
   bool ops = false;               // also print the per-op table (bench --ops)
+  bool layers = false;            // also print the per-layer table (bench --layers)
+  int top_layers = 25;            // rows of that table
 };
 
 // Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0.

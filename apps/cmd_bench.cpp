@@ -117,6 +117,10 @@ Command add_bench_command(CLI::App& app) {
                 "With --model: also time each kind of operation (conv 1x1/kxk/depthwise forward and backward, "
                 "batch norm, ReLU, resize, pooling, losses, optimizer) in a second round of steps, with its "
                 "GFLOP/s and GB/s");
+  sub->add_flag("--layers", a->model.layers,
+                "With --model: also time each named layer (convolutions and batch norms, forward and backward) in "
+                "another round of steps, slowest first");
+  sub->add_option("--top", a->model.top_layers, "Rows of the --layers table")->capture_default_str();
   sub->add_option("--teacher-width", a->model.teacher_width, "Teacher width multiplier")->capture_default_str();
   sub->add_option("--classes", a->model.num_classes, "Classes of the model")->capture_default_str();
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();

@@ -11,6 +11,7 @@ namespace rdd {
 namespace {
 
 std::atomic<bool> g_enabled{false};
+std::atomic<OpLevel> g_level{OpLevel::kind};
 thread_local int t_depth = 0;  // open scopes on this thread
 
 struct Table {
@@ -29,7 +30,10 @@ int64_t now_ns() {
 
 }  // namespace
 
-void op_profile_enable(bool on) { g_enabled.store(on, std::memory_order_relaxed); }
+void op_profile_enable(bool on, OpLevel level) {
+  g_level.store(level, std::memory_order_relaxed);
+  g_enabled.store(on, std::memory_order_relaxed);
+}
 bool op_profile_enabled() { return g_enabled.load(std::memory_order_relaxed); }
 
 std::vector<OpStats> op_profile_take() {
@@ -40,8 +44,8 @@ std::vector<OpStats> op_profile_take() {
   return out;
 }
 
-OpScope::OpScope(const char* name, Device device, double flops, double bytes) : device_(device) {
-  if (!op_profile_enabled()) return;
+OpScope::OpScope(const char* name, Device device, double flops, double bytes, OpLevel level) : device_(device) {
+  if (!op_profile_enabled() || level != g_level.load(std::memory_order_relaxed)) return;
   counted_ = true;
   if (t_depth++ > 0) return;  // nested: the enclosing op is timed
   name_ = name;

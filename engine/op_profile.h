@@ -1,8 +1,13 @@
-// Where a step's time goes, by kind of operation: `rdd bench --ops`.
+// Where a step's time goes: by kind of operation (`rdd bench --ops`) or by named layer (`--layers`).
 //
-//   op_profile_enable(true);
+//   op_profile_enable(true);                            // OpLevel::kind
 //   { OpScope s("conv2d forward", x.device(), flops, bytes); ... the op ... }
 //   for (const OpStats& o : op_profile_take()) ...   // in first-seen order, then cleared
+//
+// Two levels, one active at a time: kind scopes sit in the layer functions (conv2d_forward, ...);
+// layer scopes sit in the modules that have a name (Conv2d "pretrained.layer1.0.conv1", BatchNorm2d).
+// Scopes of the inactive level do nothing. Ops outside any named module (ReLU, add, resize, losses)
+// have no layer scope: at the layer level their time shows as the gap between the layers and the step.
 //
 // Off by default, and then an OpScope costs one relaxed atomic load. On, a scope waits for the device
 // before and after the op, so a GPU op's time is its own (the price: the overlap of a real step is
@@ -21,8 +26,10 @@
 
 namespace rdd {
 
-void op_profile_enable(bool on);
-bool op_profile_enabled();
+enum class OpLevel { kind, layer };
+
+void op_profile_enable(bool on, OpLevel level = OpLevel::kind);
+bool op_profile_enabled();  // at any level
 
 struct OpStats {
   std::string name;  // "conv2d forward", "batchnorm2d backward", ...
@@ -37,8 +44,14 @@ std::vector<OpStats> op_profile_take();
 
 class OpScope {
  public:
-  OpScope(const char* name, Device device, double flops = 0, double bytes = 0);
+  // `name` must stay valid until the scope closes (the table keeps a copy).
+  OpScope(const char* name, Device device, double flops = 0, double bytes = 0, OpLevel level = OpLevel::kind);
   ~OpScope();
+  // Work known only once the op ran (a module learns its output shape): added to this call's counts.
+  void add_work(double flops, double bytes) {
+    flops_ += flops;
+    bytes_ += bytes;
+  }
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
 

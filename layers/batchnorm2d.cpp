@@ -382,6 +382,8 @@ auto named_bn(const std::string& name, F&& f) -> decltype(f()) {
 Tensor BatchNorm2d::forward(const Tensor& x) {
   RDD_CHECK(weight_->value.defined(), "BatchNorm2d '", name_,
             "': forward before the parameter store was materialized");
+  const std::string label = op_profile_enabled() ? name_ + " forward" : std::string();  // bench --layers
+  OpScope profile(label.c_str(), x.device(), 0, 2.0 * double(x.nbytes()), OpLevel::layer);
   if (!training()) {
     cached_x_ = Tensor();
     saved_ = BatchNormSaved();
@@ -410,6 +412,8 @@ Tensor BatchNorm2d::backward(const Tensor& dy) {
   RDD_CHECK(training(), "BatchNorm2d '", name_, "': backward in eval mode (eval mode keeps no activations)");
   RDD_CHECK(cached_x_.defined() && saved_.defined(), "BatchNorm2d '", name_,
             "': backward without a preceding training-mode forward");
+  const std::string label = op_profile_enabled() ? name_ + " backward" : std::string();
+  OpScope profile(label.c_str(), dy.device(), 0, 3.0 * double(dy.nbytes()), OpLevel::layer);
   Tensor dx = named_bn(name_, [&] {
     return batchnorm2d_backward_accumulate(dy, cached_x_, weight_->value, saved_, weight_->grad, bias_->grad,
                                            reducer_);

@@ -608,11 +608,20 @@ auto named(const std::string& name, F&& f) -> decltype(f()) {
 }
 }  // namespace
 
+// The per-layer profile (`rdd bench --layers`): "<name> forward" with 2 FLOP per multiply-add.
+static std::string layer_label(const std::string& name, const char* what) {
+  return op_profile_enabled() ? name + what : std::string();
+}
+
 Tensor Conv2d::forward(const Tensor& x) {
   RDD_CHECK(weight_->value.defined(), "Conv2d '", name_, "': forward before the parameter store was materialized");
+  const std::string label = layer_label(name_, " forward");
+  OpScope profile(label.c_str(), x.device(), 0, 0, OpLevel::layer);
   Tensor y = named(name_, [&] {
     return conv2d_forward(x, weight_->value, bias_ ? bias_->value : Tensor(), opt_);
   });
+  const double macs = double(y.numel()) * (in_channels_ / opt_.groups) * kernel_size_ * kernel_size_;
+  profile.add_work(2 * macs, double(x.nbytes() + y.nbytes() + weight_->value.nbytes()));
   cached_x_ = training() ? x : Tensor();
   return y;
 }
@@ -620,6 +629,11 @@ Tensor Conv2d::forward(const Tensor& x) {
 Tensor Conv2d::backward_impl(const Tensor& dy, bool need_dx) {
   RDD_CHECK(training(), "Conv2d '", name_, "': backward in eval mode (eval mode keeps no activations)");
   RDD_CHECK(cached_x_.defined(), "Conv2d '", name_, "': backward without a preceding training-mode forward");
+  const std::string label = layer_label(name_, " backward");
+  OpScope profile(label.c_str(), dy.device(), 0, 0, OpLevel::layer);
+  const double macs = double(dy.numel()) * (in_channels_ / opt_.groups) * kernel_size_ * kernel_size_;
+  profile.add_work((need_dx ? 4 : 2) * macs,
+                   double(dy.nbytes() + cached_x_.nbytes() * (need_dx ? 2 : 1) + 2 * weight_->value.nbytes()));
   Tensor dx = named(name_, [&] {
     return conv2d_backward_accumulate(dy, cached_x_, weight_->value, opt_, need_dx, weight_->grad,
                                       bias_ ? &bias_->grad : nullptr);

@@ -7,10 +7,11 @@ foreach(_section pipeline resume kill errors)
   set_tests_properties(apps_e2e_${_section} PROPERTIES TIMEOUT 900)
 endforeach()
 
-# `rdd bench --ops`: the per-op table names the convolutions, the RDD loss stage and the optimizer.
+# `rdd bench --ops --layers`: the per-op table names the convolutions, the RDD loss stage and the optimizer;
+# the per-layer table names layers by their parameter prefix.
 add_test(NAME apps_bench_ops
          COMMAND $<TARGET_FILE:rdd> bench --model deeplabv3_resnet18 --width 0.125 --mode distill
                  --teacher deeplabv3_resnet18 --teacher-width 0.125 --crop 32x64 --batch 2 --iterations 2
-                 --warmup 1 --device cpu --ops)
+                 --warmup 1 --device cpu --ops --layers --top 5)
 set_tests_properties(apps_bench_ops PROPERTIES PASS_REGULAR_EXPRESSION
-  "by op .*conv2d kxk forward .*batchnorm2d forward \\(eval\\).*loss: task CE \\+ TSE masks .*conv2d kxk backward .*optimizer: fused SGD .*outside ops")
+  "by op .*conv2d kxk forward .*batchnorm2d forward \\(eval\\).*loss: task CE \\+ TSE masks .*conv2d kxk backward .*optimizer: fused SGD .*outside ops.*by layer .*the 5 slowest.* [a-z]+\\.[a-z0-9._]+ (forward|backward) .*the other layers .*outside named layers")

@@ -459,3 +459,33 @@ TEST_CASE("conv2d: the op profile names the kind of convolution and counts 2 FLO
   CHECK(t[3].calls == 1);
   CHECK(t[3].flops == 2 * t[0].flops);  // dL/dx and dL/dw: one forward's work each
 }
+
+TEST_CASE("Conv2d module: the per-layer profile names the layer; the levels do not mix") {
+  using test::random_tensor;
+  ParamStore store;
+  Conv2d conv(store, "head.block.0", 4, 6, 3, {.stride = 1, .padding = 1, .dilation = 1, .groups = 2});
+  store.materialize(Device::cpu());
+  conv.reset_parameters(1, 0);
+  const Tensor x = random_tensor({2, 4, 5, 7}, 66);
+  const double flops = 2.0 * (2 * 6 * 5 * 7) * (2 * 3 * 3);  // 2 · N·K·P·Q · (C/g)·R·S
+
+  op_profile_take();
+  op_profile_enable(true, OpLevel::layer);
+  const Tensor y = conv.forward(x);
+  conv.backward(random_tensor(y.shape(), 67));
+  op_profile_enable(false);
+  std::vector<OpStats> t = op_profile_take();
+  REQUIRE(t.size() == 2);  // no "conv2d kxk ..." rows at the layer level
+  CHECK(t[0].name == "head.block.0 forward");
+  CHECK(t[0].flops == flops);
+  CHECK(t[1].name == "head.block.0 backward");
+  CHECK(t[1].flops == 2 * flops);
+
+  op_profile_enable(true, OpLevel::kind);
+  conv.forward(x);
+  op_profile_enable(false);
+  t = op_profile_take();
+  REQUIRE(t.size() == 1);  // no layer rows at the kind level
+  CHECK(t[0].name == "conv2d kxk forward");
+  CHECK(t[0].flops == flops);
+}
