@@ -130,9 +130,17 @@ void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Ten
   }
 }
 
-int64_t workspace_budget(size_t free_bytes, size_t current_workspace_bytes) {
+int64_t workspace_budget(size_t memory_bytes, size_t current_workspace_bytes) {
   constexpr size_t kFloor = size_t(256) << 20;
-  return int64_t(std::max({kFloor, free_bytes / 8, current_workspace_bytes}));
+  return int64_t(std::max({kFloor, memory_bytes / 8, current_workspace_bytes}));
+}
+
+int64_t workspace_budget_of_device(size_t total_bytes, size_t available_bytes, size_t current_workspace_bytes) {
+  // From the card's size, not its momentary free memory, so that the engine choice (and with it the
+  // numerics) is the same in every run and on every rank; capped by what is available now, so that a
+  // nearly full GPU does not pick an engine whose workspace cannot be allocated.
+  const int64_t by_size = workspace_budget(total_bytes, current_workspace_bytes);
+  return std::min<int64_t>(by_size, int64_t(std::max(available_bytes, current_workspace_bytes)));
 }
 
 namespace {
@@ -573,7 +581,8 @@ EngineAttempt finalize_plan(const Descriptor& cfg, cudnnHandle_t handle, Descrip
 int64_t workspace_budget_now(CudaContext& ctx) {
   size_t free = 0, total = 0;
   RDD_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  return workspace_budget(free + cuda_allocator(ctx.device()).stats().cached_bytes, ctx.workspace_size());
+  return workspace_budget_of_device(total, free + cuda_allocator(ctx.device()).stats().cached_bytes,
+                                    ctx.workspace_size());
 }
 
 // One configuration in the cache: its graph, which candidates are still in play, and the current plan.
@@ -738,6 +747,20 @@ void run(const Request& r) {
     // sticky CUDA error), so it is reported, not retried on another engine.
     RDD_CHECK(!plan->executed.load(), describe(r), ": cuDNN failed to execute ",
               plan->graph->labels[size_t(plan->config)], ", which has run before: ", why);
+    // Another engine is tried only when this one could not run here (EXECUTION_FAILED, NOT_SUPPORTED) ...
+    const int category = int(s) / 1000 * 1000;
+    RDD_CHECK(injected || category == CUDNN_STATUS_EXECUTION_FAILED || category == CUDNN_STATUS_NOT_SUPPORTED,
+              describe(r), ": cuDNN failed to execute ", plan->graph->labels[size_t(plan->config)], ": ", why);
+    // ... and the device is healthy: a sticky CUDA error (an earlier kernel's bad address) fails every engine.
+    const cudaError_t health = cudaStreamQuery(ctx.compute_stream());
+    RDD_CHECK(health == cudaSuccess || health == cudaErrorNotReady, describe(r), ": cuDNN failed to execute (", why,
+              ") on a GPU in error: ", cudaGetErrorName(health), ": ", cudaGetErrorString(health));
+    cudaGetLastError();  // a launch error of the failed engine is not the next one's
+    // With beta ≠ 0 the output is an accumulator (dw += ...): an engine that failed half way may have
+    // written part of it already, so a retry could count that part twice. Report instead.
+    RDD_CHECK(injected || r.beta == 0.f, describe(r), ": cuDNN failed to execute ",
+              plan->graph->labels[size_t(plan->config)], " (", why,
+              ") into an accumulated output (beta ", r.beta, "), which a retry could count twice");
     plan = replace_plan(r, key, plan, why, ctx);
   }
 }

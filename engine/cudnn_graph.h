@@ -82,12 +82,15 @@ void validate_conv_shapes(ConvOp op, const Tensor& x, const Tensor& w, const Ten
 
 // ---- Engine choice, as pure bookkeeping (no cuDNN calls), so the CPU suite can test it ----------------
 
-// The workspace an engine may ask for: max(256 MiB, 1/8 of the free device memory, the workspace the
-// device already holds). 1/8 leaves the rest to activations, which dominate a training step; the
-// 256 MiB floor keeps the fast engines of large convolutions (which want tens to hundreds of MiB)
-// available on a nearly full GPU; what the device already holds costs nothing more.
-// `free_bytes`: what cudaMemGetInfo reports free plus what the caching allocator holds unused.
-int64_t workspace_budget(size_t free_bytes, size_t current_workspace_bytes);
+// The workspace an engine may ask for: max(256 MiB, 1/8 of `memory_bytes`, the workspace the device
+// already holds). 1/8 leaves the rest to activations, which dominate a training step; the 256 MiB
+// floor keeps the fast engines of large convolutions (which want tens to hundreds of MiB) available;
+// what the device already holds costs nothing more.
+int64_t workspace_budget(size_t memory_bytes, size_t current_workspace_bytes);
+// The budget used: workspace_budget of the card's total memory (the same in every run and on every rank,
+// so the same engines are chosen), capped by what is available now (free + the allocator's cache,
+// at least the workspace already held).
+int64_t workspace_budget_of_device(size_t total_bytes, size_t available_bytes, size_t current_workspace_bytes);
 
 // What finalising one candidate gave.
 struct EngineAttempt {

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -117,10 +118,10 @@ class NcclCommunicator final : public Communicator {
     }
     watch_cv_.notify_all();
     if (watchdog_.joinable()) watchdog_.join();
-    // ncclCommDestroy waits for the communicator's outstanding work, which a dead or diverged peer never
-    // completes, and the watchdog is gone: destroy only a quiet communicator on a normal exit; on an
-    // exception path or with work pending, abort ("aborts any uncompleted operations").
-    release(/*abort=*/!quiet() || std::uncaught_exceptions() > 0);
+    // A normal exit finalizes (flushes the outstanding work, with a time limit: a dead or diverged peer
+    // would never complete it, and the watchdog is gone); an exception path aborts ("aborts any
+    // uncompleted operations").
+    release(/*abort=*/std::uncaught_exceptions() > 0);
   }
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
@@ -168,6 +169,10 @@ class NcclCommunicator final : public Communicator {
   void init(const ncclUniqueId& uid) {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
+    // NCCL lets this variable override config.blocking; blocking calls could not be timed out or aborted.
+    if (const char* b = std::getenv("NCCL_COMM_BLOCKING"); b && std::string(b) == "1")
+      std::fprintf(stderr, "rdd: rank %d: NCCL_COMM_BLOCKING=1 makes NCCL calls block: --nccl-timeout cannot stop a "
+                   "hung peer during init or a collective's setup (unset it)\n", rank_);
     const Clock::time_point start = Clock::now();
     ncclResult_t state = ncclCommInitRankConfig(&comm_, world_, uid, rank_, &config);
     while (state == ncclInProgress) {
@@ -195,16 +200,20 @@ class NcclCommunicator final : public Communicator {
       // A nonblocking communicator shuts down cleanly as ncclCommFinalize ("flushes all issued
       // communications" and reports ncclInProgress until globally quiescent), polled to ncclSuccess,
       // then ncclCommDestroy ("can locally free the rest ... without blocking"). No quiescence within
-      // the timeout (a peer that never finalizes), or any error: abort instead.
+      // the teardown limit (a peer that never finalizes), or any error: abort instead, and say so.
       if (!abort) {
+        const double limit_s = std::min(timeout_s_, 120.0);
         ncclResult_t state = ncclCommFinalize(comm);
         const Clock::time_point start = Clock::now();
-        while (state == ncclInProgress && seconds_since(start) <= timeout_s_) {
+        while (state == ncclInProgress && seconds_since(start) <= limit_s) {
           std::this_thread::sleep_for(std::chrono::milliseconds(1));
           const ncclResult_t queried = ncclCommGetAsyncError(comm, &state);
           if (queried != ncclSuccess) state = queried;
         }
         abort = state != ncclSuccess;
+        if (abort)
+          std::fprintf(stderr, "rdd: rank %d: NCCL did not shut down cleanly within %.0f s (%s); aborting it\n", rank_,
+                       limit_s, state == ncclInProgress ? "a peer never finalized" : ncclGetErrorString(state));
       }
       if (abort) ncclCommAbort(comm); else ncclCommDestroy(comm);
     }
@@ -255,18 +264,22 @@ class NcclCommunicator final : public Communicator {
       if (!comm_) fail_aborted(what);  // the watchdog aborted since throw_if_aborted
       r = enqueue(comm_, ctx.comm_stream());
     }
-    settle(what, r, ctx.comm_stream());
+    settle(what, r);
     mark_enqueued(ctx.comm_stream());
     if (compute_waits) join_comm_stream();
   }
 
   // Waits (polling, lock released in between so the watchdog can abort) until a nonblocking call
   // that returned `r` leaves ncclInProgress; NCCL forbids other NCCL calls and CUDA work on its stream
-  // before. An error aborts the communicator, except ncclInvalidArgument: "the NCCL call had no
-  // effect ... the communicator is still functioning normally".
-  void settle(const char* what, ncclResult_t r, cudaStream_t comm_stream) {
+  // before. An error aborts the communicator.
+  void settle(const char* what, ncclResult_t r) {
+    // With several ranks every nonblocking collective comes back ncclInProgress (NCCL finishes the group
+    // on a thread) and is usually ready within microseconds: poll at once, yield for ~50 µs, then sleep —
+    // SyncBN makes one synchronous collective per BN layer, so a fixed 100 µs sleep would add up.
+    const Clock::time_point start = Clock::now();
     while (r == ncclInProgress) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      if (seconds_since(start) < 50e-6) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(20));
       std::lock_guard<std::mutex> lock(comm_mu_);
       if (!comm_) fail_aborted(what);
       const ncclResult_t queried = ncclCommGetAsyncError(comm_, &r);
@@ -276,10 +289,8 @@ class NcclCommunicator final : public Communicator {
     std::lock_guard<std::mutex> lock(comm_mu_);
     if (!comm_) fail_aborted(what);
     const std::string error = describe_nccl(r, comm_);
-    if (r == ncclInvalidArgument) {
-      mark_enqueued(comm_stream);  // nothing was enqueued: watch what was there before
-      fail("NCCL ", what, " on rank ", rank_, ": ", error);
-    }
+    // Every error aborts, ncclInvalidArgument included: a nonblocking communicator keeps a failed call's
+    // error as its state (ncclCommSetAsyncError), so every later call would fail with it anyway.
     abort_locked(detail::concat("NCCL communicator aborted after ", what, " failed: ", error,
                                 "; rerun with NCCL_DEBUG=INFO for details"));
     fail_aborted(what);
@@ -319,16 +330,11 @@ class NcclCommunicator final : public Communicator {
     pending_since_ = Clock::now();
   }
   void mark_enqueued(cudaStream_t comm_stream) {
-    std::lock_guard<std::mutex> lock(watch_mu_);
+    // Recorded outside the lock (a full launch queue can block it); only this thread records it.
     RDD_CUDA_CHECK(cudaEventRecord(watch_event_, comm_stream));
+    std::lock_guard<std::mutex> lock(watch_mu_);
     collective_ = Watch::kRunning;
   }
-  // True when nothing enqueued is still pending (ncclCommDestroy would not wait on a peer).
-  bool quiet() {
-    std::lock_guard<std::mutex> lock(watch_mu_);
-    return collective_ == Watch::kIdle || (collective_ == Watch::kRunning && cudaEventQuery(watch_event_) == cudaSuccess);
-  }
-
   void watch() {
     cudaSetDevice(device_);  // the events and the communicator belong to this device
     for (;;) {
@@ -336,20 +342,21 @@ class NcclCommunicator final : public Communicator {
         std::unique_lock<std::mutex> lock(watch_mu_);
         if (watch_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) return;
       }
-      // Lock order: comm_mu_, then watch_mu_ (mark_* take watch_mu_ alone, never comm_mu_ inside it).
-      std::lock_guard<std::mutex> comm_lock(comm_mu_);
-      if (!comm_) return;  // aborted: nothing left to watch
+      // The two locks are never nested: the collective's state under watch_mu_ first, then the NCCL
+      // query and the abort under comm_mu_ (a CUDA call blocked under one cannot stall the other).
       Watch poll;
       poll.timeout_s = timeout_s_;
+      {
+        std::lock_guard<std::mutex> lock(watch_mu_);
+        observe(poll);
+      }
+      std::lock_guard<std::mutex> comm_lock(comm_mu_);
+      if (!comm_) return;  // aborted: nothing left to watch
       ncclResult_t async = ncclSuccess;
       const ncclResult_t queried = ncclCommGetAsyncError(comm_, &async);
       if (queried != ncclSuccess) async = queried;
       // ncclInProgress: the main thread is settling a nonblocking call; not an error.
       if (async != ncclSuccess && async != ncclInProgress) poll.nccl_error = describe_nccl(async, comm_);
-      {
-        std::lock_guard<std::mutex> lock(watch_mu_);
-        observe(poll);
-      }
       const std::string verdict = detail::nccl_watchdog_verdict(poll);
       if (!verdict.empty()) abort_locked(verdict);
     }

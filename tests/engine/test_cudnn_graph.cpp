@@ -332,6 +332,11 @@ TEST_CASE("workspace_budget: 256 MiB floor, 1/8 of free memory, never below the 
   CHECK(cudnn::workspace_budget(size_t(8) << 30, 0) == 1024 * kMiB);
   CHECK(cudnn::workspace_budget(1024 * kMiB, 700 * kMiB) == 700 * kMiB);  // held already: costs nothing more
   CHECK(cudnn::workspace_budget(size_t(80) << 30, 700 * kMiB) == 10240 * kMiB);
+  // The budget used: from the card's size (the same whatever is free), capped by what is available.
+  CHECK(cudnn::workspace_budget_of_device(size_t(80) << 30, size_t(60) << 30, 0) == 10240 * kMiB);
+  CHECK(cudnn::workspace_budget_of_device(size_t(80) << 30, size_t(70) << 30, 0) == 10240 * kMiB);
+  CHECK(cudnn::workspace_budget_of_device(size_t(80) << 30, 100 * kMiB, 0) == 100 * kMiB);  // nearly full
+  CHECK(cudnn::workspace_budget_of_device(size_t(80) << 30, 100 * kMiB, 300 * kMiB) == 300 * kMiB);  // held
 }
 
 TEST_CASE("EngineChooser: the first candidate that finalises within the budget, trying no further") {
