@@ -416,59 +416,15 @@ def conv_macs(model, shape):
     return total[0], paper[0]
 
 
-def convert(src, dst, prefix="", model_name=None, num_classes=19, width=1.0):
-    """PyTorch checkpoint -> safetensors under rdd's (= the reference's) names."""
-    import os
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import safetensors_np as st
-    sd = torch.load(src, map_location="cpu")
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    out = {}
-    for k, v in sd.items():
-        if not torch.is_tensor(v):
-            continue
-        k = k[len("module."):] if k.startswith("module.") else k  # DistributedDataParallel
-        out[prefix + k] = v.detach().cpu()
-    if model_name:
-        want = build_model(model_name, num_classes, width).to("meta").state_dict()
-        dropped = sorted(k for k in out if k not in want)
-        missing = sorted(k for k in want if k not in out)
-        bad = sorted(k for k in out if k in want and tuple(out[k].shape) != tuple(want[k].shape))
-        if bad:
-            raise SystemExit("shape mismatch: " + ", ".join("%s %s vs %s" % (k, tuple(out[k].shape),
-                                                                                tuple(want[k].shape)) for k in bad))
-        out = {k: v for k, v in out.items() if k in want}
-        print("kept %d tensors; dropped %d not in %s%s; %d of the model's entries not in the file%s" % (
-            len(out), len(dropped), model_name, (" (" + ", ".join(dropped[:6]) + (", ..." if len(dropped) > 6 else "")
-                                                  + ")") if dropped else "",
-            len(missing), (" (" + ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "") + ")") if missing
-            else ""))
-    arrays = {k: (v.numpy() if v.dtype == torch.int64 else v.float().numpy()) for k, v in out.items()}
-    st.save(dst, arrays, {"source": os.path.basename(src), **({"model": model_name} if model_name else {})})
-    print("wrote", dst, "(%d tensors)" % len(arrays))
-
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--input", default="512x1024")
     ap.add_argument("--num-classes", type=int, default=19)
     ap.add_argument("--no-macs", action="store_true")
     ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--convert", nargs=2, metavar=("IN_PTH", "OUT_SAFETENSORS"),
-                    help="convert a PyTorch checkpoint (e.g. CIRKD's deeplabv3_resnet101_citys_best_model.pth or "
-                         "resnet18-imagenet.pth) to safetensors for rdd")
-    ap.add_argument("--prefix", default="", help="with --convert: prepend to every key (ImageNet backbones: "
-                                                 "'pretrained.' for ResNet, 'pretrained.net.' for MobileNetV2)")
-    ap.add_argument("--model", help="with --convert: keep only this model's keys (as the reference does when it "
-                                    "loads a backbone) and report what was dropped or is missing")
     ap.add_argument("--dump-keys", action="store_true",
                     help="print 'model name dtype d0,d1,..' (or '()') for every state_dict entry instead")
     a = ap.parse_args()
-    if a.convert:
-        convert(a.convert[0], a.convert[1], a.prefix, a.model, a.num_classes, a.width)
-        sys.exit(0)
     if a.dump_keys:
         for n in MODEL_NAMES:
             m = build_model(n, a.num_classes, a.width).to("meta")
