@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "apps/trainer.h"
+#include "engine/cudnn_graph.h"
 #include "engine/op_profile.h"
 #include "engine/rng.h"
 #include "engine/sgd.h"
@@ -106,6 +107,7 @@ int run_model_bench(const ModelBenchOptions& o) {
   RDD_CHECK(o.mode == "distill" || o.teacher.empty(), "bench --teacher is for --mode distill, not --mode ", o.mode);
   RDD_CHECK(o.batch >= 1 && o.iterations >= 1 && o.warmup >= 0, "bench: --batch and --iterations must be ≥ 1");
   const Device device = resolve_device(o.device);
+  cudnn::set_allow_tf32(o.tf32);
   auto student = models::build_model(o.model, {o.num_classes, o.width});
   student->params().materialize(device);
   student->init_weights(o.seed);
@@ -195,9 +197,10 @@ int run_model_bench(const ModelBenchOptions& o) {
   const double teacher_macs = teacher ? double(teacher->trace({o.batch, 3, o.height, o.width_px}).total_macs()) : 0;
   // FLOPs of one step: forward = 2·MACs, backward ≈ 2× forward.
   const double flops = o.mode == "forward" ? 2 * student_macs : 2 * teacher_macs + 3 * 2 * student_macs;
-  std::printf("bench %s: %s (width %g)%s, batch %d × %dx%d, %s, %d iterations after %d warm-up\n", o.mode.c_str(),
+  std::printf("bench %s: %s (width %g)%s, batch %d × %dx%d, %s%s, %d iterations after %d warm-up\n", o.mode.c_str(),
               o.model.c_str(), o.width, teacher ? (", teacher " + o.teacher).c_str() : "", o.batch, o.height,
-              o.width_px, device.str().c_str(), o.iterations, o.warmup);
+              o.width_px, device.str().c_str(), device.is_cuda() ? (o.tf32 ? ", TF32 convs" : ", f32 convs") : "",
+              o.iterations, o.warmup);
   std::printf("  %-26s %10s %7s\n", "phase", "ms/step", "share");
   for (const auto& p : timer.names()) {
     const double ms = timer.ms(p) / o.iterations;

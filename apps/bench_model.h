@@ -25,6 +25,7 @@ struct ModelBenchOptions {
   std::string device = "auto";
   uint64_t seed = 1;
   bool ops = false;               // also print the per-op table (bench --ops)
+  bool tf32 = false;              // f32 convolutions on TF32 tensor cores (bench --tf32)
   bool layers = false;            // also print the per-layer table (bench --layers)
   int top_layers = 25;            // rows of that table
 };

@@ -58,6 +58,7 @@ struct RunOptions {
   std::string resume;            // a checkpoint to continue from exactly
   int64_t stop_after = 0;        // stop (with a checkpoint) after this iteration, keeping the --iters schedule
   std::string device = "auto";   // auto | cpu | cuda | cuda:N
+  bool tf32 = false;             // f32 convolutions on TF32 tensor cores (engine/cudnn_graph.h)
   int64_t print_every = 10;
 
   // The configuration that defines the run (saved in checkpoints; a resume must match it).

@@ -11,6 +11,7 @@
 #include "apps/progress.h"
 #include "data/augment.h"
 #include "data/loader.h"
+#include "engine/cudnn_graph.h"
 #include "engine/safetensors.h"
 #include "engine/sgd.h"
 #include "models/seg_model.h"
@@ -118,6 +119,7 @@ std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool dist
 TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm, const std::string& device_override) {
   validate_run_options(opt, distill);
   const Device device = resolve_device(device_override.empty() ? opt.device : device_override);
+  cudnn::set_allow_tf32(opt.tf32);
   SoloCommunicator solo;
   if (!comm) comm = &solo;
   const int world = comm->world_size(), rank = comm->rank();

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -21,7 +22,6 @@
 #include "engine/error.h"
 
 #if RDD_WITH_CUDA
-#include <atomic>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -196,6 +196,12 @@ std::string EngineChooser::refusals() const {
   return text;
 }
 
+namespace {
+std::atomic<bool> g_allow_tf32{false};
+}  // namespace
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
 #if !RDD_WITH_CUDA
 
 namespace {
@@ -300,7 +306,7 @@ Descriptor make_tensor(int64_t uid, DType dtype, Layout layout, const Shape& s, 
 }
 
 // What a plan is cached by: everything that went into its descriptors.
-using PlanKey = std::array<int64_t, 24>;
+using PlanKey = std::array<int64_t, 25>;
 
 struct Request {
   ConvOp op;
@@ -309,6 +315,7 @@ struct Request {
   const Tensor* y;
   ConvParams p;
   float beta;
+  bool tf32 = allow_tf32();  // f32 on TF32 tensor cores allowed (read once per call)
 };
 
 PlanKey make_key(const Request& r) {
@@ -318,7 +325,8 @@ PlanKey make_key(const Request& r) {
   return {x.device().index, int64_t(r.op), int64_t(x.dtype()), int64_t(x.layout()),
           x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3), y.size(2), y.size(3),
           r.p.pad_h, r.p.pad_w, r.p.stride_h, r.p.stride_w, r.p.dilation_h, r.p.dilation_w, r.p.groups,
-          int64_t(beta_bits), byte_alignment(x.raw()), byte_alignment(w.raw()), byte_alignment(y.raw())};
+          int64_t(beta_bits), byte_alignment(x.raw()), byte_alignment(w.raw()), byte_alignment(y.raw()),
+          int64_t(r.tf32 && x.dtype() == DType::f32)};
 }
 
 // "conv_forward of x f32[2,3,8,8] NCHW cuda:0, w ..., y ... with pad (1,1) ... groups 1, beta 0"
@@ -398,13 +406,15 @@ bool rounds_f32_to_tf32(const EngineInfo& info, DType dtype) {
          (has_note(info, CUDNN_NUMERICAL_NOTE_TENSOR_CORE) || has_note(info, CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS));
 }
 
-// Engines we take only when nothing else works: see "Engine choice" in cudnn_graph.h.
-bool preferred(const EngineInfo& info, DType dtype) {
+// Engines we take only when nothing else works: see "Engine choice" in cudnn_graph.h. With tf32, f32
+// convolutions may use TF32 tensor cores (set_allow_tf32).
+bool preferred(const EngineInfo& info, DType dtype, bool tf32) {
   if (!info.notes_known) return false;
   if (has_note(info, CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) ||
       has_note(info, CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION))
     return false;
-  return !(rounds_f32_to_tf32(info, dtype) || (dtype == DType::f32 && has_note(info, CUDNN_NUMERICAL_NOTE_FFT)));
+  return !((!tf32 && rounds_f32_to_tf32(info, dtype)) ||
+           (dtype == DType::f32 && has_note(info, CUDNN_NUMERICAL_NOTE_FFT)));
 }
 
 // The heuristics' engine configs for the graph, best first (empty when this mode has none).
@@ -539,7 +549,7 @@ std::shared_ptr<const Graph> build_graph(const Request& r, cudnnHandle_t handle)
     try {
       for (Descriptor& cfg : engine_configs(graph, m)) {
         EngineInfo info = engine_info(cfg, name);
-        (preferred(info, dtype) ? first : second).emplace_back(std::move(cfg), std::move(info));
+        (preferred(info, dtype, r.tf32) ? first : second).emplace_back(std::move(cfg), std::move(info));
       }
     } catch (const Error& e) {
       g->heuristics_errors += std::string("\n  heuristics ") + name + ": " + e.what();
@@ -619,7 +629,7 @@ bool take_injected_failure() {
 
 // An f32 configuration that ends up on a TF32 engine gets one line on stderr: f32 means f32 otherwise.
 void warn_if_tf32(Cache& c, const Request& r, const PlanKey& key, const Plan& plan) {
-  if (!rounds_f32_to_tf32(plan.graph->engines[size_t(plan.config)], r.x->dtype())) return;
+  if (r.tf32 || !rounds_f32_to_tf32(plan.graph->engines[size_t(plan.config)], r.x->dtype())) return;
   if (!c.warned_tf32.insert(key).second) return;
   std::fprintf(stderr,
                "rdd: warning: %s: no engine without TF32 could run it within the workspace budget; using %s, which "

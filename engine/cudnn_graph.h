@@ -126,6 +126,13 @@ class EngineChooser {
   std::vector<std::string> why_;  // the latest reason per candidate; empty for untried or chosen
 };
 
+// f32 convolutions on TF32 tensor cores (inputs rounded to a 10-bit mantissa, f32 accumulation: about
+// 1e-3 relative error, several times faster; PyTorch allows it for cuDNN convolutions by default) or
+// strictly in f32 (the default here: what the parity tests compare). Process-wide, read at each call;
+// plans are cached per setting. `rdd train|distill|bench --tf32` turn it on.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 // For tests only: the next `n` cuDNN executes (any configuration, any thread) fail as if cuDNN had
 // returned CUDNN_STATUS_EXECUTION_FAILED, without running. 0 turns it off. Lets the GPU suite exercise
 // the replace-on-first-failure path, which a healthy cuDNN never takes.

@@ -60,13 +60,16 @@ fi
 if has bench; then
   bench bench_r18_forward --model deeplabv3_resnet18 --mode forward --crop 512x1024 --batch 8 --iterations 10
   bench bench_r18_train --model deeplabv3_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10
+  bench bench_r18_train_tf32 --model deeplabv3_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10 --tf32
   bench bench_psp18_train --model psp_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10
   bench bench_mnv2_train --model deeplabv3_mobilenetv2 --mode train --crop 512x1024 --batch 8 --iterations 10
   bench bench_r101_forward --model deeplabv3_resnet101 --mode forward --crop 512x1024 --batch 8 --iterations 5
 fi
 if has distill; then
   bench bench_distill_r101_r18 --model deeplabv3_resnet18 --mode distill --teacher deeplabv3_resnet101 \
-    --crop 512x1024 --batch 8 --iterations 10
+    --crop 512x1024 --batch 8 --iterations 10 --ops --layers
+  bench bench_distill_r101_r18_tf32 --model deeplabv3_resnet18 --mode distill --teacher deeplabv3_resnet101 \
+    --crop 512x1024 --batch 8 --iterations 10 --tf32
 fi
 if has e2e; then
   for s in pipeline resume kill errors; do

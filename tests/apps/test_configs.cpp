@@ -215,6 +215,16 @@ TEST_CASE("configs/: command-line flags win over the preset; a preset for distil
   CHECK(std::find(train_names.begin(), train_names.end(), "crop-w") != train_names.end());
 }
 
+TEST_CASE("--tf32: off unless given; in the run configuration only when on (older checkpoints still resume)") {
+  const std::string rdd18 = test::source_path("configs/cityscapes/rdd_dlv3_r18.ini");
+  const RunOptions off = parse_preset(rdd18, true);
+  CHECK_FALSE(off.tf32);
+  CHECK_FALSE(off.to_json(true).contains("tf32"));
+  const RunOptions on = parse_preset(rdd18, true, {"--tf32"});
+  CHECK(on.tf32);
+  CHECK(on.to_json(true).at("tf32") == true);
+}
+
 TEST_CASE("configs/README.md lists every preset") {
   std::ifstream f(test::source_path("configs/README.md"));
   REQUIRE(f.good());

@@ -462,6 +462,14 @@ TEST_CASE("the convolutions refuse CPU tensors before touching cuDNN or the plan
   CHECK(s.misses == 0);
 }
 
+TEST_CASE("allow_tf32: off by default (f32 means f32), set and read back process-wide") {
+  CHECK_FALSE(cudnn::allow_tf32());
+  cudnn::set_allow_tf32(true);
+  CHECK(cudnn::allow_tf32());
+  cudnn::set_allow_tf32(false);
+  CHECK_FALSE(cudnn::allow_tf32());
+}
+
 TEST_CASE("the naive reference in this file: a hand-computed case") {
   // x = 1..9 in a 3x3 image, w = [[0,1,0],[1,1,1],[0,1,0]] (a plus), pad 1: y is the plus-sum at each pixel.
   Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3});
@@ -491,6 +499,29 @@ GPU_TEST_CASE("conv_forward matches the reference (f32 NCHW, every config)") {
     cudnn::conv_forward(to_gpu(x), to_gpu(w), y, c.p);
     CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), want, kF32);
   }
+}
+
+GPU_TEST_CASE("with TF32 allowed, f32 convolutions stay within TF32 rounding and get plans of their own") {
+  cudnn::clear_plan_cache();
+  uint64_t seed = 150;
+  size_t strict_plans = 0;
+  for (bool tf32 : {false, true}) {
+    cudnn::set_allow_tf32(tf32);
+    for (const Config& c : configs()) {
+      CAPTURE(c.name);
+      CAPTURE(tf32);
+      const Tensor x = test::random_tensor(c.x, ++seed), w = test::random_tensor(c.w, ++seed);
+      const Tensor want = ref_forward(x, w, c.p);
+      Tensor y = Tensor::full(want.shape(), NAN, DType::f32, Device::cuda(0));
+      cudnn::conv_forward(to_gpu(x), to_gpu(w), y, c.p);
+      // TF32 keeps 10 mantissa bits of each input (relative 2^-11 each), products summed in f32.
+      CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), want, tf32 ? Tolerance{5e-3, 5e-3} : kF32);
+    }
+    if (!tf32) strict_plans = cudnn::plan_cache_stats().plans;
+  }
+  cudnn::set_allow_tf32(false);
+  CHECK(cudnn::plan_cache_stats().plans == 2 * strict_plans);  // the setting is part of the plan key
+  CHECK_FALSE(cudnn::allow_tf32());
 }
 
 GPU_TEST_CASE("conv_backward_data matches the reference (f32 NCHW, every config)") {
