@@ -219,6 +219,9 @@ void Launch::spawn(Worker& w, int port) {
       {"RDD_DEVICE", "cuda:" + std::to_string(w.local_rank)},
   };
   for (const auto& kv : spec_.extra_env) ours.push_back(kv);
+  // CUDA numbers GPUs fastest-first unless told otherwise; in PCI order cuda:<local rank> is the GPU
+  // nvidia-smi shows under that number (a user's own CUDA_DEVICE_ORDER wins).
+  if (!std::getenv("CUDA_DEVICE_ORDER")) ours.push_back({"CUDA_DEVICE_ORDER", "PCI_BUS_ID"});
   std::set<std::string> replaced;
   for (const auto& kv : ours) replaced.insert(kv.first);
   std::vector<std::string> env;

@@ -13,7 +13,8 @@
 //
 // Each worker gets the launcher's environment plus
 //   RDD_RANK, RDD_LOCAL_RANK, RDD_WORLD_SIZE, RDD_LOCAL_WORLD_SIZE, RDD_NODE_RANK,
-//   RDD_MASTER_ADDR, RDD_MASTER_PORT, RDD_DEVICE=cuda:<local rank>
+//   RDD_MASTER_ADDR, RDD_MASTER_PORT, RDD_DEVICE=cuda:<local rank>, and CUDA_DEVICE_ORDER=PCI_BUS_ID
+//   unless the user set it
 // (CUDA_VISIBLE_DEVICES is left alone: every worker sees every GPU of its node and picks its own, so
 // device numbers in messages match nvidia-smi, and NCCL sees the peers it can use for P2P).
 // Worker stdin is /dev/null and stdout is inherited (rank 0 prints the progress line); stderr goes

@@ -47,10 +47,10 @@ class ThreadPool {
           std::lock_guard<std::mutex> lock(error_mu);
           if (!error) error = std::current_exception();
         }
-        if (--remaining == 0) {
-          std::lock_guard<std::mutex> lock(done_mu);
-          done_cv.notify_all();
-        }
+        // Decrement under done_mu: the caller reads `remaining` only under it, so it cannot see 0 (and
+        // return, destroying done_mu and done_cv on its stack) before this thread is done with them.
+        std::lock_guard<std::mutex> lock(done_mu);
+        if (--remaining == 0) done_cv.notify_all();
       };
     };
     {

@@ -84,7 +84,8 @@ TEST_CASE("launcher: workers get rank, world, master and device from the environ
   std::vector<std::string> lines;
   LaunchSpec spec = sh_spec(
       "echo \"rank=$RDD_RANK local=$RDD_LOCAL_RANK world=$RDD_WORLD_SIZE local_world=$RDD_LOCAL_WORLD_SIZE "
-      "node=$RDD_NODE_RANK master=$RDD_MASTER_ADDR:$RDD_MASTER_PORT device=$RDD_DEVICE extra=$RDD_TEST_EXTRA\" >&2; "
+      "node=$RDD_NODE_RANK master=$RDD_MASTER_ADDR:$RDD_MASTER_PORT device=$RDD_DEVICE extra=$RDD_TEST_EXTRA "
+      "order=$CUDA_DEVICE_ORDER\" >&2; "
       "printf 'no newline at the end' >&2",
       3, &lines);
   spec.nnodes = 2;
@@ -96,12 +97,14 @@ TEST_CASE("launcher: workers get rank, world, master and device from the environ
   CHECK(r.failed_rank == -1);
   CHECK_FALSE(r.interrupted);
   CHECK(r.message == "");
+  // GPUs numbered as nvidia-smi does, unless the user chose an order.
+  const std::string order = std::getenv("CUDA_DEVICE_ORDER") ? std::getenv("CUDA_DEVICE_ORDER") : "PCI_BUS_ID";
   for (int local = 0; local < 3; ++local) {
     const int rank = 3 + local;
     const std::string prefix = "[rank " + std::to_string(rank) + "] ";
     CHECK(has_line(lines, prefix + "rank=" + std::to_string(rank) + " local=" + std::to_string(local) +
                               " world=6 local_world=3 node=1 master=127.0.0.1:29999 device=cuda:" +
-                              std::to_string(local) + " extra=yes"));
+                              std::to_string(local) + " extra=yes order=" + order));
     CHECK(has_line(lines, prefix + "no newline at the end"));
   }
   CHECK(lines.size() == 6);
