@@ -8,6 +8,7 @@
 #include "apps/launcher.h"
 #include "apps/model_weights.h"
 #include "apps/trainer.h"
+#include "engine/cudnn_graph.h"
 #include "engine/safetensors.h"
 #include "models/weights_io.h"
 
@@ -21,6 +22,7 @@ struct EvalArgs {
   DataOptions data;
   std::string preset = "cirkd";
   std::string device = "auto";
+  bool tf32 = false;
   int workers = 2;
   std::string json;
   std::vector<double> scales{1.0};
@@ -45,6 +47,7 @@ void parse_hw_flag(const std::string& s, int& h, int& w, const char* flag) {
 // on its GPU, the confusion matrices are summed over NCCL, and rank 0 prints and writes the results.
 int run_eval(const EvalArgs& a, WorkerSession* session = nullptr) {
   const Device device = session ? session->device : resolve_device(a.device);
+  cudnn::set_allow_tf32(a.tf32);
   Communicator* comm = session ? session->comm.get() : nullptr;
   const bool writer = !comm || comm->rank() == 0;
   auto ds = std::make_shared<data::Dataset>(open_dataset(a.data));
@@ -94,6 +97,7 @@ Command add_eval_command(CLI::App& app) {
   add_data_options(sub, a->data, /*required=*/true, "val");
   sub->add_option("--preset", a->preset, "Input normalisation of the training preset: cirkd or mmseg")->capture_default_str();
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_flag("--tf32", a->tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
   sub->add_option("--workers", a->workers, "Loader threads")->capture_default_str();
   sub->add_option("--json", a->json, "Also write the results as JSON to this file");
   sub->add_option("--scales", a->scales, "Multi-scale: image scales whose softmax is averaged (e.g. 0.75,1,1.25)")

@@ -20,6 +20,7 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/image.h"
+#include "engine/cudnn_graph.h"
 #include "engine/safetensors.h"
 #include "layers/resize.h"
 #include "models/seg_model.h"
@@ -43,6 +44,7 @@ struct PredictArgs {
   std::string preset = "cirkd";
   bool overlay = false;
   std::string device = "auto";
+  bool tf32 = false;
 };
 
 std::string lower(std::string s) {
@@ -138,6 +140,7 @@ int run_predict(const PredictArgs& a) {
   prepare_out_dir(a.out);
 
   const Device device = resolve_device(a.device);
+  cudnn::set_allow_tf32(a.tf32);
   auto model = models::build_model(a.model, {meta.num_classes, a.width});
   model->params().materialize(device, /*with_grads=*/false);
   load_model_weights(*model, a.weights);
@@ -203,6 +206,7 @@ Command add_predict_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--overlay", a->overlay, "Also write <name>_overlay.png: 50% image, 50% prediction");
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  sub->add_flag("--tf32", a->tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
   sub->footer("Example:\n  rdd predict --model deeplabv3_resnet18 --weights runs/rdd/weights.safetensors \\\n"
               "      --input frames/ --out preds/ --overlay");
   return {sub, [a] { return run_predict(*a); }};

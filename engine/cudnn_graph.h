@@ -129,7 +129,7 @@ class EngineChooser {
 // f32 convolutions on TF32 tensor cores (inputs rounded to a 10-bit mantissa, f32 accumulation: about
 // 1e-3 relative error, several times faster; PyTorch allows it for cuDNN convolutions by default) or
 // strictly in f32 (the default here: what the parity tests compare). Process-wide, read at each call;
-// plans are cached per setting. `rdd train|distill|bench --tf32` turn it on.
+// plans are cached per setting. `rdd train|distill|eval|predict|bench --tf32` turn it on.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
