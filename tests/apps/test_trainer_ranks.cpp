@@ -1,0 +1,130 @@
+// The whole trainer (run_training) on 2 in-process ranks, on the CPU: what only a multi-rank run exercises
+// — rank 0 alone writes, every iteration is logged once, validation covers every image once over the
+// ranks, and a checkpoint resumes on another number of ranks (issue: "resume works for any world size that
+// divides the global batch").
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apps/run_options.h"
+#include "apps/trainer.h"
+#include "data/synth.h"
+#include "engine/communicator.h"
+#include "harness.h"
+
+using namespace rdd;
+using namespace rdd::apps;
+
+namespace {
+
+RunOptions parse(std::vector<std::string> args) {
+  CLI::App app{"trainer ranks test"};
+  RunOptions o;
+  CLI::App* sub = app.add_subcommand("train");
+  add_run_options(sub, o, /*distill=*/false);
+  args.insert(args.begin(), "train");
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
+  app.parse(args);
+  return o;
+}
+
+// run_training on `world` in-process ranks (one thread each); returns rank 0's result.
+TrainResult train_on_ranks(const RunOptions& o, int world) {
+  if (world == 1) return run_training(o, false);
+  LocalGroup group(world);
+  std::vector<TrainResult> results(static_cast<size_t>(world));
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      std::unique_ptr<Communicator> comm = group.rank(r);
+      try {
+        results[size_t(r)] = run_training(o, false, comm.get());
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < world; ++r) {
+    INFO("rank " << r << ": " << errors[size_t(r)]);
+    CHECK(errors[size_t(r)].empty());
+  }
+  return results[0];
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::ifstream f(path);
+  std::vector<nlohmann::json> out;
+  for (std::string line; std::getline(f, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the trainer on 2 ranks: rank 0 writes, each iteration logged once, a 2-rank checkpoint resumes on 1 "
+          "rank and a 1-rank one on 2") {
+  namespace fs = std::filesystem;
+  const std::string dir = test::temp_dir("trainer_ranks");
+  data::SynthOptions so;
+  so.out = dir + "/synth";
+  so.train = 8;
+  so.val = 3;  // odd: the ranks' shards differ in size, the summed confusion matrix still covers all 3
+  so.height = 48;
+  so.width = 64;
+  data::write_synthetic_cityscapes(so);
+  const std::vector<std::string> base = {"--dataset", "cityscapes", "--data-root", so.out, "--model",
+                                         "deeplabv3_resnet18", "--width", "0.125", "--crop", "32", "--crop-w", "48",
+                                         "--batch", "4", "--iters", "4", "--save-every", "2", "--workers", "1",
+                                         "--device", "cpu", "--print-every", "1000", "--val-every", "2"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), base.begin(), base.end());
+    return more;
+  };
+
+  // 2 ranks, stopped after iteration 2 (a checkpoint), then resumed on 1 rank to the end.
+  const TrainResult first = train_on_ranks(parse(with({"--out", dir + "/a", "--stop-after", "2"})), 2);
+  CHECK_FALSE(first.finished);
+  CHECK(first.iterations == 2);
+  REQUIRE(fs::exists(dir + "/a/checkpoint.safetensors"));
+  const TrainResult resumed =
+      train_on_ranks(parse(with({"--out", dir + "/a", "--resume", dir + "/a/checkpoint.safetensors"})), 1);
+  CHECK(resumed.finished);
+  CHECK(resumed.iterations == 2);  // 3 and 4
+  CHECK(resumed.final_miou >= 0);
+
+  // 1 rank to iteration 2, resumed on 2 ranks.
+  train_on_ranks(parse(with({"--out", dir + "/b", "--stop-after", "2"})), 1);
+  const TrainResult two = train_on_ranks(parse(with({"--out", dir + "/b", "--resume", dir + "/b/checkpoint.safetensors"})), 2);
+  CHECK(two.finished);
+  CHECK(two.iterations == 2);
+
+  for (const std::string run : {"a", "b"}) {
+    INFO("run " << run);
+    // One record per iteration (rank 1 wrote nothing), and the validations at 2 and at the end.
+    const std::vector<nlohmann::json> records = read_jsonl(dir + "/" + run + "/metrics.jsonl");
+    std::vector<int64_t> iters;
+    int validations = 0;
+    for (const nlohmann::json& r : records) {
+      if (r.contains("loss")) iters.push_back(r.at("iter").get<int64_t>());
+      if (r.contains("val_miou")) ++validations;
+    }
+    CHECK(iters == std::vector<int64_t>{1, 2, 3, 4});
+    CHECK(validations >= 2);
+    // The final evaluation saw every validation image exactly once over the ranks.
+    std::ifstream eval_file(dir + "/" + run + "/eval.json");
+    REQUIRE(eval_file.good());
+    const nlohmann::json eval = nlohmann::json::parse(eval_file);
+    CHECK(eval.at("images").get<int64_t>() == 3);
+    CHECK(fs::exists(dir + "/" + run + "/weights.safetensors"));
+  }
+  // The resolved configuration records the world size of the run that wrote it.
+  std::ifstream config(dir + "/b/config.json");
+  REQUIRE(config.good());
+  CHECK(nlohmann::json::parse(config).at("world_size") == 2);
+}
