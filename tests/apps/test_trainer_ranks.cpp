@@ -23,20 +23,20 @@ using namespace rdd::apps;
 
 namespace {
 
-RunOptions parse(std::vector<std::string> args) {
+RunOptions parse(std::vector<std::string> args, bool distill = false) {
   CLI::App app{"trainer ranks test"};
   RunOptions o;
-  CLI::App* sub = app.add_subcommand("train");
-  add_run_options(sub, o, /*distill=*/false);
-  args.insert(args.begin(), "train");
+  CLI::App* sub = app.add_subcommand(distill ? "distill" : "train");
+  add_run_options(sub, o, distill);
+  args.insert(args.begin(), distill ? "distill" : "train");
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
   app.parse(args);
   return o;
 }
 
 // run_training on `world` in-process ranks (one thread each); returns rank 0's result.
-TrainResult train_on_ranks(const RunOptions& o, int world) {
-  if (world == 1) return run_training(o, false);
+TrainResult train_on_ranks(const RunOptions& o, int world, bool distill = false) {
+  if (world == 1) return run_training(o, distill);
   LocalGroup group(world);
   std::vector<TrainResult> results(static_cast<size_t>(world));
   std::vector<std::string> errors(static_cast<size_t>(world));
@@ -45,7 +45,7 @@ TrainResult train_on_ranks(const RunOptions& o, int world) {
     threads.emplace_back([&, r] {
       std::unique_ptr<Communicator> comm = group.rank(r);
       try {
-        results[size_t(r)] = run_training(o, false, comm.get());
+        results[size_t(r)] = run_training(o, distill, comm.get());
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
       }
@@ -127,4 +127,40 @@ TEST_CASE("the trainer on 2 ranks: rank 0 writes, each iteration logged once, a 
   std::ifstream config(dir + "/b/config.json");
   REQUIRE(config.good());
   CHECK(nlohmann::json::parse(config).at("world_size") == 2);
+}
+
+TEST_CASE("distillation on 2 ranks: the frozen teacher on every rank, KD and RDD (TFE, then TSE) logged once") {
+  const std::string dir = test::temp_dir("distill_ranks");
+  data::SynthOptions so;
+  so.out = dir + "/synth";
+  so.train = 8;
+  so.val = 2;
+  so.height = 48;
+  so.width = 64;
+  data::write_synthetic_cityscapes(so);
+  const std::vector<std::string> data = {"--dataset", "cityscapes", "--data-root", so.out, "--crop", "32",
+                                         "--crop-w", "48", "--batch", "4", "--workers", "1", "--device", "cpu",
+                                         "--print-every", "1000"};
+  std::vector<std::string> teacher = data;
+  for (const char* a : {"--model", "deeplabv3_resnet18", "--width", "0.25", "--iters", "2", "--out"}) teacher.push_back(a);
+  teacher.push_back(dir + "/teacher");
+  train_on_ranks(parse(teacher), 1);
+  std::vector<std::string> student = data;
+  for (const char* a : {"--model", "deeplabv3_resnet18", "--width", "0.125", "--teacher", "deeplabv3_resnet18",
+                        "--teacher-width", "0.25", "--kd", "1", "--rdd", "tfe,tse", "--warmup-iters", "3",
+                        "--min-kept", "200", "--iters", "4", "--out"})
+    student.push_back(a);
+  student.push_back(dir + "/rdd");
+  student.push_back("--teacher-weights");
+  student.push_back(dir + "/teacher/weights.safetensors");
+  const TrainResult r = train_on_ranks(parse(student, true), 2, true);
+  CHECK(r.finished);
+  CHECK(r.iterations == 4);
+  std::vector<double> tfe_share;
+  for (const nlohmann::json& rec : read_jsonl(dir + "/rdd/metrics.jsonl"))
+    if (rec.contains("loss")) {
+      CHECK(rec.contains("kd"));
+      tfe_share.push_back(rec.at("task.tfe_share").get<double>());
+    }
+  CHECK(tfe_share == std::vector<double>{1, 1, 0, 0});  // TFE while iteration < 3, then TSE
 }
