@@ -4,7 +4,9 @@
 # benchmarks. Meant for a lent GPU machine, where nothing can be installed: build elsewhere (or here),
 # then
 #   BUILD_DIR=build PYTHON=python3 bash scripts/gpu_check.sh [step ...]
-# Steps (default: all): tests selftest golden bench distill e2e multi. Logs go to $LOG_DIR (default: gpu_check/).
+# Steps (default: all but sanitize): tests selftest golden bench distill e2e multi sanitize.
+# sanitize: the GPU test cases of engine, layers and rdd under compute-sanitizer memcheck and racecheck
+# (out-of-bounds accesses and shared-memory races that a parity check can miss; 10-100x slower). Logs go to $LOG_DIR (default: gpu_check/).
 # Each step runs under `timeout` so that one hang cannot eat the whole session.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -95,6 +97,19 @@ if has multi; then
   if [ "$n" -gt 1 ]; then
     nb=16; [ $((16 % n)) -ne 0 ] && nb=$((2 * n))  # --batch is global: it must split over the ranks
     run "multi_gpus${n}_nccl" 300 "$rdd" distill "${DI[@]}" --batch "$nb" --gpus "$n" --out "$m/gpusN"
+  fi
+fi
+
+if has sanitize; then
+  if command -v compute-sanitizer > /dev/null 2>&1; then
+    for t in engine layers rdd; do
+      run "memcheck_$t" 600 compute-sanitizer --tool memcheck --error-exitcode 99 \
+        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+      run "racecheck_$t" 600 compute-sanitizer --tool racecheck --error-exitcode 99 \
+        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+    done
+  else
+    summary+=("$(printf '%-34s %-14s' sanitize "SKIPPED (no compute-sanitizer)")")
   fi
 fi
 
