@@ -514,6 +514,26 @@ GPU_TEST_CASE("batchnorm2d: an empty local batch under SyncBN runs on the GPU (t
   for (int64_t c = 0; c < 3; ++c) CHECK(rv[size_t(c)] == doctest::Approx(0.9 * rv0[size_t(c)] + 0.1 * 2.0).epsilon(1e-5));
 }
 
+GPU_TEST_CASE("batchnorm2d: SyncBN through a one-rank NCCL communicator (device reduction, stream order) = local BN") {
+  // The reducer all-reduces on NCCL's own stream: it must wait for the partial sums the compute stream
+  // is still producing, and the normalisation must wait for the reduction. With one rank the sums are
+  // unchanged, so anything out of order shows as a mismatch with plain local BN.
+  std::unique_ptr<Communicator> comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0, 60);
+  const StatsReducer nccl_sum = [&comm](Tensor& partial) { comm->all_reduce_sum(partial); };
+  for (const Shape& s : {Shape{4, 3, 37, 41}, Shape{2, 6, 64, 96}}) {
+    INFO("shape " << shape_str(s));
+    const BnInputs in = make_bn(s, 907);
+    const TrainResult local = train_step(in, Device::cuda(0));
+    const TrainResult synced = train_step(in, Device::cuda(0), 1e-5, 0.1, nccl_sum, nccl_sum);
+    CHECK_TENSORS_CLOSE(synced.y, local.y, Tolerance{1e-4, 1e-4});
+    CHECK_TENSORS_CLOSE(synced.rm, local.rm, Tolerance{1e-5, 1e-5});
+    CHECK_TENSORS_CLOSE(synced.rv, local.rv, Tolerance{1e-5, 1e-4});
+    CHECK_TENSORS_CLOSE(synced.dx, local.dx, Tolerance{1e-4, 1e-4});
+    CHECK_TENSORS_CLOSE(synced.dgamma, local.dgamma, Tolerance{2e-4, 1e-4});
+    CHECK_TENSORS_CLOSE(synced.dbeta, local.dbeta, Tolerance{2e-4, 1e-4});
+  }
+}
+
 GPU_TEST_CASE("batchnorm2d: the stats reducer on the GPU turns half a batch into the whole (SyncBN)") {
   check_split_batch(make_bn({4, 3, 6, 7}, 331), Device::cuda(0), Tolerance{1e-4, 1e-4});
   check_split_batch(make_bn({6, 5, 16, 12}, 332), Device::cuda(0), Tolerance{1e-4, 1e-4});
