@@ -173,6 +173,7 @@ int run_model_bench(const ModelBenchOptions& o) {
     student->params().zero_grad();
     method::NetOutputs t_out;
     if (teacher) {
+      OpLabelPrefix as_teacher("teacher: ");  // its layers have the student's names
       const models::ModelOutputs t = teacher->forward(images);
       t_out = {t.main, t.aux, t.feature};
       mark("teacher forward (eval)");

@@ -120,7 +120,9 @@ Command add_bench_command(CLI::App& app) {
   sub->add_flag("--layers", a->model.layers,
                 "With --model: also time each named layer (convolutions and batch norms, forward and backward) in "
                 "another round of steps, slowest first");
-  sub->add_option("--top", a->model.top_layers, "Rows of the --layers table")->capture_default_str();
+  sub->add_option("--top", a->model.top_layers, "Rows of the --layers table")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   sub->add_flag("--tf32", a->model.tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
   sub->add_option("--teacher-width", a->model.teacher_width, "Teacher width multiplier")->capture_default_str();
   sub->add_option("--classes", a->model.num_classes, "Classes of the model")->capture_default_str();

@@ -97,9 +97,7 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
     result.confusion.add_logits(predict_scores(model, images, int(labels.size(1)), int(labels.size(2)), options), labels);
     result.images += images.size(0);
     if (show_progress) progress.update(result.images, {}, 0, images.size(0));
-    // The pinned batch goes back to the workers: its asynchronous upload must be complete first.
-    if (device.is_cuda() && batch.images.is_pinned()) synchronize(device);
-    loader.recycle(std::move(batch));
+    loader.recycle(std::move(batch));  // waits for the batch's upload
   }
   if (show_progress) progress.finish();
   model.set_mode(previous);

@@ -581,7 +581,7 @@ void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
                           .add_option("--gpus", flags.gpus,
                                       "Worker processes on this node, one per GPU (cuda:0..N-1), over NCCL. Without "
                                       "it: one process, no NCCL; --gpus 1: one worker through the data-parallel "
-                                      "path (its overhead)")
+                                      "path (its host-side overhead; one rank moves no data)")
                           ->check(CLI::Range(1, 1024))
                           ->group(group);
   command.add_option("--nnodes", flags.nnodes, "Number of nodes taking part")->check(CLI::Range(1, 1 << 16))->group(group);

@@ -2,8 +2,8 @@
 // from the same binary, with the same arguments, and watches them.
 //
 //   if (auto w = worker_env()) {                 // we are a worker: rendezvous, NCCL, train
-//     Rendezvous rdzv(rendezvous_options(*w, flags.rendezvous_timeout_s));
-//     ...
+//     WorkerSession session = join_worker_session(*w, flags, "training");
+//     ...                                         // run with session.comm on session.device
 //   } else if (flags.distributed()) {                   // we are the launcher
 //     return launch_local_workers(make_launch_spec(flags));  // re-runs this very command line
 //   }

@@ -262,11 +262,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
     student->backward(grads.main, grads.aux, grads.feature);
     grad_reducer.finish();  // the last buckets, then the compute stream waits for all (no-op for one rank)
     sgd.step(lr);
-    // The batch's pinned buffers go back to the loader's workers: the asynchronous copy to the GPU
-    // must be complete first. (The losses already waited for the device to read their values, so
-    // this wait is free today; it keeps the hand-back safe when they stop doing so.)
-    if (device.is_cuda() && batch.images.is_pinned()) synchronize(device);
-    loader.recycle(std::move(batch));
+    loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
 
     // Loss terms averaged over ranks for logging.
     std::vector<double> values{total};

@@ -35,8 +35,9 @@ struct TrainResult {
   bool finished = true;   // false when --stop-after ended the run early (no final evaluation)
 };
 
-// Data parallelism: `comm` null (or world size 1) is the single-process run. With N ranks, each rank
-// runs this on its own device with batch/N images; the student's BN is synchronised (SyncBN), gradients
+// Data parallelism: `comm` null (or one that is not data_parallel()) is the single-process run. With N
+// ranks (or NCCL with one: `--gpus 1`), each rank runs this on its own device with batch/N images; the
+// student's BN is synchronised (SyncBN), gradients
 // are averaged over ranks in buckets of the flat buffer, validation confusion matrices are summed, and
 // only rank 0 writes files or prints progress. `device` overrides options.device (workers use the GPU
 // the launcher gave them).

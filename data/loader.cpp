@@ -273,6 +273,9 @@ bool Loader::next(Batch& out) {
 
 void Loader::recycle(Batch&& b) {
   if (!b.images.defined()) return;
+  // The workers will overwrite these pinned buffers: an asynchronous copy to the GPU still reading them
+  // must be complete first.
+  if (cfg_.device.is_cuda() && b.images.is_pinned()) synchronize(cfg_.device);
   std::lock_guard<std::mutex> lock(mu_);
   if (free_.size() < size_t(cfg_.prefetch + cfg_.workers)) free_.push_back(std::move(b));
 }

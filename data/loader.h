@@ -93,7 +93,8 @@ class Loader {
 
   // The next batch; false when the stream is over (eval: end of shard; train: max_iterations).
   bool next(Batch& out);
-  // Hands a consumed batch's buffers back for reuse (optional; call once its copies are done).
+  // Hands a consumed batch's buffers back for reuse (optional). Waits for config.device first when the
+  // buffers are pinned, so asynchronous copies from them are done.
   void recycle(Batch&& b);
 
   // Batches consumed so far, counting start_iteration: the position to store in a checkpoint.

@@ -759,7 +759,7 @@ void run(const Request& r) {
               plan->graph->labels[size_t(plan->config)], ", which has run before: ", why);
     // Another engine is tried only when this one could not run here (EXECUTION_FAILED, NOT_SUPPORTED) ...
     const int category = int(s) / 1000 * 1000;
-    RDD_CHECK(injected || category == CUDNN_STATUS_EXECUTION_FAILED || category == CUDNN_STATUS_NOT_SUPPORTED,
+    RDD_CHECK(category == CUDNN_STATUS_EXECUTION_FAILED || category == CUDNN_STATUS_NOT_SUPPORTED,
               describe(r), ": cuDNN failed to execute ", plan->graph->labels[size_t(plan->config)], ": ", why);
     // ... and the device is healthy: a sticky CUDA error (an earlier kernel's bad address) fails every engine.
     const cudaError_t health = cudaStreamQuery(ctx.compute_stream());
@@ -768,7 +768,7 @@ void run(const Request& r) {
     cudaGetLastError();  // a launch error of the failed engine is not the next one's
     // With beta ≠ 0 the output is an accumulator (dw += ...): an engine that failed half way may have
     // written part of it already, so a retry could count that part twice. Report instead.
-    RDD_CHECK(injected || r.beta == 0.f, describe(r), ": cuDNN failed to execute ",
+    RDD_CHECK(r.beta == 0.f, describe(r), ": cuDNN failed to execute ",
               plan->graph->labels[size_t(plan->config)], " (", why,
               ") into an accumulated output (beta ", r.beta, "), which a retry could count twice");
     plan = replace_plan(r, key, plan, why, ctx);

@@ -25,9 +25,12 @@
 // (TENSOR_CORE / DOWN_CONVERT_INPUTS) and FFT, so f32 means f32 — then the others. The plan is the first
 // candidate that finalises with a workspace within the budget (workspace_budget below); when every one
 // that finalises needs more, the one that needs least. An f32 configuration that ends up on a TF32
-// engine says so once on stderr. A plan that fails at its first execute is replaced by the next
+// engine says so once on stderr. A plan that fails at its first execute (EXECUTION_FAILED or
+// NOT_SUPPORTED, on a healthy GPU, into an output it overwrites: beta 0) is replaced by the next
 // candidate and the call retried; only when none is left does the call throw, naming the op, the
-// shapes and why each candidate was passed over. Once a plan has executed, a failure is an error.
+// shapes and why each candidate was passed over. Any other failure is an error: after a plan has run,
+// on a GPU in error, or with beta ≠ 0 (an accumulated output, dw += ..., that a half-done engine may
+// already have changed).
 // beta is part of the operation graph, so each beta value has its own plan; so has each pointer
 // alignment (16 bytes, or less for views into a tensor).
 #pragma once

@@ -12,7 +12,8 @@ namespace {
 
 std::atomic<bool> g_enabled{false};
 std::atomic<OpLevel> g_level{OpLevel::kind};
-thread_local int t_depth = 0;  // open scopes on this thread
+thread_local int t_depth = 0;               // open scopes on this thread
+thread_local const char* t_prefix = nullptr;  // OpLabelPrefix
 
 struct Table {
   std::mutex mutex;
@@ -44,6 +45,9 @@ std::vector<OpStats> op_profile_take() {
   return out;
 }
 
+OpLabelPrefix::OpLabelPrefix(const char* prefix) : previous_(t_prefix) { t_prefix = prefix; }
+OpLabelPrefix::~OpLabelPrefix() { t_prefix = previous_; }
+
 OpScope::OpScope(const char* name, Device device, double flops, double bytes, OpLevel level) : device_(device) {
   if (!op_profile_enabled() || level != g_level.load(std::memory_order_relaxed)) return;
   counted_ = true;
@@ -64,17 +68,18 @@ OpScope::~OpScope() {
     return;  // a device error: the next call on the device reports it; a destructor must not throw
   }
   const double ms = double(now_ns() - start_ns_) * 1e-6;
+  const std::string name = t_prefix ? std::string(t_prefix) + name_ : std::string(name_);
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mutex);
   for (OpStats& row : t.rows)
-    if (row.name == name_) {
+    if (row.name == name) {
       ++row.calls;
       row.ms += ms;
       row.flops += flops_;
       row.bytes += bytes_;
       return;
     }
-  t.rows.push_back({name_, 1, ms, flops_, bytes_});
+  t.rows.push_back({name, 1, ms, flops_, bytes_});
 }
 
 }  // namespace rdd

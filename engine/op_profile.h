@@ -42,6 +42,19 @@ struct OpStats {
 // The table so far, in the order each name was first seen, and clears it.
 std::vector<OpStats> op_profile_take();
 
+// While one is alive, rows recorded on this thread get `prefix` in front of their name ("teacher: "): two
+// models with the same parameter names — a teacher and its student — stay apart at the layer level.
+class OpLabelPrefix {
+ public:
+  explicit OpLabelPrefix(const char* prefix);
+  ~OpLabelPrefix();
+  OpLabelPrefix(const OpLabelPrefix&) = delete;
+  OpLabelPrefix& operator=(const OpLabelPrefix&) = delete;
+
+ private:
+  const char* previous_;
+};
+
 class OpScope {
  public:
   // `name` must stay valid until the scope closes (the table keeps a copy).

@@ -22,7 +22,6 @@ void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, f
 // t, s: (outer, len, inner); kl: (outer·inner); grad: (outer, len, inner) or null.
 void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
              float grad_scale, float* kl, float* grad, cudaStream_t stream);
-// acc[0] += Σ a·b (b null: Σ a), in double.
 // out[0] = Σ a·b (b null: Σ a), deterministic; partials: scratch of kDotMaxBlocks doubles.
 constexpr int kDotMaxBlocks = 1024;
 void dot(const float* a, const float* b, int64_t n, double* partials, double* out, cudaStream_t stream);

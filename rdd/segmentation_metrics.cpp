@@ -83,7 +83,9 @@ void ConfusionMatrix::add_predictions(const Tensor& pred, const Tensor& labels) 
 #if RDD_WITH_CUDA
     const Device d = pred.device();
     Tensor counts = Tensor::zeros({int64_t(C) * C}, DType::i64, d);
-    Tensor bad = Tensor::from_vector<int32_t>({-1, std::numeric_limits<int32_t>::min()}, {2}).to(d);
+    Tensor bad = Tensor::empty({2}, DType::i32, d);  // filled on the device: no upload per call
+    bad.slice(0, 1).fill_(-1);
+    bad.slice(1, 2).fill_(double(std::numeric_limits<int32_t>::min()));
     kernels::confusion_accumulate(pred.data<int32_t>(), labels.data<int32_t>(), n, C,
                                   reinterpret_cast<unsigned long long*>(counts.data<int64_t>()), bad.data<int32_t>(),
                                   cuda_context(d.index).compute_stream());

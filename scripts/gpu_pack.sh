@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pack a built tree for a GPU machine that can build nothing and install nothing (a lent machine with
 # the CUDA driver, cuDNN and NCCL but no Debian packages): the `rdd` binary, the test executables and the
-# OpenBLAS/gfortran libraries they link, xz-compressed into .gpu/carry.tar.xz (about 10 MB).
+# OpenBLAS/gfortran libraries they link, xz-compressed into .gpu/carry.tar.xz (about 9 MB).
 #   BUILD_DIR=build bash scripts/gpu_pack.sh
 # On the GPU machine, from the repository root (with .gpu/ carried along):
 #   bash scripts/gpu_remote.sh [gpu_check steps...]
@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 build="${BUILD_DIR:-build}"
 [ -x "$build/rdd" ] || { echo "gpu_pack: $build/rdd not built (cmake --build $build)" >&2; exit 1; }
-grep -q '^#define RDD_HAS_CUDA 1' "$build"/*.h 2>/dev/null || true
+ldd "$build/rdd" | grep -q libcudart || { echo "gpu_pack: $build/rdd is a CPU-only build (configure with -DRDD_CUDA=ON)" >&2; exit 1; }
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/tests" "$stage/.gpulib"

@@ -4,7 +4,7 @@
 # environment's nvidia-* packages), then run scripts/gpu_check.sh with the given steps. Logs are packed
 # into $OUT/gpu_check.tar.gz when OUT is set. The tests find sources by the absolute path of the machine
 # that built them, so that path is linked to this checkout.
-#   bash scripts/gpu_remote.sh [tests selftest golden bench distill e2e]
+#   bash scripts/gpu_remote.sh [tests selftest golden bench distill e2e multi sanitize]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD

@@ -325,7 +325,7 @@ int choose(cudnn::EngineChooser& chooser, std::vector<FakeEngine>& engines, int6
 
 }  // namespace
 
-TEST_CASE("workspace_budget: 256 MiB floor, 1/8 of free memory, never below the workspace already held") {
+TEST_CASE("workspace_budget: 256 MiB floor, 1/8 of the memory, never below the workspace already held") {
   CHECK(cudnn::workspace_budget(0, 0) == 256 * kMiB);
   CHECK(cudnn::workspace_budget(1024 * kMiB, 0) == 256 * kMiB);   // 1/8 of 1 GiB is under the floor
   CHECK(cudnn::workspace_budget(size_t(80) << 30, 0) == 10240 * kMiB);  // 1/8 of 80 GiB
@@ -652,6 +652,15 @@ GPU_TEST_CASE("a plan that fails at its first execute gives way to the next engi
   }
   cudnn::conv_forward(x, w, y, params(1));  // still the same, working plan
   CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), ref_forward(xc, wc, params(1)), kF32);
+  {
+    // Into an accumulated output (beta 1: dw += ...) a first failure is not retried either: the failed
+    // engine may already have added part of its result.
+    Tensor dw = Tensor::zeros({4, 3, 3, 3}, DType::f32, Device::cuda(0));
+    const Tensor dy = to_gpu(test::random_tensor({2, 4, 8, 8}, 513));
+    InjectedExecuteFailures once(1);
+    CHECK_THROWS_WITH_AS(cudnn::conv_backward_filter(x, dy, dw, params(1), 1.f),
+                         doctest::Contains("into an accumulated output (beta 1)"), Error);
+  }
   cudnn::clear_plan_cache();
 }
 

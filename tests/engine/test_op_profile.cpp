@@ -75,3 +75,19 @@ TEST_CASE("op profile: turning it on inside an open scope does not unbalance the
   REQUIRE(t.size() == 1);
   CHECK(t[0].name == "counted");
 }
+
+TEST_CASE("op profile: a label prefix keeps two models' same-named rows apart, and is undone with its scope") {
+  ProfileOn on;
+  { OpScope s("layer1.conv forward", Device::cpu()); }
+  {
+    OpLabelPrefix teacher("teacher: ");
+    OpScope s("layer1.conv forward", Device::cpu());
+  }
+  { OpScope s("layer1.conv forward", Device::cpu()); }
+  const std::vector<OpStats> t = op_profile_take();
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].name == "layer1.conv forward");
+  CHECK(t[0].calls == 2);
+  CHECK(t[1].name == "teacher: layer1.conv forward");
+  CHECK(t[1].calls == 1);
+}

@@ -516,10 +516,11 @@ GPU_TEST_CASE("batchnorm2d: an empty local batch under SyncBN runs on the GPU (t
 
 GPU_TEST_CASE("batchnorm2d: SyncBN through a one-rank NCCL communicator (device reduction, stream order) = local BN") {
   // The reducer all-reduces on NCCL's own stream: it must wait for the partial sums the compute stream
-  // is still producing, and the normalisation must wait for the reduction. With one rank the sums are
-  // unchanged, so anything out of order shows as a mismatch with plain local BN.
+  // is still producing, and the normalisation must wait for the reduction. With one rank the values are
+  // unchanged, so anything out of order shows as a mismatch with plain local BN. (The mean, not the sum:
+  // NCCL skips an in-place one-rank sum, while the mean runs a scaling kernel on its stream.)
   std::unique_ptr<Communicator> comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0, 60);
-  const StatsReducer nccl_sum = [&comm](Tensor& partial) { comm->all_reduce_sum(partial); };
+  const StatsReducer nccl_sum = [&comm](Tensor& partial) { comm->all_reduce_mean(partial); };
   for (const Shape& s : {Shape{4, 3, 37, 41}, Shape{2, 6, 64, 96}}) {
     INFO("shape " << shape_str(s));
     const BnInputs in = make_bn(s, 907);
