@@ -9,6 +9,7 @@
 #include "apps/bench_model.h"
 #include "apps/commands.h"
 #include "apps/data_options.h"
+#include "apps/run_options.h"
 #include "data/augment.h"
 #include "data/loader.h"
 #include "engine/error.h"
@@ -123,7 +124,7 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--top", a->model.top_layers, "Rows of the --layers table")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  sub->add_flag("--tf32", a->model.tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
+  add_tf32_flag(sub, a->model.tf32);
   sub->add_option("--teacher-width", a->model.teacher_width, "Teacher width multiplier")->capture_default_str();
   sub->add_option("--classes", a->model.num_classes, "Classes of the model")->capture_default_str();
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();

@@ -97,7 +97,7 @@ Command add_eval_command(CLI::App& app) {
   add_data_options(sub, a->data, /*required=*/true, "val");
   sub->add_option("--preset", a->preset, "Input normalisation of the training preset: cirkd or mmseg")->capture_default_str();
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_flag("--tf32", a->tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
+  add_tf32_flag(sub, a->tf32);
   sub->add_option("--workers", a->workers, "Loader threads")->capture_default_str();
   sub->add_option("--json", a->json, "Also write the results as JSON to this file");
   sub->add_option("--scales", a->scales, "Multi-scale: image scales whose softmax is averaged (e.g. 0.75,1,1.25)")
@@ -115,8 +115,7 @@ Command add_eval_command(CLI::App& app) {
               return run_eval(*a, &session);
             }
             if (launch->distributed()) {
-              RDD_CHECK(a->device == "auto", "--device ", a->device,
-                        " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
+              check_no_device_with_gpus(a->device);
               return launch_local_workers(make_launch_spec(*launch));
             }
             return run_eval(*a);

@@ -206,7 +206,7 @@ Command add_predict_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--overlay", a->overlay, "Also write <name>_overlay.png: 50% image, 50% prediction");
   sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  sub->add_flag("--tf32", a->tf32, "GPU: let f32 convolutions use TF32 tensor cores (default: strict f32)");
+  add_tf32_flag(sub, a->tf32);
   sub->footer("Example:\n  rdd predict --model deeplabv3_resnet18 --weights runs/rdd/weights.safetensors \\\n"
               "      --input frames/ --out preds/ --overlay");
   return {sub, [a] { return run_predict(*a); }};

@@ -42,8 +42,7 @@ Command add_run_command(CLI::App& app, bool distill) {
               return run_distributed_worker(*opt, distill, *w, *launch);
             if (launch->distributed()) {
               validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
-              RDD_CHECK(opt->device == "auto", "--device ", opt->device,
-                        " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
+              check_no_device_with_gpus(opt->device);
               return launch_local_workers(make_launch_spec(*launch));
             }
             const TrainResult r = run_training(*opt, distill);

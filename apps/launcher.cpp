@@ -604,6 +604,11 @@ void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
       ->group(group);
 }
 
+void check_no_device_with_gpus(const std::string& device) {
+  RDD_CHECK(device == "auto", "--device ", device,
+            " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
+}
+
 WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what) {
   RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process ", what, " runs on GPUs (NCCL), and this machine has none (",
             no_gpu_reason(), ")");

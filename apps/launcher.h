@@ -122,5 +122,7 @@ struct WorkerSession {
   Device device;
 };
 WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what);
+// Refuses a --device other than auto together with --gpus: each worker uses its own GPU.
+void check_no_device_with_gpus(const std::string& device);
 
 }  // namespace rdd::apps

@@ -14,6 +14,12 @@ std::string known_models() {
 }
 }  // namespace
 
+CLI::Option* add_tf32_flag(CLI::App* sub, bool& tf32) {
+  return sub->add_flag("--tf32", tf32,
+                       "GPU: let f32 convolutions use TF32 tensor cores (inputs rounded to 10 mantissa bits, as "
+                       "PyTorch does by default for cuDNN convolutions; several times faster). Default: strict f32");
+}
+
 void add_run_options(CLI::App* sub, RunOptions& o, bool distill) {
   add_config_file_option(sub);  // CLI11 2.1 reads set_config() files only for the main app
   const std::string model_help =
@@ -71,10 +77,7 @@ void add_run_options(CLI::App* sub, RunOptions& o, bool distill) {
                   "Stop after this iteration with a checkpoint (the schedule stays --iters; continue with --resume)")
       ->group("Run");
   sub->add_option("--device", o.device, "auto (GPU when present), cpu, cuda or cuda:N")->capture_default_str()->group("Run");
-  sub->add_flag("--tf32", o.tf32,
-                "GPU: let f32 convolutions use TF32 tensor cores (inputs rounded to 10 mantissa bits, as PyTorch "
-                "does by default for cuDNN convolutions; several times faster). Default: strict f32")
-      ->group("Run");
+  add_tf32_flag(sub, o.tf32)->group("Run");
   sub->add_option("--print-every", o.print_every, "Progress line every N iterations when not on a terminal")
       ->capture_default_str()->group("Run");
 }

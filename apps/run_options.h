@@ -67,6 +67,8 @@ struct RunOptions {
 
 // Flags for `rdd train` (and, with distill = true, the teacher/KD/RDD flags of `rdd distill`).
 void add_run_options(CLI::App* sub, RunOptions& o, bool distill);
+// --tf32 (engine/cudnn_graph.h set_allow_tf32), the same flag on every command that runs a model.
+CLI::Option* add_tf32_flag(CLI::App* sub, bool& tf32);
 
 // Checks values that CLI11 cannot (names, ranges, combinations), naming the flag.
 void validate_run_options(const RunOptions& o, bool distill);
