@@ -274,7 +274,7 @@ class NcclCommunicator final : public Communicator {
   // before. An error aborts the communicator.
   void settle(const char* what, ncclResult_t r) {
     // With several ranks every nonblocking collective comes back ncclInProgress (NCCL finishes the group
-    // on a thread) and is usually ready within microseconds: poll at once, yield for ~50 µs, then sleep —
+    // on a thread) and is usually ready within microseconds: yield-and-poll for ~50 µs, then sleep —
     // SyncBN makes one synchronous collective per BN layer, so a fixed 100 µs sleep would add up.
     const Clock::time_point start = Clock::now();
     while (r == ncclInProgress) {
@@ -387,7 +387,8 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;   // null once aborted (or released)
   std::string abort_message_;   // why it was aborted
 
-  std::mutex watch_mu_;         // guards the fields below and watch_event_'s record and query
+  std::mutex watch_mu_;         // guards the fields below and the watchdog's query of watch_event_ (the
+                                // main thread records it outside the lock, while collective_ is kEnqueueing)
   std::condition_variable watch_cv_;
   bool stop_ = false;
   Watch::Collective collective_ = Watch::kIdle;  // kIdle, kEnqueueing or kRunning
