@@ -58,6 +58,18 @@ TrainResult train_on_ranks(const RunOptions& o, int world, bool distill = false)
   return results[0];
 }
 
+// Synthetic Cityscapes-layout scenes of 48×64 under dir/synth; returns that data root.
+std::string small_synth(const std::string& dir, int train, int val) {
+  data::SynthOptions so;
+  so.out = dir + "/synth";
+  so.train = train;
+  so.val = val;
+  so.height = 48;
+  so.width = 64;
+  data::write_synthetic_cityscapes(so);
+  return so.out;
+}
+
 std::vector<nlohmann::json> read_jsonl(const std::string& path) {
   std::ifstream f(path);
   std::vector<nlohmann::json> out;
@@ -71,14 +83,9 @@ TEST_CASE("the trainer on 2 ranks: rank 0 writes, each iteration logged once, a 
           "rank and a 1-rank one on 2") {
   namespace fs = std::filesystem;
   const std::string dir = test::temp_dir("trainer_ranks");
-  data::SynthOptions so;
-  so.out = dir + "/synth";
-  so.train = 8;
-  so.val = 3;  // odd: the ranks' shards differ in size, the summed confusion matrix still covers all 3
-  so.height = 48;
-  so.width = 64;
-  data::write_synthetic_cityscapes(so);
-  const std::vector<std::string> base = {"--dataset", "cityscapes", "--data-root", so.out, "--model",
+  // 3 validation images: odd, so the ranks' shards differ in size; the summed confusion matrix covers all 3.
+  const std::string root = small_synth(dir, 8, 3);
+  const std::vector<std::string> base = {"--dataset", "cityscapes", "--data-root", root, "--model",
                                          "deeplabv3_resnet18", "--width", "0.125", "--crop", "32", "--crop-w", "48",
                                          "--batch", "4", "--iters", "4", "--save-every", "2", "--workers", "1",
                                          "--device", "cpu", "--print-every", "1000", "--val-every", "2"};
@@ -131,14 +138,8 @@ TEST_CASE("the trainer on 2 ranks: rank 0 writes, each iteration logged once, a 
 
 TEST_CASE("distillation on 2 ranks: the frozen teacher on every rank, KD and RDD (TFE, then TSE) logged once") {
   const std::string dir = test::temp_dir("distill_ranks");
-  data::SynthOptions so;
-  so.out = dir + "/synth";
-  so.train = 8;
-  so.val = 2;
-  so.height = 48;
-  so.width = 64;
-  data::write_synthetic_cityscapes(so);
-  const std::vector<std::string> data = {"--dataset", "cityscapes", "--data-root", so.out, "--crop", "32",
+  const std::string root = small_synth(dir, 8, 2);
+  const std::vector<std::string> data = {"--dataset", "cityscapes", "--data-root", root, "--crop", "32",
                                          "--crop-w", "48", "--batch", "4", "--workers", "1", "--device", "cpu",
                                          "--print-every", "1000"};
   std::vector<std::string> teacher = data;

@@ -108,6 +108,19 @@ TrainResult train_step(const BnInputs& in, Device dev, double eps = 1e-5, double
   return res;
 }
 
+// Every output of a training step within its tolerance: y, running mean and variance, dx, dgamma/dbeta.
+struct StepTolerances {
+  Tolerance y, rm, rv, dx, dparams;
+};
+void check_step_close(const TrainResult& got, const TrainResult& want, const StepTolerances& t) {
+  CHECK_TENSORS_CLOSE(got.y, want.y, t.y);
+  CHECK_TENSORS_CLOSE(got.rm, want.rm, t.rm);
+  CHECK_TENSORS_CLOSE(got.rv, want.rv, t.rv);
+  CHECK_TENSORS_CLOSE(got.dx, want.dx, t.dx);
+  CHECK_TENSORS_CLOSE(got.dgamma, want.dgamma, t.dparams);
+  CHECK_TENSORS_CLOSE(got.dbeta, want.dbeta, t.dparams);
+}
+
 const std::vector<Shape>& shapes() {
   static const std::vector<Shape> all = {
       {2, 3, 5, 7},   {1, 5, 9, 11}, {4, 4, 8, 8},    {3, 1, 1, 2}, {2, 6, 1, 1},
@@ -485,13 +498,8 @@ GPU_TEST_CASE("batchnorm2d: CUDA at the grid limits: many blocks per channel, mo
     INFO("shape " << shape_str(s));
     const BnInputs in = make_bn(s, 905);
     const TrainResult want = train_step(in, Device::cpu());
-    const TrainResult got = train_step(in, gpu);
-    CHECK_TENSORS_CLOSE(got.y, want.y, Tolerance{1e-4, 1e-4});
-    CHECK_TENSORS_CLOSE(got.rm, want.rm, Tolerance{1e-5, 1e-5});
-    CHECK_TENSORS_CLOSE(got.rv, want.rv, Tolerance{1e-5, 1e-4});
-    CHECK_TENSORS_CLOSE(got.dx, want.dx, Tolerance{1e-4, 1e-4});
-    CHECK_TENSORS_CLOSE(got.dgamma, want.dgamma, Tolerance{1e-3, 1e-4});
-    CHECK_TENSORS_CLOSE(got.dbeta, want.dbeta, Tolerance{1e-3, 1e-4});
+    check_step_close(train_step(in, gpu), want,
+                     {{1e-4, 1e-4}, {1e-5, 1e-5}, {1e-5, 1e-4}, {1e-4, 1e-4}, {1e-3, 1e-4}});
   }
 }
 
@@ -525,13 +533,8 @@ GPU_TEST_CASE("batchnorm2d: SyncBN through a one-rank NCCL communicator (device 
     INFO("shape " << shape_str(s));
     const BnInputs in = make_bn(s, 907);
     const TrainResult local = train_step(in, Device::cuda(0));
-    const TrainResult synced = train_step(in, Device::cuda(0), 1e-5, 0.1, nccl_sum, nccl_sum);
-    CHECK_TENSORS_CLOSE(synced.y, local.y, Tolerance{1e-4, 1e-4});
-    CHECK_TENSORS_CLOSE(synced.rm, local.rm, Tolerance{1e-5, 1e-5});
-    CHECK_TENSORS_CLOSE(synced.rv, local.rv, Tolerance{1e-5, 1e-4});
-    CHECK_TENSORS_CLOSE(synced.dx, local.dx, Tolerance{1e-4, 1e-4});
-    CHECK_TENSORS_CLOSE(synced.dgamma, local.dgamma, Tolerance{2e-4, 1e-4});
-    CHECK_TENSORS_CLOSE(synced.dbeta, local.dbeta, Tolerance{2e-4, 1e-4});
+    check_step_close(train_step(in, Device::cuda(0), 1e-5, 0.1, nccl_sum, nccl_sum), local,
+                     {{1e-4, 1e-4}, {1e-5, 1e-5}, {1e-5, 1e-4}, {1e-4, 1e-4}, {2e-4, 1e-4}});
   }
 }
 
