@@ -28,6 +28,7 @@ Device resolve_device(const std::string& spec) {
   if (d.is_cuda()) {
     RDD_CHECK(has_gpu(), "--device ", spec, ": no GPU here (", no_gpu_reason(), "); use --device cpu or auto");
     RDD_CHECK(d.index < gpu_count(), "--device ", spec, ": only ", gpu_count(), " GPU(s) found");
+    announce_emulated_device(d);
   }
   return d;
 }

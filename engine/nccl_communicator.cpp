@@ -21,7 +21,7 @@
 
 #include <cmath>
 
-#if RDD_WITH_CUDA
+#if RDD_WITH_CUDA && !RDD_CUDA_EMULATED
 #include <nccl.h>
 
 #include <algorithm>
@@ -61,7 +61,7 @@ std::string nccl_watchdog_verdict(const NcclWatchPoll& poll) {
 }
 }  // namespace detail
 
-#if RDD_WITH_CUDA
+#if RDD_WITH_CUDA && !RDD_CUDA_EMULATED
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -410,10 +410,13 @@ std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_i
   return std::make_unique<NcclCommunicator>(unique_id, rank, world_size, device, timeout_s);
 }
 #else
-std::string nccl_unique_id() { fail("NCCL: this is a CPU-only build of rdd"); }
-std::unique_ptr<Communicator> make_nccl_communicator(const std::string&, int, int, int, double) {
-  fail("NCCL: this is a CPU-only build of rdd");
-}
+namespace {
+const char* kNoNccl = RDD_CUDA_EMULATED ? "NCCL: this is an emulated-CUDA build of rdd, which has no NCCL (one process; "
+                                          "the in-process communicator stands in for ranks in tests)"
+                                        : "NCCL: this is a CPU-only build of rdd";
+}  // namespace
+std::string nccl_unique_id() { fail(kNoNccl); }
+std::unique_ptr<Communicator> make_nccl_communicator(const std::string&, int, int, int, double) { fail(kNoNccl); }
 #endif
 
 }  // namespace rdd

@@ -47,7 +47,7 @@ nvidia-smi -L || { echo "no GPU visible"; exit 1; }
 
 if has tests; then
   for t in engine layers models rdd data apps; do
-    run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+    run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
   done
 fi
 if has selftest; then
@@ -104,9 +104,9 @@ if has sanitize; then
   if command -v compute-sanitizer > /dev/null 2>&1; then
     for t in engine layers rdd; do
       run "memcheck_$t" 600 compute-sanitizer --tool memcheck --error-exitcode 99 \
-        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
       run "racecheck_$t" 600 compute-sanitizer --tool racecheck --error-exitcode 99 \
-        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
+        "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
     done
   else
     summary+=("$(printf '%-34s %-14s' sanitize "SKIPPED (no compute-sanitizer)")")

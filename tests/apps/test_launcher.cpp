@@ -543,7 +543,7 @@ TEST_CASE("launcher worker: NCCL id through the rendezvous" * doctest::skip()) {
   rdzv.barrier();
 }
 
-GPU_TEST_CASE("launcher + rendezvous + NCCL: rank 0's unique id reaches every process and NCCL accepts it") {
+SILICON_TEST_CASE("launcher + rendezvous + NCCL: rank 0's unique id reaches every process and NCCL accepts it") {
   const int nccl_world = std::min(gpu_count(), 2);
   std::vector<std::string> lines;
   LaunchSpec spec = self_spec(2, &lines);

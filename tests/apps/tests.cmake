@@ -15,3 +15,12 @@ add_test(NAME apps_bench_ops
                  --warmup 1 --device cpu --ops --layers --top 5)
 set_tests_properties(apps_bench_ops PROPERTIES PASS_REGULAR_EXPRESSION
   "by op .*conv2d kxk forward .*batchnorm2d forward \\(eval\\).*loss: task CE \\+ TSE masks .*conv2d kxk backward .*optimizer: fused SGD .*outside ops.*by layer .*the 5 slowest.* [a-z]+\\.[a-z0-9._]+ (forward|backward) .*the other layers .*outside named layers")
+
+# The emulated CUDA build (RDD_CUDA=EMULATE): the same tiny distillation, eval and predict on --device cpu
+# and on the emulated --device cuda agree (tests/apps/e2e_emulated.sh states the tolerances).
+if(RDD_CUDA_EMULATED)
+  add_test(NAME apps_e2e_emulated_gpu
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated.sh $<TARGET_FILE:rdd>
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_gpu)
+  set_tests_properties(apps_e2e_emulated_gpu PROPERTIES TIMEOUT 900)
+endif()

@@ -180,7 +180,7 @@ TEST_CASE("NCCL watchdog: an asynchronous NCCL error aborts, pending or not") {
         "exited or there was a network error");
 }
 
-GPU_TEST_CASE("NCCL with one rank: all_reduce and broadcast are identities, mean divides by 1") {
+SILICON_TEST_CASE("NCCL with one rank: all_reduce and broadcast are identities, mean divides by 1") {
   auto comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0);
   Tensor x = test::random_tensor({1000}, 3);
   Tensor g = x.to(Device::cuda(0));
@@ -191,7 +191,7 @@ GPU_TEST_CASE("NCCL with one rank: all_reduce and broadcast are identities, mean
   CHECK_TENSORS_CLOSE(g, x, Tolerance{0, 0});
 }
 
-GPU_TEST_CASE("NCCL with one rank: async means of kept and temporary tensors, wait_async, barrier") {
+SILICON_TEST_CASE("NCCL with one rank: async means of kept and temporary tensors, wait_async, barrier") {
   auto comm = make_nccl_communicator(nccl_unique_id(), 0, 1, 0);
   const Tensor x = test::random_tensor({4096}, 5);
   Tensor kept = x.to(Device::cuda(0));
@@ -207,7 +207,7 @@ GPU_TEST_CASE("NCCL with one rank: async means of kept and temporary tensors, wa
   CHECK_THROWS_WITH_AS(comm->broadcast(kept, 1), doctest::Contains("root 1 outside [0, 1)"), Error);
 }
 
-GPU_TEST_CASE("NCCL init with a rank that never joins fails after the timeout instead of hanging") {
+SILICON_TEST_CASE("NCCL init with a rank that never joins fails after the timeout instead of hanging") {
   // Rank 1 of 2 never calls in: the nonblocking init is polled against the 2 s timeout, then aborted.
   CHECK_THROWS_WITH_AS(make_nccl_communicator(nccl_unique_id(), 0, 2, 0, 2.0),
                        doctest::Contains("rank 0 of 2 waited more than 2 s (--nccl-timeout)"), Error);
