@@ -5,7 +5,7 @@
 #include "apps/commands.h"
 #include "apps/data_options.h"
 #include "apps/evaluate.h"
-#include "apps/launcher.h"
+#include "apps/flags.h"
 #include "apps/model_weights.h"
 #include "apps/trainer.h"
 #include "engine/cudnn_graph.h"
@@ -45,10 +45,10 @@ void parse_hw_flag(const std::string& s, int& h, int& w, const char* flag) {
 
 // Whole command; with a session (a launched worker of `--gpus N`), rank r evaluates images r, r + N, ...
 // on its GPU, the confusion matrices are summed over NCCL, and rank 0 prints and writes the results.
-int run_eval(const EvalArgs& a, WorkerSession* session = nullptr) {
+int run_eval(const EvalArgs& a, dist::WorkerSession* session = nullptr) {
   const Device device = session ? session->device : resolve_device(a.device);
   cudnn::set_allow_tf32(a.tf32);
-  Communicator* comm = session ? session->comm.get() : nullptr;
+  dist::Communicator* comm = session ? session->comm.get() : nullptr;
   const bool writer = !comm || comm->rank() == 0;
   auto ds = std::make_shared<data::Dataset>(open_dataset(a.data));
   auto model = models::build_model(a.model, {ds->num_classes, a.width});
@@ -107,16 +107,16 @@ Command add_eval_command(CLI::App& app) {
   sub->add_flag("--slide", a->slide, "Sliding-window inference (see --window, --stride)");
   sub->add_option("--window", a->window, "Sliding window HxW")->capture_default_str();
   sub->add_option("--stride", a->stride, "Sliding stride HxW")->capture_default_str();
-  auto launch = std::make_shared<LaunchFlags>();
+  auto launch = std::make_shared<dist::LaunchOptions>();
   add_launch_flags(*sub, *launch);
   return {sub, [a, launch] {
-            if (const std::optional<WorkerEnv> w = worker_env()) {
-              WorkerSession session = join_worker_session(*w, *launch, "evaluation");
+            if (const std::optional<dist::WorkerEnv> w = dist::worker_env()) {
+              dist::WorkerSession session = dist::join_worker_session(*w, *launch, "evaluation");
               return run_eval(*a, &session);
             }
             if (launch->distributed()) {
               check_no_device_with_gpus(a->device);
-              return launch_local_workers(make_launch_spec(*launch));
+              return dist::launch_local_workers(launch->spec);
             }
             return run_eval(*a);
           }};

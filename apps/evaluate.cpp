@@ -70,7 +70,7 @@ Tensor predict_scores(models::SegModel& model, const Tensor& images, int out_h, 
 }
 
 EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset> dataset, const std::string& preset,
-                    Device device, int workers, bool show_progress, Communicator* comm, const EvalOptions& options) {
+                    Device device, int workers, bool show_progress, dist::Communicator* comm, const EvalOptions& options) {
   const int world = comm ? comm->world_size() : 1;
   const int C = model.options().num_classes;
   RDD_CHECK(dataset->num_classes == C, "evaluate: the model predicts ", C, " classes, the dataset has ",

@@ -8,7 +8,7 @@
 
 #include "apps/progress.h"
 #include "data/dataset.h"
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "models/seg_model.h"
 #include "rdd/segmentation_metrics.h"
 
@@ -43,7 +43,7 @@ Tensor predict_scores(models::SegModel& model, const Tensor& images, int out_h, 
 // With a communicator of N ranks, rank r evaluates its shard (images r, r + N, ...) and the confusion
 // matrices are summed over ranks, so every rank returns the whole split's result.
 EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset> dataset, const std::string& preset,
-                    Device device, int workers, bool show_progress, Communicator* comm = nullptr,
+                    Device device, int workers, bool show_progress, dist::Communicator* comm = nullptr,
                     const EvalOptions& options = {});
 
 // The per-class table (trainId, name, IoU) and the summary lines, as text.

@@ -116,11 +116,11 @@ std::unique_ptr<method::Distiller> make_distiller(const RunOptions& o, bool dist
 
 }  // namespace
 
-TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm, const std::string& device_override) {
+TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator* comm, const std::string& device_override) {
   validate_run_options(opt, distill);
   const Device device = resolve_device(device_override.empty() ? opt.device : device_override);
   cudnn::set_allow_tf32(opt.tf32);
-  SoloCommunicator solo;
+  dist::SoloCommunicator solo;
   if (!comm) comm = &solo;
   const int world = comm->world_size(), rank = comm->rank();
   const bool writer = rank == 0;  // only rank 0 writes files and prints progress
@@ -181,7 +181,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, Communicator* comm
   }
   // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
   // is all-reduced as soon as the backward has passed it.
-  OverlappedGradReducer grad_reducer(*comm, student->params(), make_grad_buckets(student->params(), size_t(25) << 20));
+  dist::OverlappedGradReducer grad_reducer(*comm, student->params(), dist::make_grad_buckets(student->params(), size_t(25) << 20));
   if (data_parallel) student->set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
 
   // Teacher (frozen, eval mode: no activations kept, never updated).

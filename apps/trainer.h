@@ -18,7 +18,7 @@
 #include <string>
 
 #include "apps/run_options.h"
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "engine/device.h"
 
 namespace rdd::apps {
@@ -41,7 +41,7 @@ struct TrainResult {
 // are averaged over ranks in buckets of the flat buffer, validation confusion matrices are summed, and
 // only rank 0 writes files or prints progress. `device` overrides options.device (workers use the GPU
 // the launcher gave them).
-TrainResult run_training(const RunOptions& options, bool distill, Communicator* comm = nullptr,
+TrainResult run_training(const RunOptions& options, bool distill, dist::Communicator* comm = nullptr,
                          const std::string& device_override = "");
 
 }  // namespace rdd::apps

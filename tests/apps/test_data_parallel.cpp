@@ -2,13 +2,14 @@
 // gradient averaging must compute what ONE rank computes with the whole batch.
 #include <thread>
 
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "engine/sgd.h"
 #include "harness.h"
 #include "models/seg_model.h"
 #include "rdd/losses.h"
 
 using namespace rdd;
+using namespace rdd::dist;
 
 namespace {
 constexpr int kClasses = 5;

@@ -15,11 +15,12 @@
 #include "apps/run_options.h"
 #include "apps/trainer.h"
 #include "data/synth.h"
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "harness.h"
 
 using namespace rdd;
 using namespace rdd::apps;
+using namespace rdd::dist;
 
 namespace {
 

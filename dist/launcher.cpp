@@ -1,4 +1,4 @@
-#include "apps/launcher.h"
+#include "dist/launcher.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,12 +19,12 @@
 #include <deque>
 #include <set>
 
-#include "apps/rendezvous.h"
+#include "dist/rendezvous.h"
 #include "engine/error.h"
 
 extern char** environ;
 
-namespace rdd::apps {
+namespace rdd::dist {
 
 namespace {
 
@@ -575,61 +575,17 @@ std::vector<std::string> own_command_line() {
   return args;
 }
 
-void add_launch_flags(CLI::App& command, LaunchFlags& flags) {
-  const char* group = "Multi-GPU / multi-node";
-  flags.gpus_option = command
-                          .add_option("--gpus", flags.gpus,
-                                      "Worker processes on this node, one per GPU (cuda:0..N-1), over NCCL. Without "
-                                      "it: one process, no NCCL; --gpus 1: one worker through the data-parallel "
-                                      "path (its host-side overhead; one rank moves no data)")
-                          ->check(CLI::Range(1, 1024))
-                          ->group(group);
-  command.add_option("--nnodes", flags.nnodes, "Number of nodes taking part")->check(CLI::Range(1, 1 << 16))->group(group);
-  command.add_option("--node-rank", flags.node_rank, "This node's index, 0..nnodes-1 (node 0 hosts rank 0)")
-      ->check(CLI::Range(0, 1 << 16))
-      ->group(group);
-  command.add_option("--master-addr", flags.master_addr, "Address of node 0, where rank 0 listens for the rendezvous")
-      ->group(group);
-  command.add_option("--master-port", flags.master_port, "TCP port of the rendezvous on node 0 (0: any free port, one node only)")
-      ->check(CLI::Range(0, 65535))
-      ->group(group);
-  command.add_option("--rendezvous-timeout", flags.rendezvous_timeout_s,
-                     "Seconds to wait for every rank to join (and for barriers)")
-      ->check(CLI::PositiveNumber)
-      ->group(group);
-  command.add_option("--nccl-timeout", flags.nccl_timeout_s,
-                     "Seconds a collective may wait for the other ranks before the run is aborted")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str()
-      ->group(group);
-}
-
-void check_no_device_with_gpus(const std::string& device) {
-  RDD_CHECK(device == "auto", "--device ", device,
-            " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
-}
-
-WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what) {
+WorkerSession join_worker_session(const WorkerEnv& w, const LaunchOptions& launch, const char* what) {
   RDD_CHECK(has_gpu(), "rank ", w.rank, ": multi-process ", what, " runs on GPUs (NCCL), and this machine has none (",
             no_gpu_reason(), ")");
   RDD_CHECK(w.local_rank < gpu_count(), "rank ", w.rank, ": local rank ", w.local_rank, " needs GPU ", w.local_rank,
             " but only ", gpu_count(), " GPU(s) are visible; lower --gpus");
   WorkerSession s;
-  s.rendezvous = std::make_unique<Rendezvous>(rendezvous_options(w, flags.rendezvous_timeout_s));
+  s.rendezvous = std::make_unique<Rendezvous>(rendezvous_options(w, launch.rendezvous_timeout_s));
   const std::string id = s.rendezvous->broadcast(w.rank == 0 ? nccl_unique_id() : std::string());
   s.device = Device::parse(w.device);
-  s.comm = make_nccl_communicator(id, w.rank, w.world_size, s.device.index, flags.nccl_timeout_s);
+  s.comm = make_nccl_communicator(id, w.rank, w.world_size, s.device.index, launch.nccl_timeout_s);
   return s;
-}
-
-LaunchSpec make_launch_spec(const LaunchFlags& flags) {
-  LaunchSpec spec;  // program /proc/self/exe, args: this command line
-  spec.nproc_per_node = flags.gpus;
-  spec.nnodes = flags.nnodes;
-  spec.node_rank = flags.node_rank;
-  spec.master_addr = flags.master_addr;
-  spec.master_port = flags.master_port;
-  return spec;
 }
 
 std::optional<WorkerEnv> worker_env() {
@@ -640,4 +596,4 @@ std::optional<WorkerEnv> worker_env() {
   });
 }
 
-}  // namespace rdd::apps
+}  // namespace rdd::dist

@@ -1,6 +1,6 @@
 // The multi-process launcher: workers are /bin/sh scripts (and, end to end, this test binary itself
 // running a rendezvous), so every case runs on a CPU-only machine in a few seconds.
-#include "apps/launcher.h"
+#include "dist/launcher.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -17,15 +17,15 @@
 #include <random>
 #include <thread>
 
-#include "apps/rendezvous.h"
-#include "engine/communicator.h"
+#include "dist/rendezvous.h"
+#include "dist/communicator.h"
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 #include "harness.h"
 
 using namespace rdd;
-using namespace rdd::apps;
+using namespace rdd::dist;
 
 namespace {
 
@@ -330,58 +330,10 @@ TEST_CASE("worker_env reads what the launcher sets and refuses malformed values"
   CHECK_THROWS_WITH_AS(worker_env_from(get), doctest::Contains("RDD_MASTER_ADDR is not"), Error);
 }
 
-TEST_CASE("launch flags: parsed by the subcommand and turned into a spec that re-runs this command line") {
-  CLI::App app("rdd");
-  CLI::App* train = app.add_subcommand("train");
-  LaunchFlags flags;
-  add_launch_flags(*train, flags);
-  SUBCASE("defaults") {
-    app.parse(std::vector<std::string>{"train"});  // CLI11 takes the arguments reversed
-    CHECK(flags.gpus == 1);
-    CHECK(flags.nnodes == 1);
-    CHECK(flags.master_port == 29500);
-    CHECK(flags.rendezvous_timeout_s == 300);
-    CHECK_FALSE(flags.distributed());  // one process, no NCCL
-  }
-  SUBCASE("--gpus 1 given: one launched worker through the data-parallel path") {
-    app.parse(std::vector<std::string>{"1", "--gpus", "train"});
-    CHECK(flags.gpus == 1);
-    CHECK(flags.distributed());
-  }
-  SUBCASE("several nodes of one GPU") {
-    app.parse(std::vector<std::string>{"2", "--nnodes", "train"});
-    CHECK(flags.distributed());
-  }
-  SUBCASE("all given") {
-    app.parse(std::vector<std::string>{"30", "--rendezvous-timeout", "29600", "--master-port", "10.0.0.1",
-                                       "--master-addr", "1", "--node-rank", "2", "--nnodes", "4", "--gpus", "train"});
-    CHECK(flags.gpus == 4);
-    CHECK(flags.nnodes == 2);
-    CHECK(flags.node_rank == 1);
-    CHECK(flags.master_addr == "10.0.0.1");
-    CHECK(flags.master_port == 29600);
-    CHECK(flags.rendezvous_timeout_s == 30);
-    CHECK(flags.distributed());
-    const LaunchSpec spec = make_launch_spec(flags);
-    CHECK(spec.program == "/proc/self/exe");
-    CHECK(spec.args.empty());  // this process's own command line
-    CHECK(spec.nproc_per_node == 4);
-    CHECK(spec.nnodes == 2);
-    CHECK(spec.node_rank == 1);
-    CHECK(spec.master_addr == "10.0.0.1");
-    CHECK(spec.master_port == 29600);
-  }
-  SUBCASE("refused") {
-    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"0", "--gpus", "train"}), CLI::ValidationError);
-    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"70000", "--master-port", "train"}), CLI::ValidationError);
-    CHECK_THROWS_AS(app.parse(std::vector<std::string>{"0", "--rendezvous-timeout", "train"}), CLI::ValidationError);
-  }
-}
-
 TEST_CASE("own_command_line reads this process's argv; rendezvous_options come from the worker environment") {
   const std::vector<std::string> args = own_command_line();
   REQUIRE_FALSE(args.empty());
-  CHECK(args[0].find("test_apps") != std::string::npos);
+  CHECK(args[0].find("test_dist") != std::string::npos);
   WorkerEnv w;
   w.rank = 3;
   w.world_size = 8;
@@ -424,7 +376,7 @@ TEST_CASE("launcher worker: rendezvous from the environment" * doctest::skip()) 
 namespace {
 LaunchSpec self_spec(int nproc, std::vector<std::string>* lines) {
   LaunchSpec spec;  // program: /proc/self/exe, this test binary
-  spec.args = {"test_apps", "--no-skip", "--test-case=launcher worker: rendezvous from the environment", "--minimal",
+  spec.args = {"test_dist", "--no-skip", "--test-case=launcher worker: rendezvous from the environment", "--minimal",
                "--no-intro", "--no-version", "--out=/dev/stderr"};  // doctest reports reach the [rank r] lines
   spec.nproc_per_node = nproc;
   spec.master_port = 0;

@@ -1,6 +1,6 @@
 // TCP rendezvous over loopback, ranks as threads: payload delivery, late master, timeouts, and the
 // connections it must refuse (stray clients, duplicate ranks, ranks outside the world, other versions).
-#include "apps/rendezvous.h"
+#include "dist/rendezvous.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,7 +18,7 @@
 #include "harness.h"
 
 using namespace rdd;
-using namespace rdd::apps;
+using namespace rdd::dist;
 
 namespace {
 

@@ -17,7 +17,7 @@
 //    every later entry point throws the reason.
 // NCCL calls that may return ncclInProgress are checked by settle(), not RDD_NCCL_CHECK (which would
 // take ncclInProgress for a failure).
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 
 #include <cmath>
 
@@ -38,7 +38,7 @@
 #include "engine/cuda_context.h"
 #endif
 
-namespace rdd {
+namespace rdd::dist {
 
 namespace detail {
 std::string nccl_watchdog_verdict(const NcclWatchPoll& poll) {
@@ -50,14 +50,14 @@ std::string nccl_watchdog_verdict(const NcclWatchPoll& poll) {
     reason = "NCCL reported an asynchronous error: " + poll.nccl_error;
   } else if ((poll.collective == NcclWatchPoll::kEnqueueing || poll.collective == NcclWatchPoll::kRunning) &&
              poll.pending_s > poll.timeout_s) {
-    reason = concat("a collective has waited more than ", poll.timeout_s,
-                    " s (--nccl-timeout) for the other ranks (a rank died or hangs)");
+    reason = rdd::detail::concat("a collective has waited more than ", poll.timeout_s,
+                                 " s (--nccl-timeout) for the other ranks (a rank died or hangs)");
   }
   if (reason.empty()) return reason;
   const bool pending = poll.collective == NcclWatchPoll::kEnqueueing || poll.collective == NcclWatchPoll::kRunning ||
                        poll.collective == NcclWatchPoll::kCudaError;
   if (!pending) return "NCCL communicator aborted by the watchdog: " + reason;
-  return concat("NCCL communicator aborted by the watchdog after ", std::llround(poll.pending_s), " s: ", reason);
+  return rdd::detail::concat("NCCL communicator aborted by the watchdog after ", std::llround(poll.pending_s), " s: ", reason);
 }
 }  // namespace detail
 
@@ -416,4 +416,4 @@ std::unique_ptr<Communicator> make_nccl_communicator(const std::string&, int, in
 }
 #endif
 
-}  // namespace rdd
+}  // namespace rdd::dist

@@ -2,14 +2,14 @@
 // from the same binary, with the same arguments, and watches them.
 //
 //   if (auto w = worker_env()) {                 // we are a worker: rendezvous, NCCL, train
-//     WorkerSession session = join_worker_session(*w, flags, "training");
+//     WorkerSession session = join_worker_session(*w, launch, "training");
 //     ...                                         // run with session.comm on session.device
-//   } else if (flags.distributed()) {                   // we are the launcher
-//     return launch_local_workers(make_launch_spec(flags));  // re-runs this very command line
+//   } else if (launch.distributed()) {           // we are the launcher
+//     return launch_local_workers(launch.spec);  // re-runs this very command line
 //   }
 //
-// with `LaunchFlags flags; add_launch_flags(*train_cmd, flags);` where the subcommand is declared
-// (--gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout, --nccl-timeout).
+// with a LaunchOptions `launch` that apps/flags.cpp (add_launch_flags) fills from the subcommand's
+// --gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout, --nccl-timeout.
 //
 // Each worker gets the launcher's environment plus
 //   RDD_RANK, RDD_LOCAL_RANK, RDD_WORLD_SIZE, RDD_LOCAL_WORLD_SIZE, RDD_NODE_RANK,
@@ -28,8 +28,6 @@
 // SIGKILL if the launcher's thread dies (PR_SET_PDEATHSIG), so nothing is left behind.
 #pragma once
 
-#include <CLI/CLI.hpp>
-
 #include <functional>
 #include <optional>
 #include <string>
@@ -37,11 +35,11 @@
 #include <utility>
 #include <vector>
 
-#include "apps/rendezvous.h"
-#include "engine/communicator.h"
+#include "dist/rendezvous.h"
+#include "dist/communicator.h"
 #include "engine/device.h"
 
-namespace rdd::apps {
+namespace rdd::dist {
 
 struct LaunchSpec {
   std::string program = "/proc/self/exe";  // what each worker execs (tests use /bin/sh)
@@ -51,8 +49,8 @@ struct LaunchSpec {
   int nproc_per_node = 1;                  // --gpus: workers on this node
   int nnodes = 1;                          // --nnodes
   int node_rank = 0;                       // --node-rank: 0..nnodes-1; global rank = node_rank × nproc + local
-  std::string master_addr = "127.0.0.1";   // --master-addr: where global rank 0 listens
-  int master_port = 29500;                 // --master-port; 0 = a free port (single node only)
+  std::string master_addr = RendezvousOptions{}.master_addr;  // --master-addr: where global rank 0 listens
+  int master_port = RendezvousOptions{}.master_port;         // --master-port; 0 = a free port (single node only)
   double grace_s = 10;                     // SIGTERM → SIGKILL when stopping workers
   std::vector<std::pair<std::string, std::string>> extra_env;  // more variables for every worker
   // Receives every line the launcher prints: "[rank r] ..." worker stderr and its own messages
@@ -95,23 +93,17 @@ RendezvousOptions rendezvous_options(const WorkerEnv& worker, double timeout_s);
 // This process's argv as the kernel has it (/proc/self/cmdline).
 std::vector<std::string> own_command_line();
 
-// The launcher's command-line flags, shared by train, distill and eval.
-struct LaunchFlags {
-  int gpus = 1;                     // --gpus: worker processes on this node (one per GPU)
-  int nnodes = 1;                   // --nnodes
-  int node_rank = 0;                // --node-rank
-  std::string master_addr = "127.0.0.1";  // --master-addr
-  int master_port = 29500;          // --master-port
-  double rendezvous_timeout_s = 300;  // --rendezvous-timeout
-  double nccl_timeout_s = 1800;       // --nccl-timeout: a collective pending longer aborts the run
-  const CLI::Option* gpus_option = nullptr;  // set by add_launch_flags: was --gpus given?
+// How a command's worker processes are launched: the values of --gpus ... --nccl-timeout (train, distill
+// and eval declare them; apps/flags.cpp binds them).
+struct LaunchOptions {
+  LaunchSpec spec;  // --gpus (nproc_per_node), --nnodes, --node-rank, --master-addr, --master-port; this command line
+  double rendezvous_timeout_s = RendezvousOptions{}.timeout_s;  // --rendezvous-timeout
+  double nccl_timeout_s = kDefaultNcclTimeoutS;                 // --nccl-timeout: a collective pending longer aborts the run
+  bool gpus_given = false;                                      // --gpus was on the command line
   // Run as launched workers over NCCL: several GPUs or nodes, or `--gpus` given at all (`--gpus 1` runs
   // one worker through the whole data-parallel path, to measure its cost).
-  bool distributed() const { return gpus > 1 || nnodes > 1 || (gpus_option && gpus_option->count() > 0); }
+  bool distributed() const { return spec.nproc_per_node > 1 || spec.nnodes > 1 || gpus_given; }
 };
-void add_launch_flags(CLI::App& command, LaunchFlags& flags);
-// The spec that re-runs this process's command line in flags.gpus workers on this node.
-LaunchSpec make_launch_spec(const LaunchFlags& flags);
 
 // A launched worker's place in the job: it joined the rendezvous (kept for the closing barrier: nobody
 // tears NCCL down while others still work) and holds an NCCL communicator on its GPU. `what` names the
@@ -121,8 +113,6 @@ struct WorkerSession {
   std::unique_ptr<Communicator> comm;
   Device device;
 };
-WorkerSession join_worker_session(const WorkerEnv& w, const LaunchFlags& flags, const char* what);
-// Refuses a --device other than auto together with --gpus: each worker uses its own GPU.
-void check_no_device_with_gpus(const std::string& device);
+WorkerSession join_worker_session(const WorkerEnv& w, const LaunchOptions& launch, const char* what);
 
-}  // namespace rdd::apps
+}  // namespace rdd::dist

@@ -1,4 +1,4 @@
-#include "apps/rendezvous.h"
+#include "dist/rendezvous.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -20,7 +20,7 @@
 
 #include "engine/error.h"
 
-namespace rdd::apps {
+namespace rdd::dist {
 
 namespace {
 
@@ -509,4 +509,4 @@ void Rendezvous::barrier() {
   RDD_CHECK(got[0] == 'B', "rendezvous: barrier: unexpected reply from the master at ", endpoint());
 }
 
-}  // namespace rdd::apps
+}  // namespace rdd::dist

@@ -22,7 +22,7 @@
 #include "engine/params.h"
 #include "engine/tensor.h"
 
-namespace rdd {
+namespace rdd::dist {
 
 class Communicator {
  public:
@@ -98,8 +98,9 @@ std::string nccl_unique_id();
 //    every later collective, wait_async(), barrier() and throw_if_failed() on this rank throws an
 //    rdd::Error with the reason ("NCCL communicator aborted by the watchdog after N s: ..."), the
 //    worker exits non-zero and the launcher stops the others.
+inline constexpr double kDefaultNcclTimeoutS = 1800;
 std::unique_ptr<Communicator> make_nccl_communicator(const std::string& unique_id, int rank, int world_size,
-                                                     int device, double timeout_s = 1800);
+                                                     int device, double timeout_s = kDefaultNcclTimeoutS);
 
 namespace detail {
 // The NCCL watchdog's decision as a pure function (tested without a GPU). One poll's observations:
@@ -154,4 +155,4 @@ class OverlappedGradReducer {
   void launch(size_t i);
 };
 
-}  // namespace rdd
+}  // namespace rdd::dist

@@ -1,4 +1,4 @@
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 
 #include <algorithm>
 
@@ -7,7 +7,7 @@
 #include "engine/cuda_context.h"
 #endif
 
-namespace rdd {
+namespace rdd::dist {
 
 void Communicator::all_reduce_mean(Tensor& t) {
   all_reduce_sum(t);
@@ -197,4 +197,4 @@ void OverlappedGradReducer::finish() {
   comm_.wait_async();
 }
 
-}  // namespace rdd
+}  // namespace rdd::dist

@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-namespace rdd::apps {
+namespace rdd::dist {
 
 struct RendezvousOptions {
   std::string master_addr = "127.0.0.1";  // host name or dotted IPv4 address of rank 0
@@ -84,4 +84,4 @@ int pick_free_port(const std::string& addr = "127.0.0.1");
 // "1", "0.5", "300": seconds as they appear in messages.
 std::string format_seconds(double s);
 
-}  // namespace rdd::apps
+}  // namespace rdd::dist

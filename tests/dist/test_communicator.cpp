@@ -1,4 +1,4 @@
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 
 #include <atomic>
 #include <thread>
@@ -7,6 +7,7 @@
 #include "harness.h"
 
 using namespace rdd;
+using namespace rdd::dist;
 
 namespace {
 // Runs body(rank, comm) on `world` threads; rethrows the first failure.
@@ -116,13 +117,13 @@ TEST_CASE("all_reduce_gradients averages every gradient over ranks") {
 }
 
 TEST_CASE("NCCL watchdog: keeps waiting while a collective is within the timeout or finished") {
-  using P = detail::NcclWatchPoll;
+  using P = dist::detail::NcclWatchPoll;
   for (P::Collective c : {P::kIdle, P::kEnqueueing, P::kRunning, P::kDone}) {
     P p;
     p.collective = c;
     p.timeout_s = 30;
     p.pending_s = 29.5;
-    CHECK(detail::nccl_watchdog_verdict(p).empty());
+    CHECK(dist::detail::nccl_watchdog_verdict(p).empty());
   }
   // Finished (or nothing started): however long ago the last collective began, nothing is stuck.
   for (P::Collective c : {P::kIdle, P::kDone}) {
@@ -130,12 +131,12 @@ TEST_CASE("NCCL watchdog: keeps waiting while a collective is within the timeout
     p.collective = c;
     p.timeout_s = 30;
     p.pending_s = 1e6;
-    CHECK(detail::nccl_watchdog_verdict(p).empty());
+    CHECK(dist::detail::nccl_watchdog_verdict(p).empty());
   }
 }
 
 TEST_CASE("NCCL watchdog: a collective pending past the timeout aborts, also while still being enqueued") {
-  using P = detail::NcclWatchPoll;
+  using P = dist::detail::NcclWatchPoll;
   // kEnqueueing: an NCCL call that has not returned (a dead peer during connection setup) counts as
   // pending from before the call, like a kernel that never finishes.
   for (P::Collective c : {P::kEnqueueing, P::kRunning}) {
@@ -143,39 +144,39 @@ TEST_CASE("NCCL watchdog: a collective pending past the timeout aborts, also whi
     p.collective = c;
     p.timeout_s = 30;
     p.pending_s = 31.2;
-    const std::string verdict = detail::nccl_watchdog_verdict(p);
+    const std::string verdict = dist::detail::nccl_watchdog_verdict(p);
     CHECK(verdict == "NCCL communicator aborted by the watchdog after 31 s: a collective has waited more than 30 s "
                      "(--nccl-timeout) for the other ranks (a rank died or hangs)");
   }
 }
 
 TEST_CASE("NCCL watchdog: a CUDA error on the communication stream aborts at once, naming the error") {
-  using P = detail::NcclWatchPoll;
+  using P = dist::detail::NcclWatchPoll;
   P p;
   p.collective = P::kCudaError;
   p.cuda_error = "cudaErrorIllegalAddress: an illegal memory access was encountered";
   p.timeout_s = 1800;
   p.pending_s = 0.4;  // far within the timeout: not reported later as a peer hang
-  CHECK(detail::nccl_watchdog_verdict(p) ==
+  CHECK(dist::detail::nccl_watchdog_verdict(p) ==
         "NCCL communicator aborted by the watchdog after 0 s: a CUDA error on the communication stream: "
         "cudaErrorIllegalAddress: an illegal memory access was encountered");
   p.pending_s = 4000;  // and it is named rather than the timeout
-  CHECK(detail::nccl_watchdog_verdict(p).find("cudaErrorIllegalAddress") != std::string::npos);
-  CHECK(detail::nccl_watchdog_verdict(p).find("waited more than") == std::string::npos);
+  CHECK(dist::detail::nccl_watchdog_verdict(p).find("cudaErrorIllegalAddress") != std::string::npos);
+  CHECK(dist::detail::nccl_watchdog_verdict(p).find("waited more than") == std::string::npos);
 }
 
 TEST_CASE("NCCL watchdog: an asynchronous NCCL error aborts, pending or not") {
-  using P = detail::NcclWatchPoll;
+  using P = dist::detail::NcclWatchPoll;
   P idle;
   idle.nccl_error = "remote process exited or there was a network error";
   idle.timeout_s = 1800;
-  CHECK(detail::nccl_watchdog_verdict(idle) ==
+  CHECK(dist::detail::nccl_watchdog_verdict(idle) ==
         "NCCL communicator aborted by the watchdog: NCCL reported an asynchronous error: remote process exited or "
         "there was a network error");
   P running = idle;
   running.collective = P::kRunning;
   running.pending_s = 12.6;
-  CHECK(detail::nccl_watchdog_verdict(running) ==
+  CHECK(dist::detail::nccl_watchdog_verdict(running) ==
         "NCCL communicator aborted by the watchdog after 13 s: NCCL reported an asynchronous error: remote process "
         "exited or there was a network error");
 }
