@@ -49,8 +49,7 @@ Tensor predict_scores(models::SegModel& model, const Tensor& images, int out_h, 
   if (o.single_pass()) return layers::bilinear_resize_forward(model.forward(images).main, out_h, out_w, true);
   RDD_CHECK(!o.scales.empty(), "eval: no --scales given");
   const int H = int(images.size(2)), W = int(images.size(3));
-  Tensor sum;
-  int passes = 0;
+  Tensor sum;  // the argmax of the sum equals the argmax of the mean
   for (double s : o.scales) {
     RDD_CHECK(s > 0 && s <= 4, "eval --scales: ", s, " is outside (0, 4]");
     const int h = std::max(1, int(std::lround(H * s))), w = std::max(1, int(std::lround(W * s)));
@@ -62,10 +61,8 @@ Tensor predict_scores(models::SegModel& model, const Tensor& images, int out_h, 
       const Tensor probs = layers::softmax_channels(layers::bilinear_resize_forward(logits, out_h, out_w, true));
       if (!sum.defined()) sum = probs;
       else layers::add_window_(sum, probs, 0, 0);
-      ++passes;
     }
   }
-  (void)passes;  // the argmax of the sum equals the argmax of the mean
   return sum;
 }
 

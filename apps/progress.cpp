@@ -22,11 +22,7 @@ std::string format_duration(double s) {
 Progress::Progress(int64_t total, int64_t start, std::string label, int64_t print_every)
     : total_(total), start_(start), print_every_(std::max<int64_t>(print_every, 1)), label_(std::move(label)),
       tty_(isatty(STDERR_FILENO) != 0) {
-  t0_ = last_step_ = last_print_ = std::chrono::steady_clock::now();
-}
-
-double Progress::elapsed_seconds() const {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  last_step_ = last_print_ = std::chrono::steady_clock::now();
 }
 
 void Progress::update(int64_t it, const std::map<std::string, double>& terms, double lr, int64_t images) {

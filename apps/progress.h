@@ -29,13 +29,12 @@ class Progress {
   void message(const std::string& line);  // a full line that does not disturb the live line
   void finish();
   double images_per_second() const { return rate_; }
-  double elapsed_seconds() const;
 
  private:
   int64_t total_, start_, print_every_;
   std::string label_;
   bool tty_;
-  std::chrono::steady_clock::time_point t0_, last_step_, last_print_;
+  std::chrono::steady_clock::time_point last_step_, last_print_;
   double rate_ = 0;  // exponentially smoothed img/s
   double step_rate_ = 0;  // iterations/s, smoothed
   bool live_line_open_ = false;
@@ -55,7 +54,6 @@ class MetricsLog {
     return *this;
   }
   void write(const nlohmann::json& record);  // one line, flushed
-  bool is_open() const { return f_ != nullptr; }
 
  private:
   std::FILE* f_ = nullptr;
