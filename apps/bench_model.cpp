@@ -171,17 +171,16 @@ int run_model_bench(const ModelBenchOptions& o) {
       continue;
     }
     student->params().zero_grad();
-    method::NetOutputs t_out;
+    NetOutputs t_out;
     if (teacher) {
       OpLabelPrefix as_teacher("teacher: ");  // its layers have the student's names
-      const models::ModelOutputs t = teacher->forward(images);
-      t_out = {t.main, t.aux, t.feature};
+      t_out = teacher->forward(images);
       mark("teacher forward (eval)");
     }
-    const models::ModelOutputs s = student->forward(images);
+    const NetOutputs s = student->forward(images);
     mark("student forward");
     method::StudentGrads grads;
-    distiller.compute({i, total}, {s.main, s.aux, s.feature}, t_out, labels, grads);
+    distiller.compute({i, total}, s, t_out, labels, grads);
     mark(teacher ? "losses (CE/TSE + KD)" : "loss (CE)");
     student->backward(grads.main, grads.aux, grads.feature);
     mark("student backward");

@@ -118,7 +118,7 @@ Tensor predict_ids(models::SegModel& model, const data::Image& image, const data
   Tensor x = Tensor::empty({1, 3, H, W});        // x: (1, 3, H, W) f32, normalised
   Tensor unused = Tensor::empty({1, H, W}, DType::i32);
   data::transform_eval(s, norm, x.data<float>(), unused.data<int32_t>());
-  const models::ModelOutputs out = model.forward(device.is_cpu() ? x : x.to(device));  // main: (1, C, H/8, W/8)
+  const NetOutputs out = model.forward(device.is_cpu() ? x : x.to(device));  // main: (1, C, H/8, W/8)
   const Tensor up = layers::bilinear_resize_forward(out.main, H, W, /*align_corners=*/true);  // (1, C, H, W)
   const Tensor ids = argmax_channels(up);                                                     // (1, H, W) i32
   return ids.device().is_cpu() ? ids : ids.to(Device::cpu());

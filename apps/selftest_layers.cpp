@@ -34,16 +34,6 @@ CheckRow gradient_row(const std::string& component, const std::string& check, Te
   const Tolerance tol{1e-7, 1e-6};
   return row(component, check, "cpu", compare_tensors(analytic, numeric_gradient(x, loss, 1e-6), tol), tol);
 }
-
-Conv2dOptions conv_options(int stride, int padding, int dilation, int groups, bool bias) {
-  Conv2dOptions o;
-  o.stride = stride;
-  o.padding = padding;
-  o.dilation = dilation;
-  o.groups = groups;
-  o.bias = bias;
-  return o;
-}
 }  // namespace
 
 std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o) {
@@ -56,7 +46,7 @@ std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o) {
     const Tensor want = Tensor::from_vector<float>({6.5f, 8.5f, 3.5f, 12.5f, 15.5f, 8.5f, 7.5f, 12.5f, 14.5f},
                                                    {1, 1, 3, 3});
     rows.push_back(row("conv2d", "3x3 worked example", "cpu",
-                       compare_tensors(conv2d_forward(x, w, b, conv_options(1, 1, 1, 1, true)), want, {0, 0}), {0, 0}));
+                       compare_tensors(conv2d_forward(x, w, b, {.padding = 1, .bias = true}), want, {0, 0}), {0, 0}));
   }
   // Conv2d gradients, f64: a strided, dilated, grouped case with bias, and a depthwise one.
   struct ConvCase {
@@ -65,8 +55,8 @@ std::vector<CheckRow> selftest_layers_conv_bn(const SelftestOptions& o) {
     Conv2dOptions opt;
   };
   const ConvCase conv_cases[] = {
-      {"s2 d2 g2", {2, 4, 7, 6}, {6, 2, 3, 3}, conv_options(2, 2, 2, 2, true)},
-      {"depthwise", {1, 3, 6, 5}, {3, 1, 3, 3}, conv_options(1, 1, 1, 3, true)},
+      {"s2 d2 g2", {2, 4, 7, 6}, {6, 2, 3, 3}, {.stride = 2, .padding = 2, .dilation = 2, .groups = 2, .bias = true}},
+      {"depthwise", {1, 3, 6, 5}, {3, 1, 3, 3}, {.padding = 1, .groups = 3, .bias = true}},
   };
   uint64_t offset = 0;
   for (const ConvCase& cc : conv_cases) {

@@ -44,7 +44,7 @@ std::vector<CheckRow> gpu_vs_cpu(const std::string& name, uint64_t seed) {
   row("eval forward", gpu->forward(xg).main, cpu->forward(x).main, 2e-4);
   cpu->set_mode(layers::Mode::train);
   gpu->set_mode(layers::Mode::train);
-  const models::ModelOutputs c = cpu->forward(x), g = gpu->forward(xg);
+  const NetOutputs c = cpu->forward(x), g = gpu->forward(xg);
   row("train forward", g.main, c.main, 2e-4);
   Tensor gm = Tensor::empty(c.main.shape());
   fill_uniform(gm, -1, 1, seed, 8);

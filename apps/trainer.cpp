@@ -247,14 +247,10 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
 
     student->params().zero_grad();
     student->set_dropout_seed(opt.seed, uint64_t(it));
-    const models::ModelOutputs s = student->forward(images);
-    method::NetOutputs s_out{s.main, s.aux, s.feature}, t_out;
-    if (teacher) {
-      const models::ModelOutputs t = teacher->forward(images);
-      t_out = {t.main, t.aux, t.feature};
-    }
+    const NetOutputs s = student->forward(images);
+    const NetOutputs t = teacher ? teacher->forward(images) : NetOutputs();
     method::StudentGrads grads;
-    const method::LossTerms terms = distiller->compute({it, opt.iters}, s_out, t_out, labels, grads);
+    const method::LossTerms terms = distiller->compute({it, opt.iters}, s, t, labels, grads);
     const double total = terms.total();
     RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", it,
               " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");

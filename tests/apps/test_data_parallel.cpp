@@ -27,7 +27,7 @@ std::unique_ptr<models::SegModel> make_model() {
 void step(models::SegModel& m, Sgd& sgd, const Tensor& x, const Tensor& y, Communicator& comm,
           const std::vector<GradBucket>& buckets, bool overlapped = false) {
   m.params().zero_grad();
-  const models::ModelOutputs out = m.forward(x);
+  const NetOutputs out = m.forward(x);
   const method::TaskLoss loss = method::baseline_task_loss(out.main, out.aux, y, 0.4);
   if (overlapped) {
     OverlappedGradReducer reducer(comm, m.params(), buckets);
@@ -112,7 +112,7 @@ TEST_CASE("gradient-ready offsets are honest: nothing at or above an announced o
       snapshots.emplace_back(begin, g.slice(begin, g.numel()).to_vector<float>());
     });
     m->params().zero_grad();
-    const models::ModelOutputs out = m->forward(x);
+    const NetOutputs out = m->forward(x);
     const method::TaskLoss loss = method::baseline_task_loss(out.main, out.aux, y, 0.4);
     m->backward(loss.grad_main, loss.grad_aux, Tensor());
     INFO(name);
