@@ -72,7 +72,7 @@ struct RddConfig {
   bool soft_switch = false;     // the released warmup_lamda variant (see above)
   TfeOptions tfe;
   TseOptions tse;
-  double aux_weight = 0.4;      // overrides tfe.aux_weight and tse.aux_weight
+  double aux_weight = kAuxWeight;  // the aux head's weight in every stage's task loss
 };
 
 // How much of each stage's task loss the step uses.
