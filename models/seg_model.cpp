@@ -23,9 +23,7 @@ constexpr Spec kSpecs[] = {
 const Spec& find_spec(const std::string& name) {
   for (const Spec& s : kSpecs)
     if (name == s.name) return s;
-  std::string known;
-  for (const Spec& s : kSpecs) known += std::string(known.empty() ? "" : ", ") + s.name;
-  fail("unknown model '", name, "' (known: ", known, ")");
+  fail("unknown model '", name, "' (known: ", known_model_names(), ")");
 }
 }  // namespace
 
@@ -33,6 +31,12 @@ std::vector<std::string> model_names() {
   std::vector<std::string> r;
   for (const Spec& s : kSpecs) r.push_back(s.name);
   return r;
+}
+
+std::string known_model_names() {
+  std::string known;
+  for (const Spec& s : kSpecs) known += std::string(known.empty() ? "" : ", ") + s.name;
+  return known;
 }
 
 bool is_model_name(const std::string& name) {

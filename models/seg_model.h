@@ -94,6 +94,7 @@ class SegModel {
 
 // The registry.
 std::vector<std::string> model_names();
+std::string known_model_names();  // "deeplabv3_resnet101, deeplabv3_resnet50, ...": for messages and help
 bool is_model_name(const std::string& name);
 std::unique_ptr<SegModel> build_model(const std::string& name, const ModelOptions& opt = {});
 
