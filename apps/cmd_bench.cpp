@@ -104,7 +104,7 @@ Command add_bench_command(CLI::App& app) {
   add_workers_flag(sub, a->workers);
   sub->add_option("--iterations", m.iterations, "Batches timed")->capture_default_str();
   sub->add_option("--warmup", m.warmup, "Batches before timing")->capture_default_str();
-  sub->add_flag("--cache", a->cache, "Keep decoded images in memory (warms up for one epoch first)");
+  add_cache_flag(sub, a->cache);
   sub->add_option("--seed", m.seed, "Sampling/augmentation seed")->capture_default_str();
   return {sub, [a] { return run_bench(*a); }};
 }

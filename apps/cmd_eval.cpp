@@ -70,7 +70,7 @@ Command add_eval_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("eval", "Evaluate a model: mIoU, pixel accuracy, per-class IoU (by default whole "
                                              "image, single scale: the reference protocol; --scales/--flip/--slide)");
   add_model_flags(sub, a->model, "Model name");
-  sub->add_option("--weights", a->weights, "Weights (safetensors)")->required();
+  add_weights_flag(sub, a->weights);
   add_dataset_flags(sub, a->data, /*required=*/true, "val");
   add_preset_flag(sub, a->preset);
   add_device_flag(sub, a->device);

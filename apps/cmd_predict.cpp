@@ -192,7 +192,7 @@ Command add_predict_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("predict", "Write colourised prediction PNGs for an image or a folder of images "
                                                 "(whole image, the evaluation protocol)");
   add_model_flags(sub, a->model, "Model name");
-  sub->add_option("--weights", a->weights, "Weights (safetensors from rdd train/distill or convert_pth.py)")->required();
+  add_weights_flag(sub, a->weights);
   sub->add_option("--input", a->input, "An image (.png/.jpg) or a folder of images (processed in name order)")
       ->required();
   sub->add_option("--out", a->out, "Output folder: <name>_pred.png (and <name>_overlay.png)")->required();

@@ -18,6 +18,11 @@ CLI::Option* add_model_flags(CLI::App* sub, train::ModelChoice& m, const std::st
   return name;
 }
 
+CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights) {
+  return sub->add_option("--weights", weights, "Weights (safetensors from rdd train/distill or convert_pth.py)")
+      ->required();
+}
+
 CLI::Option* add_device_flag(CLI::App* sub, std::string& device) {
   return sub->add_option("--device", device, "auto (GPU when present), cpu, cuda or cuda:N")->capture_default_str();
 }
@@ -39,6 +44,10 @@ CLI::Option* add_preset_flag(CLI::App* sub, std::string& preset) {
 
 CLI::Option* add_workers_flag(CLI::App* sub, int& workers) {
   return sub->add_option("--workers", workers, "Loader threads")->capture_default_str();
+}
+
+CLI::Option* add_cache_flag(CLI::App* sub, bool& cache) {
+  return sub->add_flag("--cache", cache, "Keep decoded images in memory (datasets that fit)");
 }
 
 CLI::Option* add_dataset_kind_flag(CLI::App* sub, std::string& kind, const std::string& help) {

@@ -20,14 +20,17 @@ namespace rdd::apps {
 // the options in the command's main list.
 CLI::Option* add_model_flags(CLI::App* sub, train::ModelChoice& m, const std::string& model_help,
                              const std::string& group = "", bool teacher = false);
+// --weights: a trained model's weights (train/model_weights.h), required (eval, predict).
+CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights);
 // --device: auto, cpu, cuda, cuda:N (train/resolve_device.h).
 CLI::Option* add_device_flag(CLI::App* sub, std::string& device);
 // --tf32 (engine/cudnn_graph.h set_allow_tf32), on every command that runs a model.
 CLI::Option* add_tf32_flag(CLI::App* sub, bool& tf32);
 // --preset: cirkd or mmseg (the augmentation when training, the input normalisation when evaluating).
 CLI::Option* add_preset_flag(CLI::App* sub, std::string& preset);
-// --workers: loader threads.
+// --workers: loader threads; --cache: keep decoded images in memory.
 CLI::Option* add_workers_flag(CLI::App* sub, int& workers);
+CLI::Option* add_cache_flag(CLI::App* sub, bool& cache);
 
 // --dataset, --data-root, --split, --num-classes, --ignore-value. With `required`, --dataset and
 // --data-root must be given; otherwise each needs the other.

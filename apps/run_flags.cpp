@@ -20,7 +20,7 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
   sub->add_option("--crop-w", o.crop_w, "Crop width")->capture_default_str()->group("Data");
   sub->add_option("--batch", o.batch, "Global batch size (split over GPUs)")->capture_default_str()->group("Data");
   add_workers_flag(sub, o.workers)->group("Data");
-  sub->add_flag("--cache", o.cache, "Keep decoded images in memory (datasets that fit)")->group("Data");
+  add_cache_flag(sub, o.cache)->group("Data");
 
   const char* schedule = "Schedule";
   sub->add_option("--iters", o.iters, "Training iterations")->capture_default_str()->group(schedule);
