@@ -4,8 +4,10 @@
 // Plain values, each with its one default. Where a part of rdd has an options struct of its own, the
 // run holds that struct: the dataset's data::DatasetSpec, the optimizer's SgdOptions, the loss's
 // LossOptions (which holds the RDD method's method::RddConfig). A flag's value so reaches the code that
-// uses it under one name: `--tse-thresh` is RunOptions::loss.rdd.tse.thresh from the flag
-// (apps/run_flags.cpp) to the OHEM threshold (rdd/losses.cpp). apps/run_flags.cpp binds every flag and
+// uses it under one name, with its one default where it is used: `--tse-thresh` is loss.rdd.tse.thresh
+// from the flag (apps/run_flags.cpp) through make_distiller (distiller.cpp) and RddTaskTerm
+// (rdd/distill.cpp) to the OHEM threshold (rdd/losses.cpp, default OhemOptions::thresh) that the TSE
+// selection kernel compares with (rdd/pixel_ops.*). apps/run_flags.cpp binds every flag and
 // `--config FILE` key to these fields; configs/ holds presets that reproduce the published recipes.
 #pragma once
 
