@@ -27,15 +27,14 @@ TEST_CASE("bench's step and the trainer's step give identical weights after k st
   for (const std::string mode : {"distill", "train"}) {
     CAPTURE(mode);
     const bool distill = mode == "distill";
-    ModelBenchOptions b;
-    b.model = {"deeplabv3_resnet18", 0.125};
-    if (distill) b.teacher = {"deeplabv3_resnet18", 0.25};
-    b.mode = mode;
-    b.num_classes = 5;
-    b.batch = 2;
-    b.height = 40;
-    b.width_px = 48;
-    b.seed = 7;
+    const ModelBenchOptions b{.model = {"deeplabv3_resnet18", 0.125},
+                              .teacher = {distill ? "deeplabv3_resnet18" : "", 0.25},
+                              .mode = mode,
+                              .num_classes = 5,
+                              .batch = 2,
+                              .height = 40,
+                              .width_px = 48,
+                              .seed = 7};
     StepModels bench = make_bench_models(b, Device::cpu());
 
     // The same step as `rdd train|distill` options: the bench's teacher as the teacher file, bench's loss
