@@ -46,7 +46,7 @@ has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; r
 nvidia-smi -L || { echo "no GPU visible"; exit 1; }
 
 if has tests; then
-  for t in engine layers models rdd data dist apps; do
+  for t in engine layers models rdd data dist train apps; do
     run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu
   done
 fi

@@ -15,7 +15,8 @@ namespace rdd::train {
 
 struct LossOptions {
   // The task term: --aux-weight; with distillation --warmup-iters, --soft-switch, --tfe-direction,
-  // --tse-mode, --tse-thresh, --min-kept. `enabled` and `warmup_iters` are overridden by rdd_stages.
+  // --tse-mode, --tse-thresh, --min-kept. make_distiller takes `enabled` from rdd_stages, and for the
+  // stages "tse" and "tfe" the warmup_iters that make them so.
   method::RddConfig rdd;
   std::string rdd_stages;                  // --rdd: "" (plain CE), "tfe,tse" (RDD), "tse" (TSE only), "tfe" (TFE only)
   std::string tse_class_weights = "auto";  // auto: the released Cityscapes weights for Cityscapes, none otherwise
