@@ -86,15 +86,15 @@ Tensor DeepLabHead::backward(const Tensor& d_logits, const Tensor& d_feature) {
 }
 
 Shape DeepLabHead::trace(LayerTable& t, const Shape& in) const {
-  Shape s;
-  for (const ConvBnAct& b : branches_) s = b.trace(t, in);
+  Shape cat{in[0], 0, in[2], in[3]};  // the branches' channels concatenated
+  for (const ConvBnAct& b : branches_) cat[1] += b.trace(t, in)[1];
   const Shape pooled{in[0], in[1], gap_->out_h(), gap_->out_w()};
   t.add_shape(prefix_ + ".aspp.b4.gap.0", "global avg pool", pooled);
   const Shape p = pool_conv_.trace(t, pooled);
   t.add_shape(prefix_ + ".aspp.b4", "bilinear upsample (align_corners)", {p[0], p[1], in[2], in[3]});
-  t.add_shape(prefix_ + ".aspp", "concat 5 branches", {in[0], 5 * int64_t(width_), in[2], in[3]});
-  s = project_.trace(t, {in[0], 5 * int64_t(width_), in[2], in[3]});
-  s = block_.trace(t, s);
+  cat[1] += p[1];
+  t.add_shape(prefix_ + ".aspp", "concat 5 branches", cat);
+  const Shape s = block_.trace(t, project_.trace(t, cat));
   return trace_conv(t, *classifier_, s);
 }
 
@@ -153,6 +153,7 @@ Tensor PSPHead::backward(const Tensor& d_logits, const Tensor& d_feature) {
 }
 
 Shape PSPHead::trace(LayerTable& t, const Shape& in) const {
+  Shape cat = in;  // the input, then each bin's channels concatenated
   for (size_t i = 0; i < 4; ++i) {
     const Shape pooled{in[0], in[1], pools_[i]->out_h(), pools_[i]->out_w()};
     const std::string name = prefix_ + ".psp.avgpool" + std::to_string(i + 1);
@@ -160,8 +161,8 @@ Shape PSPHead::trace(LayerTable& t, const Shape& in) const {
     const Shape b = bin_convs_[i].trace(t, pooled);
     t.add_shape(prefix_ + ".psp.conv" + std::to_string(i + 1), "bilinear upsample (align_corners)",
                 {b[0], b[1], in[2], in[3]});
+    cat[1] += b[1];
   }
-  const Shape cat{in[0], in[1] + 4 * (in[1] / 4), in[2], in[3]};
   t.add_shape(prefix_ + ".psp", "concat input + 4 bins", cat);
   const Shape s = block_.trace(t, cat);
   return trace_conv(t, *classifier_, s);
