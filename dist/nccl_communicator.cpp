@@ -291,8 +291,8 @@ class NcclCommunicator final : public Communicator {
     const std::string error = describe_nccl(r, comm_);
     // Every error aborts, ncclInvalidArgument included: a nonblocking communicator keeps a failed call's
     // error as its state (ncclCommSetAsyncError), so every later call would fail with it anyway.
-    abort_locked(detail::concat("NCCL communicator aborted after ", what, " failed: ", error,
-                                "; rerun with NCCL_DEBUG=INFO for details"));
+    abort_locked(rdd::detail::concat("NCCL communicator aborted after ", what, " failed: ", error,
+                                     "; rerun with NCCL_DEBUG=INFO for details"));
     fail_aborted(what);
   }
 
