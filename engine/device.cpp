@@ -90,6 +90,8 @@ void announce_emulated_device(Device d) {
   });
 }
 
+std::string device_label(Device d) { return d.is_cuda() && cuda_is_emulated() ? d.str() + " (emulated)" : d.str(); }
+
 Device default_device() {
   announce_compute_device();
   // The emulated device is for proving the GPU code, at a fraction of the CPU path's speed: asked for, never a default.

@@ -42,6 +42,8 @@ void announce_compute_device();
 // In an emulated-CUDA build, says once on stderr that `d` (a cuda device) is the emulated one: the GPU
 // code path on the CPU, slowly. Nothing otherwise.
 void announce_emulated_device(Device d);
+// "cuda:0", or "cuda:0 (emulated)" in an emulated-CUDA build: for tables that report per device.
+std::string device_label(Device d);
 
 // Makes `d` the calling thread's current GPU, for threads that touch CUDA without a tensor of theirs
 // (the loader's workers allocating pinned batches): without it a thread's first runtime call makes a

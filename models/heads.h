@@ -35,7 +35,6 @@ class SegHead {
   virtual Tensor backward(const Tensor& d_logits, const Tensor& d_feature) = 0;
   virtual Shape trace(LayerTable& t, const Shape& in) const = 0;  // returns the logits' shape
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
-  virtual int feature_channels() const = 0;
 };
 
 class DeepLabHead : public SegHead {
@@ -46,7 +45,6 @@ class DeepLabHead : public SegHead {
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
   void init(uint64_t seed, uint64_t& offset) override;
-  int feature_channels() const override { return width_; }
 
  private:
   std::string prefix_;
@@ -70,7 +68,6 @@ class PSPHead : public SegHead {
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
   void init(uint64_t seed, uint64_t& offset) override;
-  int feature_channels() const override { return width_; }
 
   static constexpr int kBins[4] = {1, 2, 3, 6};
 

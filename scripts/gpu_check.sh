@@ -46,7 +46,7 @@ has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; r
 nvidia-smi -L || { echo "no GPU visible"; exit 1; }
 
 if has tests; then
-  for t in engine layers models rdd data apps; do
+  for t in engine layers models rdd data dist train apps; do
     run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
   done
 fi
@@ -102,7 +102,7 @@ fi
 
 if has sanitize; then
   if command -v compute-sanitizer > /dev/null 2>&1; then
-    for t in engine layers rdd; do
+    for t in engine layers rdd dist; do
       run "memcheck_$t" 600 compute-sanitizer --tool memcheck --error-exitcode 99 \
         "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
       run "racecheck_$t" 600 compute-sanitizer --tool racecheck --error-exitcode 99 \

@@ -11,13 +11,14 @@
 #include <thread>
 #include <vector>
 
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "harness.h"
 
 using namespace rdd;
 using namespace rdd::layers;
+using namespace rdd::dist;
 
 namespace {
 

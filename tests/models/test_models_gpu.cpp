@@ -119,7 +119,7 @@ GPU_TEST_CASE("every model at odd sizes: GPU forward (eval, train) and backward 
     // Eval: the frozen teacher path.
     p.cpu->set_mode(layers::Mode::eval);
     p.gpu->set_mode(layers::Mode::eval);
-    ModelOutputs ec = p.cpu->forward(x), eg = p.gpu->forward(xg);
+    NetOutputs ec = p.cpu->forward(x), eg = p.gpu->forward(xg);
     check_rel("eval main", eg.main, ec.main, 2e-4);
     check_rel("eval aux", eg.aux, ec.aux, 2e-4);
     check_rel("eval feature", eg.feature, ec.feature, 2e-4);
@@ -129,7 +129,7 @@ GPU_TEST_CASE("every model at odd sizes: GPU forward (eval, train) and backward 
       m->set_mode(layers::Mode::train);
       m->set_dropout_seed(9, 4);
     }
-    ModelOutputs tc = p.cpu->forward(x), tg = p.gpu->forward(xg), tn = p.cpu_nudged->forward(nudged(x));
+    NetOutputs tc = p.cpu->forward(x), tg = p.gpu->forward(xg), tn = p.cpu_nudged->forward(nudged(x));
     check_rel("train main", tg.main, tc.main, 2e-4, tn.main);
     check_rel("train aux", tg.aux, tc.aux, 2e-4, tn.aux);
     check_rel("train feature", tg.feature, tc.feature, 2e-4, tn.feature);
@@ -165,7 +165,7 @@ GPU_TEST_CASE("a full-width DeepLabV3-R18 forward on the GPU matches the CPU at 
   cpu->set_mode(layers::Mode::eval);
   gpu->set_mode(layers::Mode::eval);
   const Tensor x = test::random_tensor({1, 3, 65, 97}, 2);
-  ModelOutputs c = cpu->forward(x), g = gpu->forward(x.to(Device::cuda(0)));
+  NetOutputs c = cpu->forward(x), g = gpu->forward(x.to(Device::cuda(0)));
   check_rel("main", g.main, c.main, 2e-4);
   check_rel("aux", g.aux, c.aux, 2e-4);
   CHECK(g.main.shape() == Shape{1, 19, 9, 13});
@@ -185,25 +185,25 @@ GPU_TEST_CASE("eval mode keeps no activations; train mode keeps them only until 
   };
   // Warm-up passes first: workspaces and plans may be allocated once.
   m->set_mode(layers::Mode::eval);
-  { ModelOutputs warm = m->forward(x); }
+  { NetOutputs warm = m->forward(x); }
   const size_t base = in_use();
-  { ModelOutputs out = m->forward(x); }
+  { NetOutputs out = m->forward(x); }
   CHECK(in_use() == base);
 
   m->set_mode(layers::Mode::train);
   m->set_dropout_enabled(false);
   Tensor gm, ga;
   {
-    ModelOutputs warm = m->forward(x);
+    NetOutputs warm = m->forward(x);
     gm = Tensor::full(warm.main.shape(), 0.5, DType::f32, Device::cuda(0));
     ga = Tensor::full(warm.aux.shape(), 0.25, DType::f32, Device::cuda(0));
     m->backward(gm, ga, Tensor());
   }
   const size_t steady = in_use();
-  ModelOutputs out = m->forward(x);
+  NetOutputs out = m->forward(x);
   // The cached activations: at least layer1's input (2×32×16×16 floats) besides the outputs.
   CHECK(in_use() > steady + out.main.nbytes() + out.aux.nbytes() + out.feature.nbytes() + 2 * 32 * 16 * 16 * 4);
   m->backward(gm, ga, Tensor());
-  out = ModelOutputs();
+  out = NetOutputs();
   CHECK(in_use() == steady);
 }
