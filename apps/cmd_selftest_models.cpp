@@ -23,7 +23,7 @@ CheckRow exact(const std::string& check, int64_t got, int64_t want) {
 // CPU and GPU copies of one small model with the same weights; returns the rows of the comparison.
 std::vector<CheckRow> gpu_vs_cpu(const std::string& name, uint64_t seed) {
   std::vector<CheckRow> rows;
-  const std::string dev = "cuda:0";
+  const std::string dev = device_label(Device::cuda(0));
   models::ModelOptions mo;
   mo.num_classes = 5;
   mo.width = 0.125;
