@@ -1,5 +1,5 @@
 // `rdd selftest` group "layers-ops": ReLU/ReLU6, MaxPool2d, AdaptiveAvgPool2d, concat/split, add,
-// bilinear resize (GPU rows) and Dropout/Dropout2d — closed-form answers and f64 finite-difference gradients on the CPU, and (with a
+// bilinear resize and the evaluation ops (GPU rows) and Dropout/Dropout2d — closed-form answers and f64 finite-difference gradients on the CPU, and (with a
 // GPU) the CUDA kernels against the CPU reference.
 #include <cmath>
 #include <numeric>
@@ -11,6 +11,7 @@
 #include "engine/tensor.h"
 #include "layers/activation.h"
 #include "layers/dropout.h"
+#include "layers/eval_ops.h"
 #include "layers/pooling.h"
 #include "layers/resize.h"
 #include "layers/tensor_ops.h"
@@ -183,6 +184,23 @@ std::vector<CheckRow> selftest_layers_ops(const SelftestOptions& o) {
                                          bilinear_resize_backward(dy, 13, 17, align_corners), f32),
                          f32));
     }
+  }
+  {  // the evaluation ops (flip, sliding-window crop and accumulate, softmax, divide by the count map)
+    rows.push_back(row("flip_width vs CPU", gs, compare_tensors(flip_width(xg), flip_width(x), zero), zero));
+    rows.push_back(row("crop_window vs CPU", gs,
+                       compare_tensors(crop_window(xg, 3, 5, 7, 9), crop_window(x, 3, 5, 7, 9), zero), zero));
+    Tensor acc = uniform(x.shape(), seed, 28, -1, 1);
+    Tensor acc_g = acc.to(g);
+    const Tensor window = uniform({2, 5, 7, 9}, seed, 29, -1, 1);
+    add_window_(acc, window, 3, 5);
+    add_window_(acc_g, window.to(g), 3, 5);
+    rows.push_back(row("add_window_ vs CPU", gs, compare_tensors(acc_g, acc, zero), zero));
+    rows.push_back(row("softmax_channels vs CPU", gs, compare_tensors(softmax_channels(xg), softmax_channels(x), f32), f32));
+    const Tensor map = uniform({13, 17}, seed, 30, 1, 4);
+    Tensor q = x.clone(), q_g = xg.clone();
+    divide_by_map_(q, map);
+    divide_by_map_(q_g, map.to(g));
+    rows.push_back(row("divide_by_map_ vs CPU", gs, compare_tensors(q_g, q, f32), f32));
   }
   for (bool channelwise : {false, true}) {
     rows.push_back(row(channelwise ? "dropout2d mask and values vs CPU" : "dropout mask and values vs CPU", gs,

@@ -35,5 +35,5 @@ if [ "${RDD_TEST_EMULATED:-1}" = "1" ] && [ "${RDD_CUDA:-AUTO}" != "OFF" ]; then
   # The CPU cases ran in pass 1; here the GPU entries (their fixtures come along) and the e2e run.
   ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" \
     ctest --test-dir "$emu" --output-on-failure -j "$jobs" --timeout 1800 \
-      -R '_gpu$|_gpu_shuffled$|_silicon$|^apps_e2e_emulated_gpu$' "$@"
+      -R '_gpu$|_gpu_shuffled$|_silicon$|_emulated_gpu$' "$@"
 fi

@@ -23,4 +23,12 @@ if(RDD_CUDA_EMULATED)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated.sh $<TARGET_FILE:rdd>
                    ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_gpu)
   set_tests_properties(apps_e2e_emulated_gpu PROPERTIES TIMEOUT 900)
+  # Every layer family's GPU rows run on the emulated device, named as such; rdd info says what it is.
+  add_test(NAME apps_selftest_emulated_gpu COMMAND $<TARGET_FILE:rdd> selftest)
+  set_tests_properties(apps_selftest_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
+    "bilinear resize up backward vs CPU +cuda:0 \\(emulated\\).*softmax_channels vs CPU +cuda:0 \\(emulated\\).*[0-9]+ passed, 0 failed"
+    FAIL_REGULAR_EXPRESSION " FAIL")
+  add_test(NAME apps_info_emulated_gpu COMMAND $<TARGET_FILE:rdd> info)
+  set_tests_properties(apps_info_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
+    "build: emulated CUDA.*no cuDNN.*cuda:0 \\(emulated\\)  rdd emulated CUDA device")
 endif()
