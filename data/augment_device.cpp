@@ -1,4 +1,5 @@
 #include "data/augment_device.h"
+#include "data/augment_device_cuda.h"
 
 #include <cstring>
 
@@ -12,14 +13,6 @@
 #endif
 
 namespace rdd::data {
-
-#if RDD_WITH_CUDA
-namespace kernels {
-// augment_device.cu: jobs[n] → images/labels of image n, on `stream`.
-void cirkd_augment(const pixel::CirkdJob* jobs, int n, const pixel::Norm& norm, int crop_h, int crop_w, float* images,
-                   int32_t* labels, cudaStream_t stream);
-}
-#endif
 
 DeviceSample upload_sample(const Sample& s, Device device) {
   RDD_CHECK(s.image.channels == 3 && s.label.channels == 1 && s.label.height == s.image.height &&
@@ -78,7 +71,7 @@ void augment_cirkd_device(const std::vector<const DeviceSample*>& samples, const
   const size_t plane = size_t(cfg.crop_h) * size_t(cfg.crop_w);
   if (dev.is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::cirkd_augment(jobs.data(), int(n), norm, cfg.crop_h, cfg.crop_w, out, lab,
+    cuda::cirkd_augment(jobs.data(), int(n), norm, cfg.crop_h, cfg.crop_w, out, lab,
                            cuda_context(dev.index).compute_stream());
 #endif
     return;

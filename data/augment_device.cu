@@ -4,11 +4,12 @@
 
 #include <algorithm>
 
+#include "data/augment_device_cuda.h"
 #include "data/augment_pixel.h"
 #include "engine/cuda_check.h"
 #include "engine/cuda_launch.h"
 
-namespace rdd::data::kernels {
+namespace rdd::data::cuda {
 
 namespace {
 constexpr int kJobsPerLaunch = 32;  // kernel parameters: 32 jobs × 56 bytes, well under the 4 KiB limit
@@ -48,4 +49,4 @@ void cirkd_augment(const pixel::CirkdJob* jobs, int n, const pixel::Norm& norm, 
   }
 }
 
-}  // namespace rdd::data::kernels
+}  // namespace rdd::data::cuda

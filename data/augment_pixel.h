@@ -8,11 +8,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RDD_AUG_HD __host__ __device__ __forceinline__
-#else
-#define RDD_AUG_HD inline
-#endif
+#include "engine/host_device.h"
 
 #if defined(__CUDACC__)
 #include <math.h>
@@ -38,14 +34,14 @@ struct Norm {
   float mean[3], stdev[3];
 };
 
-RDD_AUG_HD double mul_rn(double a, double b) {
+RDD_HD double mul_rn(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return __dmul_rn(a, b);
 #else
   return a * b;
 #endif
 }
-RDD_AUG_HD double add_rn(double a, double b) {
+RDD_HD double add_rn(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return __dadd_rn(a, b);
 #else
@@ -54,7 +50,7 @@ RDD_AUG_HD double add_rn(double a, double b) {
 }
 
 // Bilinear tap of destination index d (absolute, in the scaled image): i0, i1 and the 11-bit weight.
-RDD_AUG_HD void bilinear_tap(int d, double inv, int src, int& i0, int& i1, int& w11) {
+RDD_HD void bilinear_tap(int d, double inv, int src, int& i0, int& i1, int& w11) {
   double s = add_rn(mul_rn(add_rn(double(d), 0.5), inv), -0.5);
   if (s < 0) s = 0;
   const double fl = floor(s);
@@ -69,13 +65,13 @@ RDD_AUG_HD void bilinear_tap(int d, double inv, int src, int& i0, int& i1, int& 
   w11 = int(lroundf(w * 2048.0f));
 }
 
-RDD_AUG_HD int nearest_tap(int d, double inv, int src) {
+RDD_HD int nearest_tap(int d, double inv, int src) {
   const int s = int(floor(mul_rn(double(d), inv)));
   return s < src - 1 ? s : src - 1;
 }
 
 // Output pixel (y, xo) of a crop_h × crop_w crop: writes 3 channel values and the label.
-RDD_AUG_HD void cirkd_pixel(const CirkdJob& j, const Norm& n, int y, int xo, int crop_w, float out[3], int32_t& label) {
+RDD_HD void cirkd_pixel(const CirkdJob& j, const Norm& n, int y, int xo, int crop_w, float out[3], int32_t& label) {
   const int x = j.flip ? crop_w - 1 - xo : xo;  // window column (cirkd flips the padded crop)
   if (y >= j.h || x >= j.w) {
     out[0] = out[1] = out[2] = 0.0f;

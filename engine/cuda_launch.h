@@ -7,7 +7,7 @@
 // hands the kernel, its name and its arguments to the emulated device (engine/emu_device.h), which
 // checks the configuration and every pointer argument before it queues the grid.
 //
-// Elementwise kernels are grid-stride loops:
+// Elementwise kernels are grid-stride loops, RDD_GRID_LOOP(i, n) { ... }:
 //
 //   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
 //
@@ -73,6 +73,11 @@ KernelLaunch<Kernel> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStre
 }
 
 }  // namespace rdd
+
+// The grid-stride loop of the elementwise kernels: i over [0, n), every thread of the grid taking its
+// turn (launch with grid_stride_blocks(n) blocks). i is an int64_t.
+#define RDD_GRID_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 #if RDD_CUDA_EMULATED
 #define RDD_EXTERN_SHARED(type, name) type* const name = static_cast<type*>(::rdd::emu::dynamic_shared_memory())

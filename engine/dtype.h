@@ -19,6 +19,16 @@ const char* dtype_name(DType t);    // "f32", "bf16", ...
 const char* layout_name(Layout l);  // "NCHW", "NHWC"
 bool is_floating(DType t);
 
+// The one dtype switch of the ops whose CPU reference and GPU kernels are templates on the element type
+// (f32 everywhere, f64 for the finite-difference checks): calls f(float{}) or f(double{}).
+//   with_float_type(x.dtype(), [&](auto zero) { using T = decltype(zero); run(x.data<T>()); });
+// Callers have refused other dtypes by name first; anything else here is f32.
+template <class F>
+void with_float_type(DType t, F&& f) {
+  if (t == DType::f64) f(double{});
+  else f(float{});
+}
+
 // 16-bit float storage types for host code. Conversions round to nearest even, as the hardware does.
 struct bf16 {
   uint16_t bits = 0;

@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RDD_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define RDD_HOST_DEVICE inline
-#endif
+#include "engine/host_device.h"
 
 namespace rdd::philox {
 
@@ -24,14 +20,14 @@ struct U32x4 {
   uint32_t v[4];
 };
 
-RDD_HOST_DEVICE void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+RDD_HD void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   const uint64_t p = uint64_t(a) * uint64_t(b);
   hi = uint32_t(p >> 32);
   lo = uint32_t(p);
 }
 
 // The raw generator: 10 rounds of the Philox S-box, key bumped by the Weyl constants between rounds.
-RDD_HOST_DEVICE U32x4 philox4x32_10(U32x4 ctr, uint32_t k0, uint32_t k1) {
+RDD_HD U32x4 philox4x32_10(U32x4 ctr, uint32_t k0, uint32_t k1) {
   constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;  // multipliers
   constexpr uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;  // Weyl key increments
   for (int round = 0; round < 10; ++round) {
@@ -46,7 +42,7 @@ RDD_HOST_DEVICE U32x4 philox4x32_10(U32x4 ctr, uint32_t k0, uint32_t k1) {
 }
 
 // Element i of stream `offset` under `seed` (the convention above).
-RDD_HOST_DEVICE uint32_t u32(uint64_t seed, uint64_t offset, uint64_t i) {
+RDD_HD uint32_t u32(uint64_t seed, uint64_t offset, uint64_t i) {
   const uint64_t block = i >> 2;
   const U32x4 r = philox4x32_10(U32x4{{uint32_t(block), uint32_t(block >> 32), uint32_t(offset), uint32_t(offset >> 32)}},
                                 uint32_t(seed), uint32_t(seed >> 32));
@@ -54,13 +50,13 @@ RDD_HOST_DEVICE uint32_t u32(uint64_t seed, uint64_t offset, uint64_t i) {
 }
 
 // Uniform in [0, 1) with 24 random bits: exact in f32, identical on CPU and GPU.
-RDD_HOST_DEVICE float uniform(uint64_t seed, uint64_t offset, uint64_t i) {
+RDD_HD float uniform(uint64_t seed, uint64_t offset, uint64_t i) {
   return float(u32(seed, offset, i) >> 8) * (1.0f / 16777216.0f);
 }
 
 // Standard normal by Box–Muller from elements 2i and 2i+1 of the stream. Uses logf/sqrtf/cosf, whose
 // last bit may differ between the host libm and CUDA: CPU and GPU agree to ~1e-6, not bit for bit.
-RDD_HOST_DEVICE float normal(uint64_t seed, uint64_t offset, uint64_t i);
+RDD_HD float normal(uint64_t seed, uint64_t offset, uint64_t i);
 
 }  // namespace rdd::philox
 
@@ -70,7 +66,7 @@ RDD_HOST_DEVICE float normal(uint64_t seed, uint64_t offset, uint64_t i);
 #include <cmath>
 #endif
 
-RDD_HOST_DEVICE float rdd::philox::normal(uint64_t seed, uint64_t offset, uint64_t i) {
+RDD_HD float rdd::philox::normal(uint64_t seed, uint64_t offset, uint64_t i) {
   // u1 in (0, 1] so log(u1) is finite.
   const float u1 = float((u32(seed, offset, 2 * i) >> 8) + 1u) * (1.0f / 16777216.0f);
   const float u2 = uniform(seed, offset, 2 * i + 1);

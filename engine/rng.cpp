@@ -1,4 +1,5 @@
 #include "engine/rng.h"
+#include "engine/rng_cuda.h"
 
 #include "engine/philox.h"
 
@@ -8,12 +9,6 @@
 
 namespace rdd {
 
-#if RDD_WITH_CUDA
-namespace kernels {
-void philox_fill(void* dst, DType dtype, int64_t n, int kind, double a, double b, uint64_t seed, uint64_t offset,
-                 cudaStream_t stream);
-}
-#endif
 
 namespace {
 enum FillKind { kUniform = 0, kNormal = 1, kRandint = 2 };
@@ -47,7 +42,7 @@ void fill(Tensor& t, int kind, double a, double b, uint64_t seed, uint64_t offse
   const int64_t n = t.numel();
   if (t.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::philox_fill(t.raw(), t.dtype(), n, kind, a, b, seed, offset, cuda_context(t.device().index).compute_stream());
+    cuda::philox_fill(t.raw(), t.dtype(), n, kind, a, b, seed, offset, cuda_context(t.device().index).compute_stream());
 #endif
     return;
   }

@@ -4,9 +4,10 @@
 
 #include "engine/cuda_launch.h"
 #include "engine/device_dtype.h"
+#include "engine/rng_cuda.h"
 #include "engine/philox.h"
 
-namespace rdd::kernels {
+namespace rdd::cuda {
 
 namespace {
 template <class T>
@@ -18,7 +19,7 @@ __device__ void put<__half>(__half* p, int64_t i, double v) { p[i] = __float2hal
 
 template <class T>
 __global__ void philox_fill_kernel(T* p, int64_t n, int kind, double a, double b, uint64_t seed, uint64_t offset) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(i, n) {
     double v;
     if (kind == 0) {
       // Rounded multiply and add, never fused: the CPU (no FMA) rounds twice, and fills must match bit for bit.
@@ -44,4 +45,4 @@ void philox_fill(void* dst, DType dtype, int64_t n, int kind, double a, double b
   });
 }
 
-}  // namespace rdd::kernels
+}  // namespace rdd::cuda

@@ -1,4 +1,5 @@
 #include "engine/sgd.h"
+#include "engine/sgd_cuda.h"
 
 #include <cmath>
 
@@ -10,13 +11,6 @@
 #endif
 
 namespace rdd {
-
-#if RDD_WITH_CUDA
-namespace kernels {
-void sgd_update(float* w, const float* g, float* m, int64_t n, float lr, float momentum, float weight_decay,
-                bool nesterov, cudaStream_t stream);
-}
-#endif
 
 Sgd::Sgd(ParamStore& store, SgdOptions options) : store_(store), options_(options) {
   RDD_CHECK(store.materialized(), "Sgd: the parameter store must be materialized first");
@@ -37,7 +31,7 @@ void Sgd::step(double lr) {
 void sgd_update(float* w, const float* g, float* m, int64_t n, Device device, double lr, const SgdOptions& o) {
   if (device.is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::sgd_update(w, g, m, n, float(lr), float(o.momentum), float(o.weight_decay), o.nesterov,
+    cuda::sgd_update(w, g, m, n, float(lr), float(o.momentum), float(o.weight_decay), o.nesterov,
                         cuda_context(device.index).compute_stream());
 #endif
     return;

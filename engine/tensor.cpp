@@ -8,7 +8,7 @@
 #if RDD_WITH_CUDA
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
-#include "engine/tensor_kernels.h"
+#include "engine/tensor_cuda.h"
 #endif
 
 namespace rdd {
@@ -262,7 +262,7 @@ Tensor Tensor::to_dtype(DType dtype) const {
   if (dtype == dtype_) {
     out.copy_from(*this);
   } else {
-    kernels::convert(raw(), dtype_, out.raw(), dtype, n, cuda_context(device().index).compute_stream());
+    cuda::convert(raw(), dtype_, out.raw(), dtype, n, cuda_context(device().index).compute_stream());
   }
 #endif
   return out;
@@ -288,7 +288,7 @@ Tensor Tensor::to_layout(Layout layout) const {
     return out;
   }
 #if RDD_WITH_CUDA
-  kernels::reorder_4d(raw(), out.raw(), N, C, H, W, es, to_nhwc, cuda_context(device().index).compute_stream());
+  cuda::reorder_4d(raw(), out.raw(), N, C, H, W, es, to_nhwc, cuda_context(device().index).compute_stream());
 #endif
   return out;
 }
@@ -305,7 +305,7 @@ Tensor& Tensor::fill_(double value) {
     return *this;
   }
 #if RDD_WITH_CUDA
-  kernels::fill(raw(), n, dtype_, value, cuda_context(device().index).compute_stream());
+  cuda::fill(raw(), n, dtype_, value, cuda_context(device().index).compute_stream());
 #endif
   return *this;
 }

@@ -1,5 +1,7 @@
 // ReLU / ReLU6: CPU reference (templated on the element type) and device dispatch.
 #include "layers/activation.h"
+#include "layers/activation_cuda.h"
+#include "layers/activation_math.h"
 
 #include "engine/op_profile.h"
 #include "engine/thread_pool.h"
@@ -11,15 +13,6 @@
 #endif
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace kernels {  // activation.cu
-template <class T>
-void relu_forward(const T* x, T* y, int64_t n, bool relu6, cudaStream_t stream);
-template <class T>
-void relu_backward(const T* dy, const T* v, T* dx, int64_t n, bool relu6, cudaStream_t stream);
-}  // namespace kernels
-#endif
 
 namespace {
 
@@ -37,11 +30,7 @@ void require_float(const Tensor& t, const char* who, const char* what) {
 template <class T>
 void relu_forward_cpu(const T* x, T* y, int64_t n, bool relu6) {
   parallel_for(0, n, [&](int64_t b, int64_t e) {
-    if (relu6) {
-      for (int64_t i = b; i < e; ++i) y[i] = x[i] < T(0) ? T(0) : (x[i] > T(6) ? T(6) : x[i]);
-    } else {
-      for (int64_t i = b; i < e; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN passes
-    }
+    for (int64_t i = b; i < e; ++i) y[i] = activation_math::relu(x[i], relu6);
   }, kGrain);
 }
 
@@ -49,11 +38,7 @@ void relu_forward_cpu(const T* x, T* y, int64_t n, bool relu6) {
 template <class T>
 void relu_backward_cpu(const T* dy, const T* v, T* dx, int64_t n, bool relu6) {
   parallel_for(0, n, [&](int64_t b, int64_t e) {
-    if (relu6) {
-      for (int64_t i = b; i < e; ++i) dx[i] = (v[i] > T(0) && v[i] < T(6)) ? dy[i] : T(0);
-    } else {
-      for (int64_t i = b; i < e; ++i) dx[i] = v[i] > T(0) ? dy[i] : T(0);
-    }
+    for (int64_t i = b; i < e; ++i) dx[i] = activation_math::relu_grad(dy[i], v[i], relu6);
   }, kGrain);
 }
 
@@ -66,16 +51,17 @@ Tensor relu_forward(const Tensor& x, bool relu6) {
   const int64_t n = x.numel();
   if (n == 0) return y;
   OpScope profile(relu6 ? "relu6 forward" : "relu forward", x.device(), 0, 2.0 * x.nbytes());
-  if (x.device().is_cuda()) {
+  with_float_type(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    cudaStream_t s = cuda_context(x.device().index).compute_stream();
-    if (x.dtype() == DType::f32) kernels::relu_forward(x.data<float>(), y.data<float>(), n, relu6, s);
-    else kernels::relu_forward(x.data<double>(), y.data<double>(), n, relu6, s);
+    if (x.device().is_cuda()) {
+      cudaStream_t s = cuda_context(x.device().index).compute_stream();
+      cuda::relu_forward(x.data<T>(), y.data<T>(), n, relu6, s);
+      return;
+    }
 #endif
-    return y;
-  }
-  if (x.dtype() == DType::f32) relu_forward_cpu(x.data<float>(), y.data<float>(), n, relu6);
-  else relu_forward_cpu(x.data<double>(), y.data<double>(), n, relu6);
+    relu_forward_cpu(x.data<T>(), y.data<T>(), n, relu6);
+  });
   return y;
 }
 
@@ -90,20 +76,17 @@ Tensor relu_backward(const Tensor& dy, const Tensor& y_or_x, bool relu6) {
   const int64_t n = dy.numel();
   if (n == 0) return dx;
   OpScope profile(relu6 ? "relu6 backward" : "relu backward", dy.device(), 0, 3.0 * dy.nbytes());
-  if (dy.device().is_cuda()) {
+  with_float_type(dy.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    cudaStream_t s = cuda_context(dy.device().index).compute_stream();
-    if (dy.dtype() == DType::f32)
-      kernels::relu_backward(dy.data<float>(), y_or_x.data<float>(), dx.data<float>(), n, relu6, s);
-    else
-      kernels::relu_backward(dy.data<double>(), y_or_x.data<double>(), dx.data<double>(), n, relu6, s);
+    if (dy.device().is_cuda()) {
+      cudaStream_t s = cuda_context(dy.device().index).compute_stream();
+      cuda::relu_backward(dy.data<T>(), y_or_x.data<T>(), dx.data<T>(), n, relu6, s);
+      return;
+    }
 #endif
-    return dx;
-  }
-  if (dy.dtype() == DType::f32)
-    relu_backward_cpu(dy.data<float>(), y_or_x.data<float>(), dx.data<float>(), n, relu6);
-  else
-    relu_backward_cpu(dy.data<double>(), y_or_x.data<double>(), dx.data<double>(), n, relu6);
+    relu_backward_cpu(dy.data<T>(), y_or_x.data<T>(), dx.data<T>(), n, relu6);
+  });
   return dx;
 }
 

@@ -1,5 +1,7 @@
 // BatchNorm2d: argument checks, dispatch on device, the CPU reference (f32/f64), and the module.
 #include "layers/batchnorm2d.h"
+#include "layers/batchnorm2d_cuda.h"
+#include "layers/batchnorm_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -137,10 +139,10 @@ void forward_eval_cpu(const Tensor& x, const Tensor& gamma, const Tensor& beta, 
   parallel_for(0, g.N * g.C, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i % g.C;
-      const T m = rm[c], scale = T(double(gp[c]) / std::sqrt(double(rv[c]) + eps)), b = bp[c];
+      const T m = rm[c], scale = batchnorm_math::eval_scale(gp[c], rv[c], eps), b = bp[c];
       const T* xs = xp + i * g.HW;
       T* ys = yp + i * g.HW;
-      for (int64_t j = 0; j < g.HW; ++j) ys[j] = (xs[j] - m) * scale + b;
+      for (int64_t j = 0; j < g.HW; ++j) ys[j] = batchnorm_math::normalize(xs[j], m, scale, b);
     }
   });
 }
@@ -192,11 +194,11 @@ void backward_dx_cpu(const Tensor& dy, const Tensor& x, const Tensor& gamma, con
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i % g.C;
       const T m = mean[c], is = invstd[c], a = gp[c] * is;
-      const T b1 = T(double(sp[c]) / double(count[c])), b2 = T(double(sp[g.C + c]) / double(count[c]));
+      const T b1 = batchnorm_math::sum_over_count(sp[c], count[c]), b2 = batchnorm_math::sum_over_count(sp[g.C + c], count[c]);
       const T* xs = xp + i * g.HW;
       const T* ds = dyp + i * g.HW;
       T* out = dxp + i * g.HW;
-      for (int64_t j = 0; j < g.HW; ++j) out[j] = a * (ds[j] - b1 - (xs[j] - m) * is * b2);
+      for (int64_t j = 0; j < g.HW; ++j) out[j] = batchnorm_math::grad_input(ds[j], xs[j], m, is, a, b1, b2);
     }
   });
 }
@@ -236,12 +238,12 @@ Tensor batchnorm2d_forward_train(const Tensor& x, const Tensor& gamma, const Ten
   Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
   if (dev.is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::batchnorm2d_partial_sums_cuda(x, running_mean, shift_from_x, shift, partial);
+    cuda::batchnorm2d_partial_sums(x, running_mean, shift_from_x, shift, partial);
     if (reducer) {
       reducer(partial);
       check_partial(who, partial, x, 3);
     }
-    detail::batchnorm2d_normalize_train_cuda(x, gamma, beta, partial, shift, running_mean, running_var, eps, momentum, s,
+    cuda::batchnorm2d_normalize_train(x, gamma, beta, partial, shift, running_mean, running_var, eps, momentum, s,
                                              y);
 #endif
     return y;
@@ -278,7 +280,7 @@ Tensor batchnorm2d_forward_eval(const Tensor& x, const Tensor& gamma, const Tens
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::batchnorm2d_forward_eval_cuda(x, gamma, beta, running_mean, running_var, eps, y);
+    cuda::batchnorm2d_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
 #endif
     return y;
   }
@@ -307,12 +309,12 @@ Tensor batchnorm2d_backward_accumulate(const Tensor& dy, const Tensor& x, const 
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::batchnorm2d_backward_sums_cuda(dy, x, saved, sums, dgamma, dbeta);
+    cuda::batchnorm2d_backward_sums(dy, x, saved, sums, dgamma, dbeta);
     if (reducer) {
       reducer(sums);
       check_partial(who, sums, x, 2);
     }
-    detail::batchnorm2d_backward_dx_cuda(dy, x, gamma, saved, sums, dx);
+    cuda::batchnorm2d_backward_dx(dy, x, gamma, saved, sums, dx);
 #endif
     return dx;
   }
@@ -399,7 +401,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   Tensor& counter = num_batches_tracked_->value;
   if (counter.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::increment_counter_cuda(counter);
+    cuda::increment_counter(counter);
 #endif
   } else {
     counter.at<int64_t>(0) += 1;

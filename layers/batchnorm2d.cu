@@ -11,14 +11,14 @@
 #include "engine/cuda_check.h"
 #include "engine/cuda_launch.h"
 #include "engine/cuda_context.h"
-#include "layers/batchnorm2d.h"
+#include "layers/batchnorm2d_cuda.h"
+#include "layers/batchnorm_math.h"
 
-namespace rdd::layers::detail {
+namespace rdd::layers::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;        // every kernel here; the finalize kernel reads ≤ kThreads block sums
-constexpr int kMaxBlocksPerChannel = kThreads;
+constexpr int kMaxBlocksPerChannel = kThreadsPerBlock;  // the finalize kernel reads ≤ one block sum per thread
 constexpr int kElementsPerThread = 16;
 
 // The statistics and the backward sums accumulate in double, as the CPU reference does: Σdy over a
@@ -143,14 +143,15 @@ __global__ void stats_kernel(const float* __restrict__ partial, const float* __r
 // Step 3b: y = (x − mean_c)·gamma_c·invstd_c + beta_c over planes (N·C, HW). With stat_is_var the
 // invstd comes from a variance: 1 / sqrt(stat_c + eps) (eval mode). blockIdx.y walks the planes.
 __global__ void normalize_kernel(const float* __restrict__ x, float* __restrict__ y, const float* __restrict__ mean,
-                                 const float* __restrict__ stat, bool stat_is_var, float eps,
+                                 const float* __restrict__ stat, bool stat_is_var, double eps,
                                  const float* __restrict__ gamma, const float* __restrict__ beta, int64_t planes, int C,
                                  int64_t HW, bool vec4) {
   for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
     const int c = int(plane % C);
     const float m = mean[c];
-    const float is = stat_is_var ? 1.f / sqrtf(stat[c] + eps) : stat[c];
-    const float scale = gamma[c] * is, b = beta[c];
+    // Eval: stat is the running variance; train: the batch invstd.
+    const float scale = stat_is_var ? batchnorm_math::eval_scale(gamma[c], stat[c], eps) : gamma[c] * stat[c];
+    const float b = beta[c];
     const float* xs = x + plane * HW;
     float* ys = y + plane * HW;
     const int64_t start = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
@@ -159,14 +160,14 @@ __global__ void normalize_kernel(const float* __restrict__ x, float* __restrict_
       float4* y4 = reinterpret_cast<float4*>(ys);
       for (int64_t i = start; i < HW / 4; i += step) {
         float4 v = x4[i];
-        v.x = (v.x - m) * scale + b;
-        v.y = (v.y - m) * scale + b;
-        v.z = (v.z - m) * scale + b;
-        v.w = (v.w - m) * scale + b;
+        v.x = batchnorm_math::normalize(v.x, m, scale, b);
+        v.y = batchnorm_math::normalize(v.y, m, scale, b);
+        v.z = batchnorm_math::normalize(v.z, m, scale, b);
+        v.w = batchnorm_math::normalize(v.w, m, scale, b);
         y4[i] = v;
       }
     } else {
-      for (int64_t i = start; i < HW; i += step) ys[i] = (xs[i] - m) * scale + b;
+      for (int64_t i = start; i < HW; i += step) ys[i] = batchnorm_math::normalize(xs[i], m, scale, b);
     }
   }
 }
@@ -179,7 +180,8 @@ __global__ void backward_dx_kernel(const float* __restrict__ dy, const float* __
   for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
     const int c = int(plane % C);
     const float m = mean[c], is = invstd[c], a = gamma[c] * is;
-    const float b1 = sums[c] / count[c], b2 = sums[C + c] / count[c];
+    const float b1 = batchnorm_math::sum_over_count(sums[c], count[c]);
+    const float b2 = batchnorm_math::sum_over_count(sums[C + c], count[c]);
     const float* dys = dy + plane * HW;
     const float* xs = x + plane * HW;
     float* dxs = dx + plane * HW;
@@ -191,14 +193,14 @@ __global__ void backward_dx_kernel(const float* __restrict__ dy, const float* __
       for (int64_t i = start; i < HW / 4; i += step) {
         const float4 d = d4[i], v = x4[i];
         float4 o;
-        o.x = a * (d.x - b1 - (v.x - m) * is * b2);
-        o.y = a * (d.y - b1 - (v.y - m) * is * b2);
-        o.z = a * (d.z - b1 - (v.z - m) * is * b2);
-        o.w = a * (d.w - b1 - (v.w - m) * is * b2);
+        o.x = batchnorm_math::grad_input(d.x, v.x, m, is, a, b1, b2);
+        o.y = batchnorm_math::grad_input(d.y, v.y, m, is, a, b1, b2);
+        o.z = batchnorm_math::grad_input(d.z, v.z, m, is, a, b1, b2);
+        o.w = batchnorm_math::grad_input(d.w, v.w, m, is, a, b1, b2);
         o4[i] = o;
       }
     } else {
-      for (int64_t i = start; i < HW; i += step) dxs[i] = a * (dys[i] - b1 - (xs[i] - m) * is * b2);
+      for (int64_t i = start; i < HW; i += step) dxs[i] = batchnorm_math::grad_input(dys[i], xs[i], m, is, a, b1, b2);
     }
   }
 }
@@ -218,13 +220,13 @@ Dims dims_of(const Tensor& x, bool for_stats = true) {
 }
 
 int blocks_per_channel(int64_t M) {
-  const int64_t per_block = int64_t(kThreads) * kElementsPerThread;
+  const int64_t per_block = int64_t(kThreadsPerBlock) * kElementsPerThread;
   return int(std::clamp<int64_t>((M + per_block - 1) / per_block, 1, kMaxBlocksPerChannel));
 }
 
 // The grid of the element-wise kernels: x over a plane's HW (or HW/4), y over the N·C planes.
 dim3 plane_grid(int64_t planes, int64_t work_per_plane) {
-  const int64_t bx = std::clamp<int64_t>((work_per_plane + kThreads - 1) / kThreads, 1, 1024);
+  const int64_t bx = std::clamp<int64_t>((work_per_plane + kThreadsPerBlock - 1) / kThreadsPerBlock, 1, 1024);
   // At least one block row even with no planes (an empty local batch under SyncBN): the kernels' plane loop
   // does nothing then, and a grid dimension of 0 would be a launch error.
   return dim3(unsigned(bx), unsigned(std::clamp<int64_t>(planes, 1, 65535)));
@@ -234,78 +236,78 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 }  // namespace
 
-void batchnorm2d_partial_sums_cuda(const Tensor& x, const Tensor& running_mean, bool shift_from_x, Tensor& shift,
+void batchnorm2d_partial_sums(const Tensor& x, const Tensor& running_mean, bool shift_from_x, Tensor& shift,
                                    Tensor& partial) {
   // x (N, C, H, W), running_mean, shift (C), partial (3, C): f32 on one GPU
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
-  launch<pick_shift_kernel>(unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream())(
+  launch<pick_shift_kernel>(unsigned((d.C + kThreadsPerBlock - 1) / kThreadsPerBlock), kThreadsPerBlock, 0, ctx.compute_stream())(
       x.data<float>(), running_mean.data<float>(), shift_from_x, shift.data<float>(), int(d.C), d.HW);
   const int B = blocks_per_channel(d.M);
   Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f64, x.device());
-  launch<partial_sums_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream())(
+  launch<partial_sums_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreadsPerBlock, 0, ctx.compute_stream())(
       x.data<float>(), shift.data<float>(), block_sums.data<double>(), int(d.C), unsigned(d.HW), unsigned(d.M));
-  launch<finalize_kernel>(unsigned(d.C), kThreads, 0, ctx.compute_stream())(
+  launch<finalize_kernel>(unsigned(d.C), kThreadsPerBlock, 0, ctx.compute_stream())(
       block_sums.data<double>(), B, int(d.C), partial.data<float>(), float(d.M), nullptr, nullptr);
 }
 
-void batchnorm2d_normalize_train_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& partial,
+void batchnorm2d_normalize_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& partial,
                                       const Tensor& shift, Tensor& running_mean, Tensor& running_var, double eps,
                                       double momentum, BatchNormSaved& saved, Tensor& y) {
   // x, y (N, C, H, W); gamma, beta, running stats, saved.* (C); partial (3, C)
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
-  launch<stats_kernel>(unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream())(
+  launch<stats_kernel>(unsigned((d.C + kThreadsPerBlock - 1) / kThreadsPerBlock), kThreadsPerBlock, 0, ctx.compute_stream())(
       partial.data<float>(), shift.data<float>(), int(d.C), running_mean.data<float>(), running_var.data<float>(), eps,
       momentum, saved.mean.data<float>(), saved.invstd.data<float>(), saved.count.data<float>());
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(y.raw());
-  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
-      x.data<float>(), y.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(), false, 0.f,
+  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreadsPerBlock, 0, ctx.compute_stream())(
+      x.data<float>(), y.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(), false, 0.0,
       gamma.data<float>(), beta.data<float>(), planes, int(d.C), d.HW, vec4);
 }
 
-void batchnorm2d_forward_eval_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+void batchnorm2d_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                    const Tensor& running_var, double eps, Tensor& y) {
   const Dims d = dims_of(x, /*for_stats=*/false);
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(y.raw());
-  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
-      x.data<float>(), y.data<float>(), running_mean.data<float>(), running_var.data<float>(), true, float(eps),
+  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreadsPerBlock, 0, ctx.compute_stream())(
+      x.data<float>(), y.data<float>(), running_mean.data<float>(), running_var.data<float>(), true, eps,
       gamma.data<float>(), beta.data<float>(), planes, int(d.C), d.HW, vec4);
 }
 
-void batchnorm2d_backward_sums_cuda(const Tensor& dy, const Tensor& x, const BatchNormSaved& saved, Tensor& sums,
+void batchnorm2d_backward_sums(const Tensor& dy, const Tensor& x, const BatchNormSaved& saved, Tensor& sums,
                                     Tensor& dgamma, Tensor& dbeta) {
   // dy, x (N, C, H, W); saved.* (C); sums (2, C); dgamma, dbeta (C) accumulate
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
   const int B = blocks_per_channel(d.M);
   Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f64, x.device());
-  launch<backward_partial_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream())(
+  launch<backward_partial_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreadsPerBlock, 0, ctx.compute_stream())(
       dy.data<float>(), x.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(),
       block_sums.data<double>(), int(d.C), unsigned(d.HW), unsigned(d.M));
-  launch<finalize_kernel>(unsigned(d.C), kThreads, 0, ctx.compute_stream())(
+  launch<finalize_kernel>(unsigned(d.C), kThreadsPerBlock, 0, ctx.compute_stream())(
       block_sums.data<double>(), B, int(d.C), sums.data<float>(), -1.f, dbeta.data<float>(), dgamma.data<float>());
 }
 
-void batchnorm2d_backward_dx_cuda(const Tensor& dy, const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved,
+void batchnorm2d_backward_dx(const Tensor& dy, const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved,
                                   const Tensor& sums, Tensor& dx) {
   const Dims d = dims_of(x, /*for_stats=*/false);
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(dy.raw()) && aligned16(dx.raw());
-  launch<backward_dx_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
+  launch<backward_dx_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreadsPerBlock, 0, ctx.compute_stream())(
       dy.data<float>(), x.data<float>(), dx.data<float>(), gamma.data<float>(), saved.mean.data<float>(),
       saved.invstd.data<float>(), saved.count.data<float>(), sums.data<float>(), planes, int(d.C), d.HW, vec4);
 }
 
-void increment_counter_cuda(Tensor& counter) {
+void increment_counter(Tensor& counter) {
   RDD_CHECK(counter.dtype() == DType::i64 && counter.numel() == 1, "batchnorm2d: num_batches_tracked ",
             counter.desc(), " must be one i64");
   CudaContext& ctx = cuda_context(counter.device().index);
   launch<increment_kernel>(1, 1, 0, ctx.compute_stream())(reinterpret_cast<long long*>(counter.data<int64_t>()));
 }
 
-}  // namespace rdd::layers::detail
+}  // namespace rdd::layers::cuda

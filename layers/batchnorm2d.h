@@ -112,28 +112,4 @@ class BatchNorm2d : public Module {
   BatchNormSaved saved_;
 };
 
-#if RDD_WITH_CUDA
-namespace detail {
-// batchnorm2d.cu: the CUDA path (f32 NCHW, arguments already checked).
-// Step 1 of the forward: shift (C) = running_mean (shift_from_x false) or x[0, c, 0, 0] (true), then
-// partial (3, C) = [Σ(x − shift), Σ(x − shift)², M].
-void batchnorm2d_partial_sums_cuda(const Tensor& x, const Tensor& running_mean, bool shift_from_x, Tensor& shift,
-                                   Tensor& partial);
-// Step 3: from the (reduced) partial sums and the shift, batch mean/invstd (→ saved), running update, y.
-void batchnorm2d_normalize_train_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& partial,
-                                      const Tensor& shift, Tensor& running_mean, Tensor& running_var, double eps,
-                                      double momentum, BatchNormSaved& saved, Tensor& y);
-void batchnorm2d_forward_eval_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                                   const Tensor& running_var, double eps, Tensor& y);
-// Backward step 1: sums (2, C) = [Σdy, Σdy·x̂], and dgamma += row 1, dbeta += row 0.
-void batchnorm2d_backward_sums_cuda(const Tensor& dy, const Tensor& x, const BatchNormSaved& saved, Tensor& sums,
-                                    Tensor& dgamma, Tensor& dbeta);
-// Backward step 3: dx from the (reduced) sums.
-void batchnorm2d_backward_dx_cuda(const Tensor& dy, const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved,
-                                  const Tensor& sums, Tensor& dx);
-// num_batches_tracked += 1 on the GPU (an i64 scalar).
-void increment_counter_cuda(Tensor& counter);
-}  // namespace detail
-#endif
-
 }  // namespace rdd::layers

@@ -1,5 +1,6 @@
 // Conv2d: argument checks, dispatch on device, the CPU reference (f32/f64), and the module.
 #include "layers/conv2d.h"
+#include "layers/conv2d_cuda.h"
 
 #include <cblas.h>
 
@@ -534,7 +535,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const C
   OpScope profile(conv_profile_name(g, false), x.device(), 2 * g.macs(), double(x.nbytes() + w.nbytes() + y.nbytes()));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::conv2d_forward_cuda(x, w, b, y, opt);
+    cuda::conv2d_forward(x, w, b, y, opt);
 #endif
     return y;
   }
@@ -566,7 +567,7 @@ Tensor conv2d_backward_accumulate(const Tensor& dy, const Tensor& x, const Tenso
                   double(dy.nbytes() + x.nbytes() * (need_dx ? 2 : 1) + w.nbytes() * 2));
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    detail::conv2d_backward_cuda(dy, x, w, opt, need_dx ? &dx : nullptr, dw, db);
+    cuda::conv2d_backward(dy, x, w, opt, need_dx ? &dx : nullptr, dw, db);
 #endif
     return dx;
   }
@@ -578,7 +579,7 @@ Tensor conv2d_backward_accumulate(const Tensor& dy, const Tensor& x, const Tenso
 }
 
 #if RDD_CUDA_EMULATED
-namespace detail {
+namespace cuda {
 void conv2d_forward_emulated_cudnn(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dOptions& opt) {
   const ConvGeom g = check_conv("conv2d (emulated cuDNN)", x, w, nullptr, opt);
   // The tensors travel with the work (their storage stays alive until it has run), like stream-ordered memory.
@@ -594,7 +595,7 @@ void conv2d_backward_emulated_cudnn(const Tensor& dy, const Tensor& x, const Ten
     conv_backward_cpu<float>(dy, x, w, dx_out.defined() ? &dx_out : nullptr, dw, nullptr, g);
   });
 }
-}  // namespace detail
+}  // namespace cuda
 #endif
 
 Conv2dGrads conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt,

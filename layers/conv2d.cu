@@ -8,13 +8,12 @@
 #include "engine/cuda_launch.h"
 #include "engine/cuda_context.h"
 #include "engine/cudnn_graph.h"
-#include "layers/conv2d.h"
+#include "layers/conv2d_cuda.h"
 
-namespace rdd::layers::detail {
+namespace rdd::layers::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kReduceThreads = 512;
 
 // y (N, K, PQ) += b[k]. blockIdx.y walks the N·K planes, blockIdx.x × threads the PQ pixels.
@@ -23,7 +22,7 @@ __global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__
   for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
     const float bk = b[plane % K];
     float* row = y + plane * pq;
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < pq; i += int64_t(gridDim.x) * blockDim.x)
+    RDD_GRID_LOOP(i, pq)
       row[i] += bk;
   }
 }
@@ -60,7 +59,7 @@ __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict
 
 }  // namespace
 
-void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dOptions& opt) {
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dOptions& opt) {
   // x (N, C, H, W), w (K, C/groups, R, S), b (K) or undefined, y (N, K, P, Q): f32 NCHW on one GPU
 #if RDD_CUDA_EMULATED
   conv2d_forward_emulated_cudnn(x, w, y, opt);
@@ -70,13 +69,13 @@ void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, Tens
   if (!b.defined()) return;
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t K = y.size(1), planes = y.size(0) * K, pq = y.size(2) * y.size(3);
-  const unsigned blocks_x = unsigned(std::min<int64_t>((pq + kThreads - 1) / kThreads, 1024));
+  const unsigned blocks_x = unsigned(std::min<int64_t>((pq + kThreadsPerBlock - 1) / kThreadsPerBlock, 1024));
   const unsigned blocks_y = unsigned(std::min<int64_t>(planes, 65535));
-  launch<bias_add_kernel>(dim3(blocks_x, blocks_y), kThreads, 0, ctx.compute_stream())(y.data<float>(), b.data<float>(),
+  launch<bias_add_kernel>(dim3(blocks_x, blocks_y), kThreadsPerBlock, 0, ctx.compute_stream())(y.data<float>(), b.data<float>(),
                                                                                    planes, K, pq);
 }
 
-void conv2d_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt, Tensor* dx,
+void conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt, Tensor* dx,
                           Tensor& dw, Tensor* db) {
   // dy (N, K, P, Q), x (N, C, H, W), w (K, C/groups, R, S); dx overwritten, dw and db accumulate.
 #if RDD_CUDA_EMULATED
@@ -93,4 +92,4 @@ void conv2d_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w, co
                                                                              K, pq);
 }
 
-}  // namespace rdd::layers::detail
+}  // namespace rdd::layers::cuda

@@ -1,5 +1,7 @@
 // Dropout / Dropout2d: Philox masks regenerated from (seed, offset); CPU reference and dispatch.
 #include "layers/dropout.h"
+#include "layers/dropout_cuda.h"
+#include "layers/dropout_math.h"
 
 #include <cmath>
 
@@ -14,14 +16,6 @@
 #endif
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace kernels {  // dropout.cu
-template <class T>
-void dropout_apply(const T* x, T* y, int64_t n, int64_t plane, uint32_t threshold, T scale, uint64_t seed,
-                   uint64_t offset, cudaStream_t stream);
-}  // namespace kernels
-#endif
 
 namespace {
 
@@ -50,12 +44,10 @@ void dropout_apply_cpu(const T* x, T* y, int64_t n, int64_t plane, uint32_t thre
     const int64_t quads = (n + 3) / 4;
     parallel_for(0, quads, [&](int64_t qb, int64_t qe) {
       for (int64_t q = qb; q < qe; ++q) {
-        const philox::U32x4 r = philox::philox4x32_10(
-            philox::U32x4{{uint32_t(q), uint32_t(uint64_t(q) >> 32), uint32_t(offset), uint32_t(offset >> 32)}},
-            uint32_t(seed), uint32_t(seed >> 32));
+        const philox::U32x4 r = dropout_math::quad_draws(q, seed, offset);
         for (int k = 0; k < 4 && 4 * q + k < n; ++k) {
           const int64_t i = 4 * q + k;
-          y[i] = x[i] * ((r.v[k] >> 8) >= threshold ? scale : T(0));
+          y[i] = x[i] * dropout_math::mask_factor(r.v[k], threshold, scale);
         }
       }
     }, 1 << 13);
@@ -64,7 +56,7 @@ void dropout_apply_cpu(const T* x, T* y, int64_t n, int64_t plane, uint32_t thre
   const int64_t planes = n / plane;
   parallel_for(0, planes, [&](int64_t pb, int64_t pe) {
     for (int64_t p = pb; p < pe; ++p) {
-      const T f = (philox::u32(seed, offset, uint64_t(p)) >> 8) >= threshold ? scale : T(0);
+      const T f = dropout_math::mask_factor(dropout_math::plane_draw(p, seed, offset), threshold, scale);
       for (int64_t i = p * plane; i < (p + 1) * plane; ++i) y[i] = x[i] * f;
     }
   }, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(plane, 1)));
@@ -85,20 +77,17 @@ Tensor apply(const Tensor& x, double p, bool channelwise, uint64_t seed, uint64_
   OpScope profile(channelwise ? "dropout2d" : "dropout", x.device(), 0, 2.0 * x.nbytes());
   const uint32_t threshold = keep_threshold(p);
   const double scale = 1.0 / (1.0 - p);
-  if (x.device().is_cuda()) {
+  with_float_type(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    cudaStream_t s = cuda_context(x.device().index).compute_stream();
-    if (x.dtype() == DType::f32)
-      kernels::dropout_apply(x.data<float>(), y.data<float>(), n, plane, threshold, float(scale), seed, offset, s);
-    else
-      kernels::dropout_apply(x.data<double>(), y.data<double>(), n, plane, threshold, scale, seed, offset, s);
+    if (x.device().is_cuda()) {
+      cudaStream_t s = cuda_context(x.device().index).compute_stream();
+      cuda::dropout_apply(x.data<T>(), y.data<T>(), n, plane, threshold, T(scale), seed, offset, s);
+      return;
+    }
 #endif
-    return y;
-  }
-  if (x.dtype() == DType::f32)
-    dropout_apply_cpu(x.data<float>(), y.data<float>(), n, plane, threshold, float(scale), seed, offset);
-  else
-    dropout_apply_cpu(x.data<double>(), y.data<double>(), n, plane, threshold, scale, seed, offset);
+    dropout_apply_cpu(x.data<T>(), y.data<T>(), n, plane, threshold, T(scale), seed, offset);
+  });
   return y;
 }
 
@@ -119,7 +108,7 @@ Tensor dropout_keep_mask(const Shape& shape, double p, bool channelwise, uint64_
   const uint32_t threshold = keep_threshold(p);
   uint8_t* m = mask.data<uint8_t>();
   for (int64_t i = 0; i < mask.numel(); ++i)
-    m[i] = (philox::u32(seed, offset, uint64_t(i / plane)) >> 8) >= threshold ? 1 : 0;
+    m[i] = dropout_math::mask_factor<uint8_t>(dropout_math::plane_draw(i / plane, seed, offset), threshold, 1);
   return mask;
 }
 

@@ -5,14 +5,14 @@
 #include <cstdint>
 
 #include "engine/cuda_launch.h"
+#include "layers/dropout_cuda.h"
+#include "layers/dropout_math.h"
 #include "engine/cuda_check.h"
 #include "engine/philox.h"
 
-namespace rdd::layers::kernels {
+namespace rdd::layers::cuda {
 
 namespace {
-constexpr int kThreads = kThreadsPerBlock;
-inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 // Dropout: x, y: n elements; one thread per quad q (elements 4q..4q+3) and one Philox call per quad.
 // y may be x.
@@ -20,14 +20,12 @@ template <class T>
 __global__ void dropout_elementwise_kernel(const T* x, T* y, int64_t n, uint32_t threshold, T scale, uint64_t seed,
                                            uint64_t offset) {
   const int64_t quads = (n + 3) / 4;
-  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < quads; q += int64_t(gridDim.x) * blockDim.x) {
-    const philox::U32x4 r = philox::philox4x32_10(
-        philox::U32x4{{uint32_t(q), uint32_t(uint64_t(q) >> 32), uint32_t(offset), uint32_t(offset >> 32)}},
-        uint32_t(seed), uint32_t(seed >> 32));
+  RDD_GRID_LOOP(q, quads) {
+    const philox::U32x4 r = dropout_math::quad_draws(q, seed, offset);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int64_t i = 4 * q + k;
-      if (i < n) y[i] = x[i] * ((r.v[k] >> 8) >= threshold ? scale : T(0));
+      if (i < n) y[i] = x[i] * dropout_math::mask_factor(r.v[k], threshold, scale);
     }
   }
 }
@@ -38,7 +36,7 @@ template <class T>
 __global__ void dropout_planes_kernel(const T* x, T* y, int64_t planes, int64_t plane, uint32_t threshold, T scale,
                                       uint64_t seed, uint64_t offset) {
   for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
-    const T f = (philox::u32(seed, offset, uint64_t(p)) >> 8) >= threshold ? scale : T(0);
+    const T f = dropout_math::mask_factor(dropout_math::plane_draw(p, seed, offset), threshold, scale);
     for (int64_t i = p * plane + threadIdx.x; i < (p + 1) * plane; i += blockDim.x) y[i] = x[i] * f;
   }
 }
@@ -48,12 +46,12 @@ template <class T>
 void dropout_apply(const T* x, T* y, int64_t n, int64_t plane, uint32_t threshold, T scale, uint64_t seed,
                    uint64_t offset, cudaStream_t stream) {
   if (plane == 1) {
-    launch<dropout_elementwise_kernel<T>>(blocks_for((n + 3) / 4), kThreads, 0, stream)(x, y, n, threshold, scale, seed,
+    launch<dropout_elementwise_kernel<T>>(grid_stride_blocks((n + 3) / 4), kThreadsPerBlock, 0, stream)(x, y, n, threshold, scale, seed,
                                                                                     offset);
   } else {
     const int64_t planes = n / plane;
     const unsigned blocks = unsigned(planes < 65535 * 16 ? planes : 65535 * 16);
-    launch<dropout_planes_kernel<T>>(blocks, kThreads, 0, stream)(x, y, planes, plane, threshold, scale, seed, offset);
+    launch<dropout_planes_kernel<T>>(blocks, kThreadsPerBlock, 0, stream)(x, y, planes, plane, threshold, scale, seed, offset);
   }
 }
 
@@ -62,4 +60,4 @@ template void dropout_apply<float>(const float*, float*, int64_t, int64_t, uint3
 template void dropout_apply<double>(const double*, double*, int64_t, int64_t, uint32_t, double, uint64_t, uint64_t,
                                     cudaStream_t);
 
-}  // namespace rdd::layers::kernels
+}  // namespace rdd::layers::cuda

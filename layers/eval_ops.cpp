@@ -1,4 +1,6 @@
 #include "layers/eval_ops.h"
+#include "layers/eval_ops_cuda.h"
+#include "layers/eval_ops_math.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,18 +8,6 @@
 #include "engine/thread_pool.h"
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace kernels {
-void flip_width(int device, const float* x, float* y, int64_t planes, int64_t h, int64_t w);
-void crop_window(int device, const float* x, float* y, int64_t planes, int64_t H, int64_t W, int64_t top, int64_t left, int64_t h,
-                 int64_t w);
-void add_window(int device, float* acc, const float* win, int64_t planes, int64_t H, int64_t W, int64_t top, int64_t left,
-                int64_t h, int64_t w);
-void softmax_channels(int device, const float* x, float* y, int64_t n, int64_t c, int64_t hw);
-void divide_by_map(int device, float* x, const float* map, int64_t planes, int64_t hw);
-}  // namespace kernels
-#endif
 
 namespace {
 
@@ -28,13 +18,6 @@ void check_nchw(const Tensor& x, const char* who, const char* what) {
             x.desc(), " (f32, or f64 on the CPU)");
 }
 
-// Runs the CPU body for the tensor's element type.
-template <class F>
-void on_cpu_type(const Tensor& x, F&& f) {
-  if (x.dtype() == DType::f64) f(double{});
-  else f(float{});
-}
-
 }  // namespace
 
 Tensor flip_width(const Tensor& x) {
@@ -43,11 +26,11 @@ Tensor flip_width(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::flip_width(x.device().index, x.data<float>(), y.data<float>(), planes, H, W);
+    cuda::flip_width(x.device().index, x.data<float>(), y.data<float>(), planes, H, W);
 #endif
     return y;
   }
-  on_cpu_type(x, [&](auto zero) {
+  with_float_type(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* src = x.data<T>();
     T* dst = y.data<T>();
@@ -66,11 +49,11 @@ Tensor crop_window(const Tensor& x, int64_t top, int64_t left, int64_t h, int64_
   Tensor y = Tensor::empty({x.size(0), x.size(1), h, w}, x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::crop_window(x.device().index, x.data<float>(), y.data<float>(), planes, H, W, top, left, h, w);
+    cuda::crop_window(x.device().index, x.data<float>(), y.data<float>(), planes, H, W, top, left, h, w);
 #endif
     return y;
   }
-  on_cpu_type(x, [&](auto zero) {
+  with_float_type(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* src = x.data<T>();
     T* dst = y.data<T>();
@@ -93,11 +76,11 @@ void add_window_(Tensor& acc, const Tensor& win, int64_t top, int64_t left) {
   const int64_t planes = acc.size(0) * acc.size(1), H = acc.size(2), W = acc.size(3), h = win.size(2), w = win.size(3);
   if (acc.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::add_window(acc.device().index, acc.data<float>(), win.data<float>(), planes, H, W, top, left, h, w);
+    cuda::add_window(acc.device().index, acc.data<float>(), win.data<float>(), planes, H, W, top, left, h, w);
 #endif
     return;
   }
-  on_cpu_type(acc, [&](auto zero) {
+  with_float_type(acc.dtype(), [&](auto zero) {
     using T = decltype(zero);
     T* dst = acc.data<T>();
     const T* src = win.data<T>();
@@ -116,24 +99,18 @@ Tensor softmax_channels(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::softmax_channels(x.device().index, x.data<float>(), y.data<float>(), N, C, HW);
+    cuda::softmax_channels(x.device().index, x.data<float>(), y.data<float>(), N, C, HW);
 #endif
     return y;
   }
-  on_cpu_type(x, [&](auto zero) {
+  with_float_type(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     const T* src = x.data<T>();
     T* dst = y.data<T>();
     parallel_for(0, N * HW, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const int64_t n = i / HW, p = i % HW;
-        const T* px = src + n * C * HW + p;
-        T* py = dst + n * C * HW + p;
-        T m = px[0];
-        for (int64_t c = 1; c < C; ++c) m = std::max(m, px[c * HW]);
-        T s = 0;
-        for (int64_t c = 0; c < C; ++c) s += (py[c * HW] = std::exp(px[c * HW] - m));
-        for (int64_t c = 0; c < C; ++c) py[c * HW] /= s;
+        eval_ops_math::softmax_pixel(src + n * C * HW + p, dst + n * C * HW + p, C, HW);
       }
     }, 1024);
   });
@@ -148,11 +125,11 @@ void divide_by_map_(Tensor& x, const Tensor& map) {
   const int64_t planes = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
   if (x.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::divide_by_map(x.device().index, x.data<float>(), map.data<float>(), planes, HW);
+    cuda::divide_by_map(x.device().index, x.data<float>(), map.data<float>(), planes, HW);
 #endif
     return;
   }
-  on_cpu_type(x, [&](auto zero) {
+  with_float_type(x.dtype(), [&](auto zero) {
     using T = decltype(zero);
     T* p = x.data<T>();
     const T* m = map.data<T>();

@@ -1,6 +1,7 @@
 // MaxPool2d and AdaptiveAvgPool2d: CPU reference (templated on the element type, parallel over the
 // (n, c) planes) and device dispatch.
 #include "layers/pooling.h"
+#include "layers/pooling_cuda.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,23 +18,6 @@
 #endif
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace kernels {  // pooling.cu
-template <class T>
-void maxpool2d_forward(const T* x, T* y, int32_t* indices, int64_t planes, int64_t h, int64_t w, int64_t oh,
-                       int64_t ow, int kernel, int stride, int padding, cudaStream_t stream);
-template <class T>
-void maxpool2d_backward(const T* dy, const int32_t* indices, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
-                        int64_t ow, int kernel, int stride, int padding, cudaStream_t stream);
-template <class T>
-void adaptive_avgpool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
-                                cudaStream_t stream);
-template <class T>
-void adaptive_avgpool2d_backward(const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
-                                 cudaStream_t stream);
-}  // namespace kernels
-#endif
 
 namespace {
 
@@ -185,19 +169,16 @@ Tensor maxpool2d_forward(const Tensor& x, const MaxPool2dOptions& o, Tensor* ind
   const int64_t planes = n * c;
   if (planes == 0) return y;
   OpScope profile("maxpool2d forward", x.device(), 0, double(x.nbytes() + y.nbytes()));
-  if (x.device().is_cuda()) {
+  with_float_type(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    if (x.dtype() == DType::f32)
-      kernels::maxpool2d_forward(x.data<float>(), y.data<float>(), ip, planes, h, w, oh, ow, o.kernel, o.stride,
-                                 o.padding, stream_of(x));
-    else
-      kernels::maxpool2d_forward(x.data<double>(), y.data<double>(), ip, planes, h, w, oh, ow, o.kernel, o.stride,
-                                 o.padding, stream_of(x));
+    if (x.device().is_cuda()) {
+      cuda::maxpool2d_forward(x.data<T>(), y.data<T>(), ip, planes, h, w, oh, ow, o.kernel, o.stride, o.padding, stream_of(x));
+      return;
+    }
 #endif
-    return y;
-  }
-  if (x.dtype() == DType::f32) maxpool2d_forward_cpu(x.data<float>(), y.data<float>(), ip, planes, h, w, oh, ow, o);
-  else maxpool2d_forward_cpu(x.data<double>(), y.data<double>(), ip, planes, h, w, oh, ow, o);
+    maxpool2d_forward_cpu(x.data<T>(), y.data<T>(), ip, planes, h, w, oh, ow, o);
+  });
   return y;
 }
 
@@ -219,21 +200,16 @@ Tensor maxpool2d_backward(const Tensor& dy, const Tensor& indices, int64_t in_h,
   const int64_t planes = n * c;
   if (planes == 0) return dx;
   OpScope profile("maxpool2d backward", dy.device(), 0, double(dy.nbytes() + indices.nbytes() + dx.nbytes()));
-  if (dy.device().is_cuda()) {
+  with_float_type(dy.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    if (dy.dtype() == DType::f32)
-      kernels::maxpool2d_backward(dy.data<float>(), indices.data<int32_t>(), dx.data<float>(), planes, in_h, in_w, oh,
-                                  ow, o.kernel, o.stride, o.padding, stream_of(dy));
-    else
-      kernels::maxpool2d_backward(dy.data<double>(), indices.data<int32_t>(), dx.data<double>(), planes, in_h, in_w,
-                                  oh, ow, o.kernel, o.stride, o.padding, stream_of(dy));
+    if (dy.device().is_cuda()) {
+      cuda::maxpool2d_backward(dy.data<T>(), indices.data<int32_t>(), dx.data<T>(), planes, in_h, in_w, oh, ow, o.kernel, o.stride, o.padding, stream_of(dy));
+      return;
+    }
 #endif
-    return dx;
-  }
-  if (dy.dtype() == DType::f32)
-    maxpool2d_backward_cpu(dy.data<float>(), indices.data<int32_t>(), dx.data<float>(), planes, in_h, in_w, oh, ow);
-  else
-    maxpool2d_backward_cpu(dy.data<double>(), indices.data<int32_t>(), dx.data<double>(), planes, in_h, in_w, oh, ow);
+    maxpool2d_backward_cpu(dy.data<T>(), indices.data<int32_t>(), dx.data<T>(), planes, in_h, in_w, oh, ow);
+  });
   return dx;
 }
 
@@ -247,20 +223,16 @@ Tensor adaptive_avgpool2d_forward(const Tensor& x, int out_h, int out_w) {
   const int64_t planes = n * c;
   if (planes == 0) return y;
   OpScope profile("adaptive_avgpool2d forward", x.device(), 0, double(x.nbytes() + y.nbytes()));
-  if (x.device().is_cuda()) {
+  with_float_type(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    if (x.dtype() == DType::f32)
-      kernels::adaptive_avgpool2d_forward(x.data<float>(), y.data<float>(), planes, h, w, out_h, out_w, stream_of(x));
-    else
-      kernels::adaptive_avgpool2d_forward(x.data<double>(), y.data<double>(), planes, h, w, out_h, out_w,
-                                          stream_of(x));
+    if (x.device().is_cuda()) {
+      cuda::adaptive_avgpool2d_forward(x.data<T>(), y.data<T>(), planes, h, w, out_h, out_w, stream_of(x));
+      return;
+    }
 #endif
-    return y;
-  }
-  if (x.dtype() == DType::f32)
-    adaptive_avgpool2d_forward_cpu(x.data<float>(), y.data<float>(), planes, h, w, out_h, out_w);
-  else
-    adaptive_avgpool2d_forward_cpu(x.data<double>(), y.data<double>(), planes, h, w, out_h, out_w);
+    adaptive_avgpool2d_forward_cpu(x.data<T>(), y.data<T>(), planes, h, w, out_h, out_w);
+  });
   return y;
 }
 
@@ -274,21 +246,16 @@ Tensor adaptive_avgpool2d_backward(const Tensor& dy, int64_t in_h, int64_t in_w)
   const int64_t planes = n * c;
   if (planes == 0) return dx;
   OpScope profile("adaptive_avgpool2d backward", dy.device(), 0, double(dy.nbytes() + dx.nbytes()));
-  if (dy.device().is_cuda()) {
+  with_float_type(dy.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    if (dy.dtype() == DType::f32)
-      kernels::adaptive_avgpool2d_backward(dy.data<float>(), dx.data<float>(), planes, in_h, in_w, oh, ow,
-                                           stream_of(dy));
-    else
-      kernels::adaptive_avgpool2d_backward(dy.data<double>(), dx.data<double>(), planes, in_h, in_w, oh, ow,
-                                           stream_of(dy));
+    if (dy.device().is_cuda()) {
+      cuda::adaptive_avgpool2d_backward(dy.data<T>(), dx.data<T>(), planes, in_h, in_w, oh, ow, stream_of(dy));
+      return;
+    }
 #endif
-    return dx;
-  }
-  if (dy.dtype() == DType::f32)
-    adaptive_avgpool2d_backward_cpu(dy.data<float>(), dx.data<float>(), planes, in_h, in_w, oh, ow);
-  else
-    adaptive_avgpool2d_backward_cpu(dy.data<double>(), dx.data<double>(), planes, in_h, in_w, oh, ow);
+    adaptive_avgpool2d_backward_cpu(dy.data<T>(), dx.data<T>(), planes, in_h, in_w, oh, ow);
+  });
   return dx;
 }
 

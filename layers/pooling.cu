@@ -8,14 +8,13 @@
 #include <cstdint>
 
 #include "engine/cuda_launch.h"
+#include "layers/pooling_cuda.h"
 #include "engine/cuda_check.h"
 #include "layers/pooling_index.h"
 
-namespace rdd::layers::kernels {
+namespace rdd::layers::cuda {
 
 namespace {
-constexpr int kThreads = kThreadsPerBlock;
-inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 template <class T>
 __device__ __forceinline__ T neg_inf();
@@ -30,7 +29,7 @@ __global__ void maxpool2d_forward_kernel(const T* __restrict__ x, T* __restrict_
                                          int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow, int kernel,
                                          int stride, int padding) {
   const int64_t total = planes * oh * ow;
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(o, total) {
     const int64_t j = o % ow, i = (o / ow) % oh, p = o / (ow * oh);
     const int64_t h0 = i * stride - padding, w0 = j * stride - padding;
     const int64_t hs = h0 > 0 ? h0 : 0, ws = w0 > 0 ? w0 : 0;
@@ -59,7 +58,7 @@ __global__ void maxpool2d_backward_kernel(const T* __restrict__ dy, const int32_
                                           T* __restrict__ dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
                                           int64_t ow, int kernel, int stride, int padding) {
   const int64_t total = planes * h * w;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(e, total) {
     const int64_t c = e % w, r = (e / w) % h, p = e / (w * h);
     const int64_t i0 = pool_index::first_window_containing(r, kernel, stride, padding);
     const int64_t i1 = pool_index::last_window_containing(r, stride, padding, oh);
@@ -103,7 +102,7 @@ template <class T>
 __global__ void adaptive_avgpool2d_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, int64_t planes,
                                                    int64_t h, int64_t w, int64_t oh, int64_t ow) {
   const int64_t total = planes * h * w;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(e, total) {
     const int64_t c = e % w, r = (e / w) % h, p = e / (w * h);
     const int64_t i0 = pool_index::first_bin_containing(r, h, oh), i1 = pool_index::last_bin_containing(r, h, oh);
     const int64_t j0 = pool_index::first_bin_containing(c, w, ow), j1 = pool_index::last_bin_containing(c, w, ow);
@@ -124,28 +123,28 @@ __global__ void adaptive_avgpool2d_backward_kernel(const T* __restrict__ dy, T* 
 template <class T>
 void maxpool2d_forward(const T* x, T* y, int32_t* indices, int64_t planes, int64_t h, int64_t w, int64_t oh,
                        int64_t ow, int kernel, int stride, int padding, cudaStream_t stream) {
-  launch<maxpool2d_forward_kernel<T>>(blocks_for(planes * oh * ow), kThreads, 0, stream)(x, y, indices, planes, h, w, oh,
+  launch<maxpool2d_forward_kernel<T>>(grid_stride_blocks(planes * oh * ow), kThreadsPerBlock, 0, stream)(x, y, indices, planes, h, w, oh,
                                                                                     ow, kernel, stride, padding);
 }
 
 template <class T>
 void maxpool2d_backward(const T* dy, const int32_t* indices, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
                         int64_t ow, int kernel, int stride, int padding, cudaStream_t stream) {
-  launch<maxpool2d_backward_kernel<T>>(blocks_for(planes * h * w), kThreads, 0, stream)(dy, indices, dx, planes, h, w, oh,
+  launch<maxpool2d_backward_kernel<T>>(grid_stride_blocks(planes * h * w), kThreadsPerBlock, 0, stream)(dy, indices, dx, planes, h, w, oh,
                                                                                    ow, kernel, stride, padding);
 }
 
 template <class T>
 void adaptive_avgpool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                 cudaStream_t stream) {
-  launch<adaptive_avgpool2d_forward_kernel<T>>(blocks_for(planes * oh * ow * 32), kThreads, 0, stream)(x, y, planes, h, w,
+  launch<adaptive_avgpool2d_forward_kernel<T>>(grid_stride_blocks(planes * oh * ow * 32), kThreadsPerBlock, 0, stream)(x, y, planes, h, w,
                                                                                                   oh, ow);
 }
 
 template <class T>
 void adaptive_avgpool2d_backward(const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                  cudaStream_t stream) {
-  launch<adaptive_avgpool2d_backward_kernel<T>>(blocks_for(planes * h * w), kThreads, 0, stream)(dy, dx, planes, h, w, oh,
+  launch<adaptive_avgpool2d_backward_kernel<T>>(grid_stride_blocks(planes * h * w), kThreadsPerBlock, 0, stream)(dy, dx, planes, h, w, oh,
                                                                                             ow);
 }
 
@@ -161,4 +160,4 @@ RDD_POOLING_INSTANTIATE(float)
 RDD_POOLING_INSTANTIATE(double)
 #undef RDD_POOLING_INSTANTIATE
 
-}  // namespace rdd::layers::kernels
+}  // namespace rdd::layers::cuda

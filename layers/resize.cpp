@@ -1,5 +1,6 @@
 // CPU reference and device dispatch of the bilinear resize (see resize.h).
 #include "layers/resize.h"
+#include "layers/resize_cuda.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,17 +14,6 @@
 #endif
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace cuda {
-// layers/resize.cu. x: (planes, in_h, in_w) f32; y: (planes, out_h, out_w) f32.
-void bilinear_resize_forward(const float* x, float* y, int64_t planes, int in_h, int in_w, int out_h, int out_w,
-                             float scale_h, float scale_w, bool align_corners, cudaStream_t stream);
-// dy: (planes, out_h, out_w) f32; dx: (planes, in_h, in_w) f32, overwritten; scratch: planes·out_h·in_w f32.
-void bilinear_resize_backward(const float* dy, float* dx, int64_t planes, int in_h, int in_w, int out_h, int out_w,
-                              float scale_h, float scale_w, bool align_corners, float* scratch, cudaStream_t stream);
-}  // namespace cuda
-#endif
 
 namespace {
 

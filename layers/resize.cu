@@ -7,6 +7,7 @@
 
 #include "engine/cuda_check.h"
 #include "engine/cuda_launch.h"
+#include "layers/resize_cuda.h"
 #include "layers/resize_taps.h"
 
 namespace rdd::layers::cuda {
@@ -20,7 +21,7 @@ __global__ void resize_forward_kernel(const float* __restrict__ x, float* __rest
                                       int in_w, int out_h, int out_w, float scale_h, float scale_w,
                                       bool align_corners) {
   // x: (planes, in_h, in_w); y: (planes, out_h, out_w); total = planes·out_h·out_w
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(i, total) {
     const int ow = int(i % out_w);
     const int oh = int((i / out_w) % out_h);
     const int64_t p = i / (int64_t(out_w) * out_h);
@@ -36,16 +37,12 @@ __global__ void resize_gather_kernel(const float* __restrict__ src, float* __res
                                      int out, int64_t inner, float scale, bool align_corners) {
   // src: (outer, out, inner); dst: (outer, in, inner) = the adjoint of the resize along the middle axis
   const int64_t total = outer * in * inner;
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < total; j += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(j, total) {
     const int64_t k = j % inner;
     const int i = int((j / inner) % in);
     const int64_t o = j / (inner * in);
     dst[j] = resize_detail::gather_axis(src, o, i, k, in, out, inner, scale, align_corners);
   }
-}
-
-unsigned blocks_for(int64_t n, int threads) {
-  return unsigned(std::min<int64_t>((n + threads - 1) / threads, int64_t(65535) * 32));
 }
 
 }  // namespace
@@ -54,7 +51,7 @@ void bilinear_resize_forward(const float* x, float* y, int64_t planes, int in_h,
                              float scale_h, float scale_w, bool align_corners, cudaStream_t stream) {
   const int64_t total = planes * out_h * out_w;
   if (total == 0) return;
-  launch<resize_forward_kernel>(blocks_for(total, 256), 256, 0, stream)(x, y, total, in_h, in_w, out_h, out_w, scale_h,
+  launch<resize_forward_kernel>(grid_stride_blocks(total), kThreadsPerBlock, 0, stream)(x, y, total, in_h, in_w, out_h, out_w, scale_h,
                                                                      scale_w, align_corners);
 }
 
@@ -63,9 +60,9 @@ void bilinear_resize_backward(const float* dy, float* dx, int64_t planes, int in
   // Separable gather: along W into scratch (planes, out_h, in_w), then along H into dx (planes, in_h, in_w).
   const int64_t n1 = planes * out_h * in_w, n2 = planes * in_h * in_w;
   if (n1 == 0 || n2 == 0) return;
-  launch<resize_gather_kernel>(blocks_for(n1, 256), 256, 0, stream)(dy, scratch, planes * out_h, in_w, out_w, 1, scale_w,
+  launch<resize_gather_kernel>(grid_stride_blocks(n1), kThreadsPerBlock, 0, stream)(dy, scratch, planes * out_h, in_w, out_w, 1, scale_w,
                                                                  align_corners);
-  launch<resize_gather_kernel>(blocks_for(n2, 256), 256, 0, stream)(scratch, dx, planes, in_h, out_h, in_w, scale_h,
+  launch<resize_gather_kernel>(grid_stride_blocks(n2), kThreadsPerBlock, 0, stream)(scratch, dx, planes, in_h, out_h, in_w, scale_h,
                                                                  align_corners);
 }
 

@@ -5,11 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RDD_RESIZE_HD __host__ __device__ __forceinline__
-#else
-#define RDD_RESIZE_HD inline
-#endif
+#include "engine/host_device.h"
 
 namespace rdd::layers::resize_detail {
 
@@ -19,7 +15,7 @@ struct Tap {  // output index d along one axis reads x[i0]·l0 + x[i1]·l1
 };
 
 // Float scale, source index in double, λ rounded to float: PyTorch's CPU kernel (see resize.h).
-RDD_RESIZE_HD Tap tap(int d, int in, float scale, bool align_corners) {
+RDD_HD Tap tap(int d, int in, float scale, bool align_corners) {
   const double s = double(scale);
   double src = align_corners ? s * d : s * (d + 0.5) - 0.5;
   if (src < 0) src = 0;
@@ -32,12 +28,12 @@ RDD_RESIZE_HD Tap tap(int d, int in, float scale, bool align_corners) {
 }
 
 // The weight output d gives input i (both taps may land on i at the last index).
-RDD_RESIZE_HD float tap_weight(const Tap& t, int i) { return (t.i0 == i ? t.l0 : 0.f) + (t.i1 == i ? t.l1 : 0.f); }
+RDD_HD float tap_weight(const Tap& t, int i) { return (t.i0 == i ? t.l0 : 0.f) + (t.i1 == i ? t.l1 : 0.f); }
 
 // A range [begin, end) of output indices that contains every output reading input i (a superset: the
 // weight decides). Outputs reading i have i0 ∈ {i − 1, i}, i.e. a source index in [i − 1, i + 1), or are
 // clamped onto the last input.
-RDD_RESIZE_HD void output_range(int i, int in, int out, float scale, bool align_corners, int& begin, int& end) {
+RDD_HD void output_range(int i, int in, int out, float scale, bool align_corners, int& begin, int& end) {
   if (scale <= 0.f) {  // align_corners with out == 1: the single output reads index 0
     begin = 0;
     end = out;
@@ -56,7 +52,7 @@ RDD_RESIZE_HD void output_range(int i, int in, int out, float scale, bool align_
 // One element of the backward along one axis, as a gather: for src viewed as (outer, out, inner) and the
 // result as (outer, in, inner), result[o, i, k] = Σ_d weight(d → i)·src[o, d, k]. Summation order is
 // fixed (d ascending), so the result is deterministic.
-RDD_RESIZE_HD float gather_axis(const float* src, int64_t o, int i, int64_t k, int in, int out, int64_t inner,
+RDD_HD float gather_axis(const float* src, int64_t o, int i, int64_t k, int in, int out, int64_t inner,
                                 float scale, bool align_corners) {
   int begin, end;
   output_range(i, in, out, scale, align_corners, begin, end);
@@ -71,4 +67,4 @@ RDD_RESIZE_HD float gather_axis(const float* src, int64_t o, int i, int64_t k, i
 
 }  // namespace rdd::layers::resize_detail
 
-#undef RDD_RESIZE_HD
+#undef RDD_HD

@@ -1,5 +1,6 @@
 // Channel concat / split (strided block copies) and elementwise add: CPU and device dispatch.
 #include "layers/tensor_ops.h"
+#include "layers/tensor_ops_cuda.h"
 
 #include <cstring>
 #include <sstream>
@@ -15,13 +16,6 @@
 #endif
 
 namespace rdd::layers {
-
-#if RDD_WITH_CUDA
-namespace kernels {  // tensor_ops.cu
-template <class T>
-void add(const T* a, const T* b, T* out, int64_t n, cudaStream_t stream);
-}  // namespace kernels
-#endif
 
 namespace {
 
@@ -80,16 +74,16 @@ void add_cpu(const T* a, const T* b, T* out, int64_t n) {
 void add_into(const Tensor& a, const Tensor& b, Tensor& out) {
   const int64_t n = a.numel();
   if (n == 0) return;
-  if (a.device().is_cuda()) {
+  with_float_type(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
 #if RDD_WITH_CUDA
-    cudaStream_t s = cuda_context(a.device().index).compute_stream();
-    if (a.dtype() == DType::f32) kernels::add(a.data<float>(), b.data<float>(), out.data<float>(), n, s);
-    else kernels::add(a.data<double>(), b.data<double>(), out.data<double>(), n, s);
+    if (a.device().is_cuda()) {
+      cuda::add(a.data<T>(), b.data<T>(), out.data<T>(), n, cuda_context(a.device().index).compute_stream());
+      return;
+    }
 #endif
-    return;
-  }
-  if (a.dtype() == DType::f32) add_cpu(a.data<float>(), b.data<float>(), out.data<float>(), n);
-  else add_cpu(a.data<double>(), b.data<double>(), out.data<double>(), n);
+    add_cpu(a.data<T>(), b.data<T>(), out.data<T>(), n);
+  });
 }
 
 }  // namespace

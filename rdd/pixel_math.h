@@ -6,72 +6,37 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RDD_PIXEL_HD __host__ __device__ __forceinline__
-#else
-#define RDD_PIXEL_HD inline
-#endif
+#include "engine/host_device.h"
 
 namespace rdd::method::pixel_math {
 
-RDD_PIXEL_HD float math_exp(float x) {
-#if defined(__CUDA_ARCH__)
-  return expf(x);
-#else
-  return std::exp(x);
-#endif
-}
-RDD_PIXEL_HD double math_exp(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-RDD_PIXEL_HD float math_log(float x) {
-#if defined(__CUDA_ARCH__)
-  return logf(x);
-#else
-  return std::log(x);
-#endif
-}
-RDD_PIXEL_HD double math_log(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::log(x);
-#else
-  return std::log(x);
-#endif
-}
-template <class T>
-RDD_PIXEL_HD T math_max(T a, T b) { return a < b ? b : a; }
-
 // Pixel i = n·HW + p of a (N, HW) map sits at offset n·C·HW + p of the (N, C, HW) logits (class stride HW).
-RDD_PIXEL_HD int64_t pixel_base(int64_t i, int64_t c, int64_t hw) { return (i / hw) * c * hw + (i % hw); }
+RDD_HD int64_t pixel_base(int64_t i, int64_t c, int64_t hw) { return (i / hw) * c * hw + (i % hw); }
 
 // max and Σ exp(z − max) over the c values zp[0], zp[stride], ...
 template <class T>
-RDD_PIXEL_HD void softmax_stats(const T* zp, int64_t c, int64_t stride, T& max, T& sum) {
+RDD_HD void softmax_stats(const T* zp, int64_t c, int64_t stride, T& max, T& sum) {
   T m = zp[0];
-  for (int64_t k = 1; k < c; ++k) m = math_max(m, zp[k * stride]);
+  for (int64_t k = 1; k < c; ++k) m = hd::max(m, zp[k * stride]);
   T s = 0;
-  for (int64_t k = 0; k < c; ++k) s += math_exp(zp[k * stride] - m);
+  for (int64_t k = 0; k < c; ++k) s += hd::exp(zp[k * stride] - m);
   max = m;
   sum = s;
 }
 
 // CE and GT-probability of pixel i with a valid label (0 ≤ label < c).
 template <class T>
-RDD_PIXEL_HD void ce_pixel(const T* z, int label, int64_t i, int64_t c, int64_t hw, T& ce, T& gt_prob) {
+RDD_HD void ce_pixel(const T* z, int label, int64_t i, int64_t c, int64_t hw, T& ce, T& gt_prob) {
   const T* zp = z + pixel_base(i, c, hw);
   T m, s;
   softmax_stats(zp, c, hw, m, s);
-  ce = m + math_log(s) - zp[int64_t(label) * hw];
-  gt_prob = math_exp(-ce);
+  ce = m + hd::log(s) - zp[int64_t(label) * hw];
+  gt_prob = hd::exp(-ce);
 }
 
 // dz of pixel i: g·(softmax − onehot(label)); g = 0 (or an ignored label) writes zeros.
 template <class T>
-RDD_PIXEL_HD void ce_grad_pixel(const T* z, T* dz, int label, bool ignored, T g, int64_t i, int64_t c, int64_t hw) {
+RDD_HD void ce_grad_pixel(const T* z, T* dz, int label, bool ignored, T g, int64_t i, int64_t c, int64_t hw) {
   const int64_t base = pixel_base(i, c, hw);
   const T* zp = z + base;
   T* dp = dz + base;
@@ -82,40 +47,40 @@ RDD_PIXEL_HD void ce_grad_pixel(const T* z, T* dz, int label, bool ignored, T g,
   T m, s;
   softmax_stats(zp, c, hw, m, s);
   const T inv = T(1) / s;
-  for (int64_t k = 0; k < c; ++k) dp[k * hw] = g * (math_exp(zp[k * hw] - m) * inv - (k == label ? T(1) : T(0)));
+  for (int64_t k = 0; k < c; ++k) dp[k * hw] = g * (hd::exp(zp[k * hw] - m) * inv - (k == label ? T(1) : T(0)));
 }
 
 // KL(softmax(t/T) ‖ softmax(s/T)) of row `row` of tensors viewed as (outer, len, inner); writes
 // grad_scale·(p_s − p_t) into grad (when not null) and returns the KL.
 template <class T>
-RDD_PIXEL_HD T kl_row(const T* t, const T* s, T inv_t, int64_t row, int64_t len, int64_t inner, T grad_scale, T* grad) {
+RDD_HD T kl_row(const T* t, const T* s, T inv_t, int64_t row, int64_t len, int64_t inner, T grad_scale, T* grad) {
   const int64_t base = (row / inner) * len * inner + (row % inner);
   const T* tr = t + base;
   const T* sr = s + base;
   T mt = tr[0] * inv_t, ms = sr[0] * inv_t;
   for (int64_t j = 1; j < len; ++j) {
-    mt = math_max(mt, tr[j * inner] * inv_t);
-    ms = math_max(ms, sr[j * inner] * inv_t);
+    mt = hd::max(mt, tr[j * inner] * inv_t);
+    ms = hd::max(ms, sr[j * inner] * inv_t);
   }
   T st = 0, ss = 0;
   for (int64_t j = 0; j < len; ++j) {
-    st += math_exp(tr[j * inner] * inv_t - mt);
-    ss += math_exp(sr[j * inner] * inv_t - ms);
+    st += hd::exp(tr[j * inner] * inv_t - mt);
+    ss += hd::exp(sr[j * inner] * inv_t - ms);
   }
-  const T lt = mt + math_log(st), ls = ms + math_log(ss);  // log-sum-exps
+  const T lt = mt + hd::log(st), ls = ms + hd::log(ss);  // log-sum-exps
   T acc = 0;
   for (int64_t j = 0; j < len; ++j) {
     const T log_pt = tr[j * inner] * inv_t - lt, log_ps = sr[j * inner] * inv_t - ls;
-    const T pt = math_exp(log_pt);
+    const T pt = hd::exp(log_pt);
     acc += pt * (log_pt - log_ps);
-    if (grad) grad[base + j * inner] = grad_scale * (math_exp(log_ps) - pt);
+    if (grad) grad[base + j * inner] = grad_scale * (hd::exp(log_ps) - pt);
   }
   return acc;
 }
 
 // TSE selection of one pixel. mode: 0 xor, 1 or, 2 and, 3 ohem (student only; gt_t may be null).
 template <class T>
-RDD_PIXEL_HD bool tse_select(T gt_s, T thr_s, const T* gt_t, T thr_t, bool valid, int mode, int64_t i) {
+RDD_HD bool tse_select(T gt_s, T thr_s, const T* gt_t, T thr_t, bool valid, int mode, int64_t i) {
   const bool hs = valid && gt_s <= thr_s;
   const bool ht = valid && gt_t && gt_t[i] <= thr_t;
   switch (mode) {
@@ -128,4 +93,4 @@ RDD_PIXEL_HD bool tse_select(T gt_s, T thr_s, const T* gt_t, T thr_t, bool valid
 
 }  // namespace rdd::method::pixel_math
 
-#undef RDD_PIXEL_HD
+#undef RDD_HD

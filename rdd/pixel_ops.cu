@@ -17,13 +17,8 @@ namespace rdd::method::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kBlockRowMin = 128;  // contiguous softmax rows at least this long get a block each
 
-unsigned blocks_for(int64_t n) { return grid_stride_blocks(n, kThreads); }  // engine/cuda_launch.h
-
-#define RDD_GRID_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 __global__ void ce_stats_kernel(const float* __restrict__ z, const int32_t* __restrict__ y, float* __restrict__ ce,
                                 float* __restrict__ gtp, int64_t n, int c, int64_t hw, int ignore,
@@ -76,10 +71,10 @@ __global__ void kl_rows_kernel(const float* __restrict__ t, const float* __restr
   RDD_GRID_LOOP(row, outer * inner) kl[row] = pixel_math::kl_row(t, s, inv_t, row, len, inner, grad_scale, grad);
 }
 
-// Sums (or maxima) of two values over a block of kThreads threads; every thread gets the results.
+// Sums (or maxima) of two values over a block of kThreadsPerBlock threads; every thread gets the results.
 template <bool kMax>
 __device__ __forceinline__ void block_reduce2(float& a, float& b) {
-  __shared__ float sa[kThreads / 32], sb[kThreads / 32];
+  __shared__ float sa[kThreadsPerBlock / 32], sb[kThreadsPerBlock / 32];
   for (int offset = 16; offset > 0; offset >>= 1) {
     const float oa = __shfl_xor_sync(0xffffffffu, a, offset), ob = __shfl_xor_sync(0xffffffffu, b, offset);
     a = kMax ? fmaxf(a, oa) : a + oa;
@@ -91,35 +86,35 @@ __device__ __forceinline__ void block_reduce2(float& a, float& b) {
   __syncthreads();
   a = sa[0];
   b = sb[0];
-  for (int w = 1; w < kThreads / 32; ++w) {
+  for (int w = 1; w < kThreadsPerBlock / 32; ++w) {
     a = kMax ? fmaxf(a, sa[w]) : a + sa[w];
     b = kMax ? fmaxf(b, sb[w]) : b + sb[w];
   }
 }
 
-// kl_rows for contiguous rows (inner == 1) of length len: one block of kThreads per row. Channel-wise
+// kl_rows for contiguous rows (inner == 1) of length len: one block of kThreadsPerBlock per row. Channel-wise
 // distillation has few rows (N·C) of many positions (h·w), where a thread per row would leave the GPU idle.
 __global__ void kl_rows_block_kernel(const float* __restrict__ t, const float* __restrict__ s, float inv_t,
                                      int64_t len, float grad_scale, float* __restrict__ kl, float* __restrict__ grad) {
-  // t, s, grad: (rows, len); kl: (rows); blockDim.x == kThreads, one block per row
+  // t, s, grad: (rows, len); kl: (rows); blockDim.x == kThreadsPerBlock, one block per row
   const int64_t base = int64_t(blockIdx.x) * len;
   const float* tr = t + base;
   const float* sr = s + base;
   float mt = -INFINITY, ms = -INFINITY;
-  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+  for (int64_t j = threadIdx.x; j < len; j += kThreadsPerBlock) {
     mt = fmaxf(mt, tr[j] * inv_t);
     ms = fmaxf(ms, sr[j] * inv_t);
   }
   block_reduce2<true>(mt, ms);
   float st = 0.f, ss = 0.f;
-  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+  for (int64_t j = threadIdx.x; j < len; j += kThreadsPerBlock) {
     st += expf(tr[j] * inv_t - mt);
     ss += expf(sr[j] * inv_t - ms);
   }
   block_reduce2<false>(st, ss);
   const float lt = mt + logf(st), ls = ms + logf(ss);
   float acc = 0.f, unused = 0.f;
-  for (int64_t j = threadIdx.x; j < len; j += kThreads) {
+  for (int64_t j = threadIdx.x; j < len; j += kThreadsPerBlock) {
     const float log_pt = tr[j] * inv_t - lt, log_ps = sr[j] * inv_t - ls;
     const float pt = expf(log_pt);
     acc += pt * (log_pt - log_ps);
@@ -131,11 +126,11 @@ __global__ void kl_rows_block_kernel(const float* __restrict__ t, const float* _
 
 // Σ a·b in two passes with a fixed order (no atomics), so that a loss scale such as TSE's 1/Σcoef is the
 // same bit for bit in every run: each block's sum → partials[blockIdx.x]; then one block adds them up.
-__device__ double block_sum(double v) {  // blockDim.x == kThreads; the result is valid in thread 0
-  __shared__ double partial[kThreads];
+__device__ double block_sum(double v) {  // blockDim.x == kThreadsPerBlock; the result is valid in thread 0
+  __shared__ double partial[kThreadsPerBlock];
   partial[threadIdx.x] = v;
   __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride >>= 1) {
+  for (int stride = kThreadsPerBlock / 2; stride > 0; stride >>= 1) {
     if (int(threadIdx.x) < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
     __syncthreads();
   }
@@ -195,58 +190,58 @@ __global__ void tse_selection_kernel(const float* __restrict__ gs, float thr_s, 
 void ce_stats(const float* z, const int32_t* y, float* ce, float* gtp, int64_t n, int c, int64_t hw, int ignore,
               unsigned long long* counters, cudaStream_t stream) {
   if (n * hw == 0) return;
-  launch<ce_stats_kernel>(blocks_for(n * hw), kThreads, 0, stream)(z, y, ce, gtp, n, c, hw, ignore, counters);
+  launch<ce_stats_kernel>(grid_stride_blocks(n * hw), kThreadsPerBlock, 0, stream)(z, y, ce, gtp, n, c, hw, ignore, counters);
 }
 
 void ce_coefficients(const int32_t* y, const float* cw, int num_weights, const float* pw, float* coef, int64_t n_pix,
                      int ignore, cudaStream_t stream) {
   if (n_pix == 0) return;
-  launch<ce_coefficients_kernel>(blocks_for(n_pix), kThreads, 0, stream)(y, cw, num_weights, pw, coef, n_pix, ignore);
+  launch<ce_coefficients_kernel>(grid_stride_blocks(n_pix), kThreadsPerBlock, 0, stream)(y, cw, num_weights, pw, coef, n_pix, ignore);
 }
 
 void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, float* dz, int64_t n, int c,
              int64_t hw, int ignore, cudaStream_t stream) {
   if (n * hw == 0) return;
-  launch<ce_grad_kernel>(blocks_for(n * hw), kThreads, 0, stream)(z, y, coef, scale, dz, n, c, hw, ignore);
+  launch<ce_grad_kernel>(grid_stride_blocks(n * hw), kThreadsPerBlock, 0, stream)(z, y, coef, scale, dz, n, c, hw, ignore);
 }
 
 void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
              float grad_scale, float* kl, float* grad, cudaStream_t stream) {
   if (outer * inner == 0) return;
   if (inner == 1 && len >= kBlockRowMin && outer <= int64_t(INT32_MAX)) {
-    launch<kl_rows_block_kernel>(unsigned(outer), kThreads, 0, stream)(t, s, inv_temperature, len, grad_scale, kl, grad);
+    launch<kl_rows_block_kernel>(unsigned(outer), kThreadsPerBlock, 0, stream)(t, s, inv_temperature, len, grad_scale, kl, grad);
   } else {
-    launch<kl_rows_kernel>(blocks_for(outer * inner), kThreads, 0, stream)(t, s, inv_temperature, outer, len, inner,
+    launch<kl_rows_kernel>(grid_stride_blocks(outer * inner), kThreadsPerBlock, 0, stream)(t, s, inv_temperature, outer, len, inner,
                                                                         grad_scale, kl, grad);
   }
 }
 
 void dot(const float* a, const float* b, int64_t n, double* partials, double* out, cudaStream_t stream) {
-  const unsigned blocks = n == 0 ? 1u : std::min<unsigned>(blocks_for(n), unsigned(kDotMaxBlocks));
-  launch<dot_partial_kernel>(blocks, kThreads, 0, stream)(a, b, n, partials);
-  launch<sum_partials_kernel>(1, kThreads, 0, stream)(partials, int(blocks), out);
+  const unsigned blocks = n == 0 ? 1u : std::min<unsigned>(grid_stride_blocks(n), unsigned(kDotMaxBlocks));
+  launch<dot_partial_kernel>(blocks, kThreadsPerBlock, 0, stream)(a, b, n, partials);
+  launch<sum_partials_kernel>(1, kThreadsPerBlock, 0, stream)(partials, int(blocks), out);
 }
 
 void exp_neg(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch<exp_neg_kernel>(blocks_for(n), kThreads, 0, stream)(x, y, n);
+  launch<exp_neg_kernel>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(x, y, n);
 }
 
 void axpy(float* dst, const float* src, float alpha, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  launch<axpy_kernel>(blocks_for(n), kThreads, 0, stream)(dst, src, alpha, n);
+  launch<axpy_kernel>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(dst, src, alpha, n);
 }
 
 void radix_histogram(const float* x, int64_t n, uint32_t prefix, uint32_t mask, int shift, unsigned long long* hist,
                      cudaStream_t stream) {
   if (n == 0) return;
-  launch<radix_histogram_kernel>(std::min(blocks_for(n), 1024u), kThreads, 0, stream)(x, n, prefix, mask, shift, hist);
+  launch<radix_histogram_kernel>(std::min(grid_stride_blocks(n), 1024u), kThreadsPerBlock, 0, stream)(x, n, prefix, mask, shift, hist);
 }
 
 void tse_selection(const float* gt_s, float thr_s, const float* gt_t, float thr_t, const int32_t* y, int ignore,
                    int mode, float* sel, int64_t n_pix, cudaStream_t stream) {
   if (n_pix == 0) return;
-  launch<tse_selection_kernel>(blocks_for(n_pix), kThreads, 0, stream)(gt_s, thr_s, gt_t, thr_t, y, ignore, mode, sel,
+  launch<tse_selection_kernel>(grid_stride_blocks(n_pix), kThreadsPerBlock, 0, stream)(gt_s, thr_s, gt_t, thr_t, y, ignore, mode, sel,
                                                                     n_pix);
 }
 

@@ -1,4 +1,5 @@
 #include "rdd/segmentation_metrics.h"
+#include "rdd/segmentation_metrics_cuda.h"
 
 #include <limits>
 
@@ -9,16 +10,6 @@
 #endif
 
 namespace rdd {
-
-#if RDD_WITH_CUDA
-namespace kernels {
-void argmax_channels(const float* logits, int32_t* out, int64_t n, int64_t c, int64_t hw, cudaStream_t stream);
-// Adds into counts (C·C int64 on the device). bad[0] (preset to −1) gets an invalid label seen, bad[1]
-// (preset to INT_MIN) a predicted class outside [0, C); such pixels are not counted.
-void confusion_accumulate(const int32_t* pred, const int32_t* label, int64_t n, int num_classes,
-                          unsigned long long* counts, int32_t* bad, cudaStream_t stream);
-}  // namespace kernels
-#endif
 
 ConfusionMatrix::ConfusionMatrix(int num_classes) : num_classes_(num_classes) {
   RDD_CHECK(num_classes > 0, "ConfusionMatrix: num_classes must be positive, got ", num_classes);
@@ -41,7 +32,7 @@ Tensor argmax_channels(const Tensor& logits) {
   Tensor out = Tensor::empty({N, logits.size(2), logits.size(3)}, DType::i32, logits.device());
   if (logits.device().is_cuda()) {
 #if RDD_WITH_CUDA
-    kernels::argmax_channels(logits.data<float>(), out.data<int32_t>(), N, C, HW,
+    cuda::argmax_channels(logits.data<float>(), out.data<int32_t>(), N, C, HW,
                              cuda_context(logits.device().index).compute_stream());
 #endif
     return out;
@@ -86,7 +77,7 @@ void ConfusionMatrix::add_predictions(const Tensor& pred, const Tensor& labels) 
     Tensor bad = Tensor::empty({2}, DType::i32, d);  // filled on the device: no upload per call
     bad.slice(0, 1).fill_(-1);
     bad.slice(1, 2).fill_(double(std::numeric_limits<int32_t>::min()));
-    kernels::confusion_accumulate(pred.data<int32_t>(), labels.data<int32_t>(), n, C,
+    cuda::confusion_accumulate(pred.data<int32_t>(), labels.data<int32_t>(), n, C,
                                   reinterpret_cast<unsigned long long*>(counts.data<int64_t>()), bad.data<int32_t>(),
                                   cuda_context(d.index).compute_stream());
     const std::vector<int32_t> b = bad.to_vector<int32_t>();

@@ -2,13 +2,11 @@
 #include "engine/cuda_launch.h"
 #include "engine/device_dtype.h"
 #include "engine/error.h"
-#include "engine/tensor_kernels.h"
+#include "engine/tensor_cuda.h"
 
-namespace rdd::kernels {
+namespace rdd::cuda {
 
 namespace {
-constexpr int kThreads = kThreadsPerBlock;
-inline unsigned blocks_for(int64_t n) { return grid_stride_blocks(n); }  // engine/cuda_launch.h
 
 template <class T>
 __device__ T from_double(double v);
@@ -27,13 +25,13 @@ template <> __device__ float to_float<__half>(__half v) { return __half2float(v)
 
 template <class T>
 __global__ void fill_kernel(T* dst, int64_t n, T value) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  RDD_GRID_LOOP(i, n)
     dst[i] = value;
 }
 
 template <class S, class D>
 __global__ void convert_kernel(const S* src, D* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(i, n) {
     if constexpr (std::is_same_v<S, double>)
       dst[i] = from_double<D>(src[i]);
     else
@@ -45,7 +43,7 @@ __global__ void convert_kernel(const S* src, D* dst, int64_t n) {
 template <class T>
 __global__ void reorder_kernel(const T* src, T* dst, int64_t n, int64_t c, int64_t h, int64_t w, bool to_nhwc) {
   const int64_t total = n * c * h * w;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+  RDD_GRID_LOOP(i, total) {
     if (to_nhwc) {  // i indexes dst as (n, h, w, c)
       const int64_t ci = i % c, wi = (i / c) % w, hi = (i / (c * w)) % h, ni = i / (c * w * h);
       dst[i] = src[((ni * c + ci) * h + hi) * w + wi];
@@ -66,7 +64,7 @@ void fill(void* dst, int64_t n, DType dtype, double value, cudaStream_t stream) 
     if constexpr (std::is_same_v<T, __nv_bfloat16>) v = __float2bfloat16(float(value));
     else if constexpr (std::is_same_v<T, __half>) v = __float2half(float(value));
     else v = T(value);
-    launch<fill_kernel<T>>(blocks_for(n), kThreads, 0, stream)(static_cast<T*>(dst), n, v);
+    launch<fill_kernel<T>>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(static_cast<T*>(dst), n, v);
   });
 }
 
@@ -79,7 +77,7 @@ void convert(const void* src, DType sd, void* dst, DType dd, int64_t n, cudaStre
       using S = decltype(s0);
       using D = decltype(d0);
       if constexpr (std::is_floating_point_v<S> || std::is_same_v<S, __nv_bfloat16> || std::is_same_v<S, __half>)
-        launch<convert_kernel<S, D>>(blocks_for(n), kThreads, 0, stream)(static_cast<const S*>(src), static_cast<D*>(dst), n);
+        launch<convert_kernel<S, D>>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(static_cast<const S*>(src), static_cast<D*>(dst), n);
     });
   });
 }
@@ -91,7 +89,7 @@ void reorder_4d(const void* src, void* dst, int64_t n, int64_t c, int64_t h, int
   // Only the element size matters: reorder as unsigned words of that size.
   auto reorder_as = [&](auto word) {
     using W = decltype(word);
-    launch<reorder_kernel<W>>(blocks_for(total), kThreads, 0, stream)(static_cast<const W*>(src), static_cast<W*>(dst),
+    launch<reorder_kernel<W>>(grid_stride_blocks(total), kThreadsPerBlock, 0, stream)(static_cast<const W*>(src), static_cast<W*>(dst),
                                                                       n, c, h, w, to_nhwc);
   };
   switch (elem_bytes) {
@@ -103,4 +101,4 @@ void reorder_4d(const void* src, void* dst, int64_t n, int64_t c, int64_t h, int
   }
 }
 
-}  // namespace rdd::kernels
+}  // namespace rdd::cuda

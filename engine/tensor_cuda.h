@@ -1,4 +1,5 @@
-// CUDA kernels behind Tensor's fill/convert/reorder on the GPU (engine-internal; CUDA builds only).
+// Tensor's fill, dtype conversion and NCHW ↔ NHWC reorder on the GPU (tensor.cu).
+// Private to engine/: included by tensor.cpp and tensor.cu. C++17.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,7 @@
 #if RDD_WITH_CUDA
 #include <cuda_runtime.h>
 
-namespace rdd::kernels {
+namespace rdd::cuda {
 // dst[i] = value for i < n, stored as `dtype`.
 void fill(void* dst, int64_t n, DType dtype, double value, cudaStream_t stream);
 // dst[i] = convert(src[i]) between floating dtypes (f32, f64, bf16, f16).
@@ -17,5 +18,5 @@ void convert(const void* src, DType src_dtype, void* dst, DType dst_dtype, int64
 // (n, c, h, w) are the logical sizes; to_nhwc says the direction.
 void reorder_4d(const void* src, void* dst, int64_t n, int64_t c, int64_t h, int64_t w, size_t elem_bytes,
                 bool to_nhwc, cudaStream_t stream);
-}  // namespace rdd::kernels
+}  // namespace rdd::cuda
 #endif
