@@ -28,6 +28,7 @@ class InvertedResidual {
   Tensor forward(const Tensor& x);    // x (N, inp, H, W) → (N, oup, H/stride, W/stride)
   Tensor backward(const Tensor& dy);  // → dx
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
   void init(uint64_t seed, uint64_t& offset);
   const std::string& name() const { return name_; }
 
@@ -43,6 +44,7 @@ class MobileNetV2 {
   Tensor forward(const Tensor& x);   // x (N, 3, H, W) → (N, 320, H/8, W/8)
   void backward(const Tensor& dy);   // no dx for the image
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
   void init(uint64_t seed, uint64_t& offset);  // N(0, 2/(k·k·out)) convs, BN γ 1 β 0
   int out_channels() const { return out_channels_; }
 

@@ -41,6 +41,7 @@ class ResNetBlock {
   Tensor forward(const Tensor& x);    // x (N, inplanes, H, W) → (N, planes·expansion, H/stride, W/stride)
   Tensor backward(const Tensor& dy);  // → dx
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
   void init(uint64_t seed, uint64_t& offset);
   int out_channels() const { return convs_.back().out_channels(); }
   const std::string& name() const { return name_; }
@@ -64,6 +65,8 @@ class ResNet {
   void backward(const Tensor& dc3, const Tensor& dc4);
   // Fills the table; returns the shapes of c3 and c4.
   std::pair<Shape, Shape> trace(LayerTable& t, const Shape& in) const;
+  // Eval-mode forward as a graph: returns c4 (the aux head's c3 is training-only and not recorded).
+  GraphValue record(GraphRecorder& g, GraphValue x) const;
   void init(uint64_t seed, uint64_t& offset);  // Kaiming normal (fan_out) convs, BN γ 1 β 0
 
   int c3_channels() const { return c3_channels_; }

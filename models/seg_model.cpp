@@ -139,6 +139,11 @@ void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor&
     mobilenet_->backward(dc4);
 }
 
+GraphValue SegModel::record_main(GraphRecorder& g, GraphValue image) const {
+  const GraphValue c4 = resnet_ ? resnet_->record(g, image) : mobilenet_->record(g, image);
+  return head_->record(g, c4);
+}
+
 LayerTable SegModel::trace(const Shape& in) const {
   RDD_CHECK(in.size() == 4 && in[1] == 3, name_, ": trace input must be (N, 3, H, W), got ", shape_str(in));
   LayerTable t;
