@@ -1,0 +1,44 @@
+// Models for the deploy tests: small, with BatchNorm parameters and running statistics that are not the
+// initial 1/0/0/1 (folding a BN that does nothing would prove nothing).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/rng.h"
+#include "harness.h"
+#include "models/seg_model.h"
+
+namespace rdd::test {
+
+// Every BN "<p>.running_mean" gets weight U(0.5, 1.5), bias U(−0.3, 0.3), running_mean U(−0.3, 0.3),
+// running_var U(0.5, 2), from Philox(seed).
+inline void randomize_batchnorms(models::SegModel& model, uint64_t seed) {
+  uint64_t offset = 1000;
+  const std::string tail = ".running_mean";
+  for (const Param& p : model.params().entries()) {
+    if (p.name.size() <= tail.size() || p.name.compare(p.name.size() - tail.size(), tail.size(), tail) != 0) continue;
+    const std::string bn = p.name.substr(0, p.name.size() - tail.size());
+    auto fill = [&](const std::string& suffix, double lo, double hi) {
+      Tensor& t = model.params().at(bn + suffix).value;
+      fill_uniform(t, lo, hi, seed, offset++);
+    };
+    fill(".weight", 0.5, 1.5);
+    fill(".bias", -0.3, 0.3);
+    fill(".running_mean", -0.3, 0.3);
+    fill(".running_var", 0.5, 2.0);
+  }
+}
+
+// A model on the CPU in eval mode: reference initialisation from `seed`, then randomized BNs.
+inline std::unique_ptr<models::SegModel> deploy_test_model(const std::string& name, double width, int classes,
+                                                           uint64_t seed) {
+  auto m = models::build_model(name, {classes, width});
+  m->params().materialize(Device::cpu(), /*with_grads=*/false);
+  m->init_weights(seed);
+  randomize_batchnorms(*m, seed + 1);
+  m->set_mode(layers::Mode::eval);
+  return m;
+}
+
+}  // namespace rdd::test
