@@ -22,6 +22,7 @@ Command add_train_command(CLI::App& app);
 Command add_distill_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
 
 // Subcommands not implemented yet say so and exit 2 (a clear "not yet", not a stub that pretends).
 Command add_planned_command(CLI::App& app, const char* name, const char* description);
