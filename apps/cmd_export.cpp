@@ -122,6 +122,7 @@ int run_export(const ExportArgs& a) {
   info.num_classes = meta.num_classes;
   info.dataset = meta.name;
   info.class_names = meta.class_names;
+  info.palette = meta.palette;
   info.preset = a.preset;
   info.norm = norm;
   info.weights = fs::path(a.weights).filename().string();

@@ -52,6 +52,7 @@ std::vector<std::pair<std::string, std::string>> deployment_metadata(const Deplo
       {"num_classes", std::to_string(i.num_classes)},
       {"dataset", i.dataset},
       {"class_names", nlohmann::json(i.class_names).dump()},
+      {"palette", nlohmann::json(i.palette).dump()},
       {"input", "image: float32 (batch, 3, H, W), NCHW, normalised (see normalization)"},
       {"input_size", size},
       {"channel_order", order},
@@ -105,6 +106,20 @@ DeploymentInfo parse_deployment_metadata(const std::map<std::string, std::string
   RDD_CHECK(names.is_array() && int(names.size()) == i.num_classes, what,
             ": metadata 'class_names' is not an array of ", i.num_classes, " names");
   for (const auto& n : names) i.class_names.push_back(n.is_string() ? n.get<std::string>() : n.dump());
+  auto palette = props.find("palette");
+  if (palette != props.end()) {
+    const nlohmann::json p = nlohmann::json::parse(palette->second, nullptr, false);
+    RDD_CHECK(p.is_array(), what, ": metadata 'palette' is not an array of [r, g, b]");
+    for (const auto& c : p) {
+      auto channel = [&](size_t k) {
+        RDD_CHECK(c.is_array() && c.size() == 3 && c[k].is_number_integer() && c[k].get<int>() >= 0 &&
+                      c[k].get<int>() <= 255,
+                  what, ": metadata 'palette' holds ", c.dump(), ", not [r, g, b] in 0..255");
+        return uint8_t(c[k].get<int>());
+      };
+      i.palette.push_back({channel(0), channel(1), channel(2)});
+    }
+  }
   i.preset = get("preset");
   const std::string& order = get("channel_order");
   RDD_CHECK(order == "BGR" || order == "RGB", what, ": metadata 'channel_order' is '", order, "' (BGR or RGB)");

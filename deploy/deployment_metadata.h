@@ -3,6 +3,7 @@
 //
 //   model, width, num_classes     the rdd architecture (rdd builds the same network from these three)
 //   dataset, class_names          class names as a JSON array, index = output channel / label id
+//   palette                       the colour of each class as [[r, g, b], ...] (`rdd predict`'s)
 //   input                         "image": float32 (batch, 3, H, W), NCHW
 //   input_size                    "512x1024", or "dynamic"
 //   channel_order, mean, std      image[c] = (pixel[c] − mean[c]) / std[c] for 8-bit pixels (0..255) with
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "data/augment.h"
+#include "data/image.h"
 
 namespace rdd::deploy {
 
@@ -32,6 +34,7 @@ struct DeploymentInfo {
   int num_classes = 0;
   std::string dataset;
   std::vector<std::string> class_names;
+  data::Palette palette;  // one colour per class, or empty
   std::string preset;
   data::Normalization norm;
   int64_t height = -1, width_px = -1;  // static input size, −1: dynamic

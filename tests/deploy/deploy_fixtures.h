@@ -8,6 +8,7 @@
 #include "engine/rng.h"
 #include "harness.h"
 #include "models/seg_model.h"
+#include "models/weights_io.h"
 
 namespace rdd::test {
 
@@ -39,6 +40,16 @@ inline std::unique_ptr<models::SegModel> deploy_test_model(const std::string& na
   randomize_batchnorms(*m, seed + 1);
   m->set_mode(layers::Mode::eval);
   return m;
+}
+
+// Saves the model's weights as `rdd train` does (with its metadata) and returns the path.
+inline std::string save_test_weights(const models::SegModel& m, const std::string& path) {
+  models::save_weights(m.params(), path,
+                       {{"kind", "weights"},
+                        {"model", m.name()},
+                        {"num_classes", std::to_string(m.options().num_classes)},
+                        {"width", std::to_string(m.options().width)}});
+  return path;
 }
 
 }  // namespace rdd::test
