@@ -28,6 +28,7 @@ struct ModelBenchOptions {
   bool tf32 = false;              // f32 convolutions on TF32 tensor cores (bench --tf32)
   bool layers = false;            // also print the per-layer table (bench --layers)
   int top_layers = 25;            // rows of that table
+  bool fold_bn = false;           // --mode forward: also time the BN-folded forward (bench --fold-bn)
 };
 
 // Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0.

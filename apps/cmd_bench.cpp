@@ -124,6 +124,9 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--top", a->model.top_layers, "Rows of the --layers table")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_flag("--fold-bn", a->model.fold_bn,
+                "With --mode forward: also time the exported graph's forward on rdd's kernels (main head only), with "
+                "BatchNorm kept and folded into the convolutions (what `rdd export` writes); % of the eval forward");
   add_tf32_flag(sub, a->model.tf32);
   sub->add_option("--teacher-width", a->model.teacher_width, "Teacher width multiplier")->capture_default_str();
   sub->add_option("--classes", a->model.num_classes, "Classes of the model")->capture_default_str();

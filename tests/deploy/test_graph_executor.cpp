@@ -51,3 +51,18 @@ TEST_CASE("GraphExecutor refuses an image of the wrong shape") {
   CHECK(test::error_message([&] { exec.run(test::random_normal({1, 4, 16, 16}, 1)); })
             .find("(N, 3, H, W)") != std::string::npos);
 }
+
+GPU_TEST_CASE("GraphExecutor on the GPU: unfolded and folded agree with SegModel::forward there") {
+  for (const std::string name : {"psp_resnet18", "deeplabv3_mobilenetv2"}) {
+    INFO(name);
+    auto model = test::deploy_test_model(name, 0.125, 5, 12);
+    model->params().materialize(Device::cuda(0), /*with_grads=*/false);  // moves the weights
+    const Tensor x = test::random_normal({2, 3, 37, 53}, 3).to(Device::cuda(0));
+    const Tensor want = model->forward(x).main.to(Device::cpu());
+    for (bool fold : {false, true}) {
+      deploy::GraphExecutor exec(*model, fold);
+      const Tensor got = exec.run(x).to(Device::cpu());
+      CHECK(max_abs_diff(got, want) / max_abs(want) < 1e-5);
+    }
+  }
+}

@@ -17,3 +17,11 @@ add_test(NAME deploy_export_unknown_model
          COMMAND sh -c "\"$0\" export --model deeplabv3_resnet19 --weights none.safetensors --out m.onnx --dynamic; echo \"exit $?\"" $<TARGET_FILE:rdd>)
 set_tests_properties(deploy_export_unknown_model PROPERTIES PASS_REGULAR_EXPRESSION
                      "rdd: error: --model: unknown model 'deeplabv3_resnet19' \\(known: [a-z0-9_, ]+\\).exit 1")
+
+# `rdd bench --mode forward --fold-bn`: the exported graph's forward timed beside the eval forward, BN kept
+# and folded (the numbers are the machine's; the test reads the table's shape).
+add_test(NAME deploy_bench_fold_bn
+         COMMAND $<TARGET_FILE:rdd> bench --model psp_mobilenetv2 --width 0.125 --mode forward --crop 32x48 --batch 1
+                 --iterations 2 --warmup 1 --device cpu --fold-bn)
+set_tests_properties(deploy_bench_fold_bn PROPERTIES PASS_REGULAR_EXPRESSION
+  "student forward \\(eval\\) .*the exported graph's forward on cpu \\(main head only.*BN kept +[0-9.]+ +[0-9.]+% +[0-9.]+ img/s.*BN folded into the convs +[0-9.]+ +[0-9.]+%")
