@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "data/synth.h"
 #include "deploy/deployment_metadata.h"
+#include "deploy/graph_executor.h"
 #include "deploy/onnx_file.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
@@ -50,16 +51,26 @@ Tensor scene_image(uint64_t seed, int index, int h, int w, const data::Normaliza
   return x;
 }
 
-// rdd's outputs for c.image, as the export computes them; the median time of `repeat` runs after a warm-up.
-void run_rdd(models::SegModel& model, const deploy::DeploymentInfo& info, int repeat, CheckCase& c) {
+// What the export computes, on rdd: `main` logits (N, classes, H/8, W/8) upsampled to the image with
+// align_corners when it did; the argmax when it did.
+void finish_like_export(const deploy::DeploymentInfo& info, const Tensor& image, Tensor main, Tensor& logits,
+                        Tensor& labels) {
+  if (info.resize_to_input) main = layers::bilinear_resize_forward(main, int(image.size(2)), int(image.size(3)), true);
+  labels = info.argmax ? argmax_channels(main) : Tensor();  // (N, h, w) i32
+  logits = main;
+}
+
+// rdd's outputs for c.image from SegModel::forward (the reference: not the recorded graph the export used);
+// rdd's time from the exported graph's own forward on rdd's kernels (deploy/graph_executor.h, main head only,
+// BN folded as exported): the median of `repeat` runs after a warm-up.
+void run_rdd(models::SegModel& model, const deploy::GraphExecutor& graph, const deploy::DeploymentInfo& info,
+             int repeat, CheckCase& c) {
+  finish_like_export(info, c.image, model.forward(c.image).main, c.logits, c.labels);
   std::vector<double> ms;
+  Tensor logits, labels;
   for (int r = 0; r <= repeat; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    Tensor logits = model.forward(c.image).main;  // (N, classes, H/8, W/8)
-    if (info.resize_to_input)
-      logits = layers::bilinear_resize_forward(logits, int(c.image.size(2)), int(c.image.size(3)), true);
-    c.labels = info.argmax ? argmax_channels(logits) : Tensor();  // (N, h, w) i32
-    c.logits = logits;
+    finish_like_export(info, c.image, graph.run(c.image), logits, labels);
     if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
@@ -162,7 +173,8 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
       cases.push_back(std::move(s));
     }
   }
-  for (CheckCase& c : cases) run_rdd(*model, info, o.repeat, c);
+  const deploy::GraphExecutor graph(*model, info.fold_bn);
+  for (CheckCase& c : cases) run_rdd(*model, graph, info, o.repeat, c);
 
   // ONNX Runtime, through scripts/onnx_run.py.
   std::error_code ec;
@@ -245,7 +257,9 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
       report.rows.push_back(row);
     }
   }
-  std::fprintf(out, "ONNX Runtime %s (%s); times: median of %d run%s after a warm-up, this machine's CPU\n",
+  std::fprintf(out,
+               "ONNX Runtime %s (%s); times: the exported graph on rdd's CPU kernels and in ONNX Runtime, median of %d "
+               "run%s after a warm-up\n",
                report.onnxruntime_version.c_str(), meta("providers").c_str(), o.repeat, o.repeat == 1 ? "" : "s");
   char labels[96] = "";
   if (info.argmax)
