@@ -2,8 +2,12 @@
 // initial 1/0/0/1 (folding a BN that does nothing would prove nothing).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "apps/commands.h"
 
 #include "engine/rng.h"
 #include "harness.h"
@@ -40,6 +44,19 @@ inline std::unique_ptr<models::SegModel> deploy_test_model(const std::string& na
   randomize_batchnorms(*m, seed + 1);
   m->set_mode(layers::Mode::eval);
   return m;
+}
+
+// Parses `args` (without the program name) like main() does and runs the chosen command in-process.
+inline int run_rdd(std::vector<std::string> args) {
+  CLI::App app{"rdd test", "rdd"};
+  app.require_subcommand(1);
+  apps::CommandTable commands;
+  apps::register_commands(app, commands);
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
+  app.parse(args);
+  for (auto& [sub, run] : commands)
+    if (sub->parsed()) return run();
+  return -1;
 }
 
 // Saves the model's weights as `rdd train` does (with its metadata) and returns the path.

@@ -20,18 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Parses `args` (without the program name) like main() does and runs the chosen command.
-int run_rdd(std::vector<std::string> args) {
-  CLI::App app{"rdd test", "rdd"};
-  app.require_subcommand(1);
-  apps::CommandTable commands;
-  apps::register_commands(app, commands);
-  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
-  app.parse(args);
-  for (auto& [sub, run] : commands)
-    if (sub->parsed()) return run();
-  return -1;
-}
+using test::run_rdd;
 
 std::string refusal(const std::vector<std::string>& args) {
   return test::error_message([&] { run_rdd(args); });

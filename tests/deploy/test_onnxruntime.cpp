@@ -118,8 +118,11 @@ ONNXRUNTIME_TEST_CASE("the check fails when the model does not compute what the 
   const apps::OnnxCheckReport r = apps::run_onnx_check(c, stdout);
   CHECK(!r.passed);
   CHECK(r.worst_rel > 1e-2);
-  // The command says so with exit code 1.
   CHECK(r.rows.size() == 3u);
+  // The command says so with exit code 1; with the right weights, 0.
+  CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", c.weights, "--python", test::python()}) == 1);
+  const std::string right = test::save_test_weights(*model, dir + "/right.safetensors");
+  CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", right, "--python", test::python()}) == 0);
 }
 
 ONNXRUNTIME_TEST_CASE("pool and resize forms on sizes the models do not reach equal rdd's layers in ONNX Runtime") {
