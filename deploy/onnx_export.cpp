@@ -42,6 +42,8 @@ OnnxExport export_onnx(const models::SegModel& model, const OnnxExportOptions& o
   RDD_CHECK(weight_bytes <= kMaxWeightBytes, "onnx export: ", model.name(), " (width ", model.options().width,
             ") has ", weight_bytes >> 20, " MiB of weights; one .onnx file holds under 2 GiB (protobuf's limit) and "
             "rdd does not write ONNX external data: export a smaller width");
+  RDD_CHECK(model.params().materialized(), "onnx export: ", model.name(), " has no weights (params().materialize() "
+            "and load them first)");
 
   onnx::ModelProto m;
   m.set_ir_version(onnx::IR_VERSION);

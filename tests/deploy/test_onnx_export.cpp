@@ -251,7 +251,12 @@ TEST_CASE("what ONNX cannot compute as rdd does is refused, naming the op and th
     CHECK(test::error_message([&] { b.resize_bilinear_to(x, tiny, false, "down"); })
               .find("down resizes 9x12 to 1x4: to one row with half-pixel centres") != std::string::npos);
   }
-  SUBCASE("an input the network cannot take") {
+  SUBCASE("weights over protobuf's 2 GiB (checked before anything is allocated)") {
+    auto huge = models::build_model("psp_resnet101", {19, 4.0});  // ~1.1e9 parameters, not materialized
+    CHECK(test::error_message([&] { deploy::export_onnx(*huge, {}, info_for(*huge)); })
+              .find("MiB of weights; one .onnx file holds under 2 GiB (protobuf's limit)") != std::string::npos);
+  }
+  SUBCASE("an input size half static, half dynamic") {
     auto model = test::deploy_test_model("deeplabv3_resnet18", 0.125, 19, 6);
     CHECK(test::error_message([&] {
             onnx::GraphProto g;
