@@ -1,7 +1,9 @@
 // `rdd bench --model NAME --mode forward --fold-bn`: the forward an exported model runs — the main head only
 // (no aux head), every BatchNorm folded into the convolution before it (deploy/graph_executor.h) — timed on
 // the same images and device as the eval forward, with the same graph unfolded beside it, so what dropping
-// the aux head and what folding each save are visible.
+// the aux head and what folding each save are visible. train/bench_model.h runs the bench but does not see
+// deploy/ (dependencies point one way): apps/cmd_bench.cpp hands this function to it as its
+// train::GraphForwardTimer.
 #pragma once
 
 #include "engine/tensor.h"

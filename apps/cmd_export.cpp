@@ -9,13 +9,15 @@
 #include <sstream>
 
 #include "apps/commands.h"
-#include "apps/model_weights.h"
+#include "apps/flags.h"
 #include "apps/onnx_check.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "deploy/onnx_export.h"
 #include "deploy/onnx_file.h"
 #include "models/seg_model.h"
+#include "train/model_weights.h"
+#include "train/run_options.h"
 
 namespace rdd::apps {
 
@@ -24,11 +26,10 @@ namespace {
 namespace fs = std::filesystem;
 
 struct ExportArgs {
-  std::string model;
-  double width = 1.0;
+  train::ModelChoice model{.name = {}};  // required to export; with --check, when given, must be the file's
   std::string weights;
   std::string out;
-  std::string input;  // HxW
+  int height = 0, width_px = 0;  // --input HxW; 0: not given
   bool dynamic = false;
   int opset = 17;
   bool fold_bn = true;
@@ -42,21 +43,18 @@ struct ExportArgs {
   OnnxCheckOptions check_options;
 };
 
-std::pair<int, int> parse_hw(const std::string& s, const std::string& flag) {
-  int h = 0, w = 0;
-  char tail = 0;
-  RDD_CHECK(std::sscanf(s.c_str(), "%dx%d%c", &h, &w, &tail) == 2 && h > 0 && w > 0, flag,
-            " must be HxW with positive sizes (e.g. 512x1024), got '", s, "'");
-  return {h, w};
-}
-
-std::string known_models() {
-  std::string s;
-  for (const std::string& n : models::model_names()) {
-    if (!s.empty()) s += ", ";
-    s += n;
+// --sizes: HxW,HxW,... each read by the shared HxW parser (apps/flags.h).
+std::vector<std::pair<int, int>> parse_sizes(const std::string& list) {
+  std::vector<std::pair<int, int>> sizes;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const auto hw = parse_hw(item);
+    RDD_CHECK(hw.has_value(), "--sizes: each size must be HxW with H and W positive (e.g. 64x96), got '", item,
+              "' in '", list, "'");
+    sizes.push_back(*hw);
   }
-  return s;
+  return sizes;
 }
 
 // Refuses an --out that cannot be written before any work is done: a folder, a missing or non-folder parent,
@@ -93,16 +91,18 @@ void write_file_atomically(const std::string& out, const std::string& bytes) {
 }
 
 int run_export(const ExportArgs& a) {
-  RDD_CHECK(!a.model.empty(), "export: --model is required (", known_models(), ")");
-  RDD_CHECK(models::is_model_name(a.model), "--model: unknown model '", a.model, "' (known: ", known_models(), ")");
-  RDD_CHECK(a.width > 0 && a.width <= 4, "--width ", a.width, " is outside (0, 4]");
-  RDD_CHECK(!a.weights.empty(), "export: --weights is required (the safetensors of the trained model)");
+  RDD_CHECK(!a.model.name.empty(), "export: --model is required (", models::known_model_names(), ")");
+  train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(!a.out.empty(), "export: --out is required (the .onnx file to write)");
-  RDD_CHECK(a.dynamic != !a.input.empty(), "export: give --input HxW (a static input size) or --dynamic (any size), ",
+  const bool has_input = a.height > 0;
+  RDD_CHECK(a.dynamic != has_input, "export: give --input HxW (a static input size) or --dynamic (any size), ",
             a.dynamic ? "not both" : "one of them");
   RDD_CHECK(a.dataset != "list" || a.num_classes > 0, "--dataset list needs --num-classes");
   deploy::OnnxExportOptions o;
-  if (!a.dynamic) std::tie(o.height, o.width) = parse_hw(a.input, "--input");
+  if (!a.dynamic) {
+    o.height = a.height;
+    o.width = a.width_px;
+  }
   o.opset = a.opset;
   o.fold_bn = a.fold_bn;
   o.argmax = a.argmax;
@@ -111,14 +111,14 @@ int run_export(const ExportArgs& a) {
   const data::Dataset meta = data::dataset_metadata(a.dataset, a.num_classes);
   check_writable(a.out);
 
-  auto model = models::build_model(a.model, {meta.num_classes, a.width});
+  auto model = models::build_model(a.model.name, {meta.num_classes, a.model.width});
   model->params().materialize(Device::cpu(), /*with_grads=*/false);
-  load_model_weights(*model, a.weights);
+  train::load_model_weights(*model, a.weights);
   model->set_mode(layers::Mode::eval);
 
   deploy::DeploymentInfo info;
-  info.model = a.model;
-  info.width = a.width;
+  info.model = a.model.name;
+  info.width = a.model.width;
   info.num_classes = meta.num_classes;
   info.dataset = meta.name;
   info.class_names = meta.class_names;
@@ -129,7 +129,8 @@ int run_export(const ExportArgs& a) {
   const deploy::OnnxExport e = deploy::export_onnx(*model, o, info);
   write_file_atomically(a.out, e.bytes);
 
-  std::printf("export: %s (width %g, %d classes, %s) from %s → %s\n", a.model.c_str(), a.width, meta.num_classes,
+  std::printf("export: %s (width %g, %d classes, %s) from %s → %s\n", a.model.name.c_str(), a.model.width,
+              meta.num_classes,
               meta.name.c_str(), a.weights.c_str(), a.out.c_str());
   std::printf("  ONNX opset %d, %.2f MB, %lld weights; the ONNX checker and strict shape inference accept it\n",
               o.opset, double(e.bytes.size()) / 1e6, static_cast<long long>(e.parameters));
@@ -157,21 +158,17 @@ int run_check(ExportArgs a, const std::vector<std::string>& export_only_flags) {
   for (const std::string& f : export_only_flags)
     fail("export --check: ", f, " is for writing a model; --check reads the model, its size and its "
          "normalisation from ", a.check, "'s metadata");
-  RDD_CHECK(!a.weights.empty(), "export --check: --weights is required (the safetensors the model was exported from)");
-  if (!a.model.empty()) {  // given: must be the model's
+  if (!a.model.name.empty()) {  // given: must be the model's
     const deploy::OnnxFileInfo f = deploy::read_onnx_file(a.check);
     auto it = f.metadata.find("model");
-    RDD_CHECK(it != f.metadata.end() && it->second == a.model, "export --check: --model ", a.model, " but ", a.check,
-              " holds '", it == f.metadata.end() ? std::string("(no model in its metadata)") : it->second, "'");
+    RDD_CHECK(it != f.metadata.end() && it->second == a.model.name, "export --check: --model ", a.model.name, " but ",
+              a.check, " holds '", it == f.metadata.end() ? std::string("(no model in its metadata)") : it->second,
+              "'");
   }
   OnnxCheckOptions& o = a.check_options;
   o.onnx_path = a.check;
   o.weights = a.weights;
-  if (!a.sizes.empty()) {
-    std::stringstream ss(a.sizes);
-    std::string item;
-    while (std::getline(ss, item, ',')) o.sizes.push_back(parse_hw(item, "--sizes"));
-  }
+  if (!a.sizes.empty()) o.sizes = parse_sizes(a.sizes);
   return run_onnx_check(o).passed ? 0 : 1;
 }
 
@@ -183,12 +180,13 @@ Command add_export_command(CLI::App& app) {
       "export",
       "Write a trained model as ONNX (eval mode, main head; BatchNorm folded) for ONNX Runtime, TensorRT, OpenVINO; "
       "with --check, run an exported model in ONNX Runtime against rdd");
-  sub->add_option("--model", a->model, "Model name (" + known_models() + ")");
-  auto* width = sub->add_option("--width", a->width, "Channel width multiplier")->capture_default_str();
-  sub->add_option("--weights", a->weights, "Weights (safetensors from rdd train/distill or convert_pth.py)");
+  add_model_flags(sub, a->model, "Model name (" + models::known_model_names() + "); with --check optional");
+  CLI::Option* width = sub->get_option("--width");
+  add_weights_flag(sub, a->weights);
   auto* out = sub->add_option("--out", a->out, "The .onnx file to write (written atomically)");
-  auto* input = sub->add_option("--input", a->input,
-                                "Static input size HxW, e.g. 512x1024 (the batch stays a named dimension)");
+  auto* input = add_hw_option(sub, "--input", a->height, a->width_px,
+                              "Static input size HxW, e.g. 512x1024 (the batch stays a named dimension)")
+                    ->default_str("");
   auto* dynamic = sub->add_flag("--dynamic", a->dynamic, "Any input height and width (named dimensions)");
   auto* opset = sub->add_option("--opset", a->opset,
                                 "ONNX opset, " + std::to_string(deploy::kMinOnnxOpset) + ".." +
@@ -201,13 +199,13 @@ Command add_export_command(CLI::App& app) {
   auto* resize = sub->add_flag("--resize-to-input", a->resize_to_input,
                                "Upsample the logits to the input size (bilinear, align_corners: rdd predict's "
                                "protocol) inside the graph");
-  auto* dataset = sub->add_option("--dataset", a->dataset,
-                                  "Class names for the metadata: cityscapes, camvid, voc, ade20k or list")
-      ->check(CLI::IsMember(data::dataset_kinds()))
-      ->capture_default_str();
-  auto* classes = sub->add_option("--num-classes", a->num_classes, "Number of classes (--dataset list only)");
-  auto* preset = sub->add_option("--preset", a->preset, "Input normalisation written into the metadata: cirkd or mmseg")
-                     ->capture_default_str();
+  auto* dataset = add_dataset_kind_flag(sub, a->dataset,
+                                        "Class names and palette for the metadata: cityscapes, camvid, voc, ade20k "
+                                        "or list")
+                      ->capture_default_str();
+  auto* classes = add_num_classes_flag(sub, a->num_classes);
+  auto* preset = add_preset_flag(sub, a->preset)
+                     ->description("Input normalisation written into the metadata: cirkd or mmseg");
   sub->add_option("--check", a->check,
                   "Instead of exporting: run this .onnx model in ONNX Runtime (Python) and rdd on random and synthetic "
                   "images; print max abs / rel differences; exit 1 above --rtol");
@@ -224,6 +222,9 @@ Command add_export_command(CLI::App& app) {
   sub->add_option("--python", a->check_options.python, "With --check: the Python with onnxruntime")
       ->capture_default_str();
   sub->add_option("--script", a->check_options.script, "With --check: the runner (default: scripts/onnx_run.py)");
+  add_device_flag(sub, a->check_options.device)
+      ->description("With --check: where rdd runs its side (forward and timing): auto (GPU when present), cpu, "
+                    "cuda or cuda:N");
   sub->footer(
       "Examples:\n"
       "  rdd export --model deeplabv3_resnet18 --weights runs/rdd/weights.safetensors --out r18.onnx --input 1024x2048\n"

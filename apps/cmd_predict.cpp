@@ -14,9 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
-#include "apps/model_weights.h"
-#include "apps/progress.h"
-#include "apps/trainer.h"
+#include "apps/flags.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -24,8 +22,11 @@
 #include "engine/safetensors.h"
 #include "layers/resize.h"
 #include "models/seg_model.h"
-#include "models/weights_io.h"
 #include "rdd/segmentation_metrics.h"
+#include "train/model_weights.h"
+#include "train/progress.h"
+#include "train/resolve_device.h"
+#include "train/run_options.h"
 
 namespace rdd::apps {
 
@@ -34,8 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct PredictArgs {
-  std::string model = "deeplabv3_resnet18";
-  double width = 1.0;
+  train::ModelChoice model;
   std::string weights;
   std::string input;
   std::string out;
@@ -118,7 +118,7 @@ Tensor predict_ids(models::SegModel& model, const data::Image& image, const data
   Tensor x = Tensor::empty({1, 3, H, W});        // x: (1, 3, H, W) f32, normalised
   Tensor unused = Tensor::empty({1, H, W}, DType::i32);
   data::transform_eval(s, norm, x.data<float>(), unused.data<int32_t>());
-  const models::ModelOutputs out = model.forward(device.is_cpu() ? x : x.to(device));  // main: (1, C, H/8, W/8)
+  const NetOutputs out = model.forward(device.is_cpu() ? x : x.to(device));  // main: (1, C, H/8, W/8)
   const Tensor up = layers::bilinear_resize_forward(out.main, H, W, /*align_corners=*/true);  // (1, C, H, W)
   const Tensor ids = argmax_channels(up);                                                     // (1, H, W) i32
   return ids.device().is_cpu() ? ids : ids.to(Device::cpu());
@@ -131,19 +131,18 @@ data::Image blend_half(const data::Image& a, const data::Image& b) {
 }
 
 int run_predict(const PredictArgs& a) {
-  RDD_CHECK(models::is_model_name(a.model), "--model: unknown model '", a.model, "'");
-  RDD_CHECK(a.width > 0 && a.width <= 4, "--width ", a.width, " is outside (0, 4]");
+  train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(a.dataset != "list" || a.num_classes > 0, "--dataset list needs --num-classes");
   const data::Normalization norm = data::augment_preset(a.preset, 8, 8).norm;  // throws naming a bad preset
   const data::Dataset meta = data::dataset_metadata(a.dataset, a.num_classes);
   const std::vector<fs::path> inputs = list_inputs(a.input, a.out);
   prepare_out_dir(a.out);
 
-  const Device device = resolve_device(a.device);
+  const Device device = train::resolve_device(a.device);
   cudnn::set_allow_tf32(a.tf32);
-  auto model = models::build_model(a.model, {meta.num_classes, a.width});
+  auto model = models::build_model(a.model.name, {meta.num_classes, a.model.width});
   model->params().materialize(device, /*with_grads=*/false);
-  load_model_weights(*model, a.weights);
+  train::load_model_weights(*model, a.weights);
   model->set_mode(layers::Mode::eval);
 
   // Folders get one progress line per image (stderr): position, file, size, time and ETA.
@@ -154,7 +153,7 @@ int run_predict(const PredictArgs& a) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double eta = elapsed / double(done) * double(inputs.size() - done);
     std::fprintf(stderr, "predict %zu/%zu  %s  %s  (%.2f s/image, ETA %s)\n", done, inputs.size(),
-                 path.filename().string().c_str(), what.c_str(), elapsed / double(done), format_duration(eta).c_str());
+                 path.filename().string().c_str(), what.c_str(), elapsed / double(done), train::format_duration(eta).c_str());
   };
   std::vector<std::string> failed;
   int64_t written = 0;
@@ -192,20 +191,17 @@ Command add_predict_command(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
   CLI::App* sub = app.add_subcommand("predict", "Write colourised prediction PNGs for an image or a folder of images "
                                                 "(whole image, the evaluation protocol)");
-  sub->add_option("--model", a->model, "Model name")->capture_default_str();
-  sub->add_option("--width", a->width, "Channel width multiplier")->capture_default_str();
-  sub->add_option("--weights", a->weights, "Weights (safetensors from rdd train/distill or convert_pth.py)")->required();
+  add_model_flags(sub, a->model, "Model name");
+  add_weights_flag(sub, a->weights);
   sub->add_option("--input", a->input, "An image (.png/.jpg) or a folder of images (processed in name order)")
       ->required();
   sub->add_option("--out", a->out, "Output folder: <name>_pred.png (and <name>_overlay.png)")->required();
-  sub->add_option("--dataset", a->dataset, "Classes and palette: cityscapes, camvid, voc, ade20k or list")
-      ->check(CLI::IsMember(data::dataset_kinds()))
+  add_dataset_kind_flag(sub, a->dataset, "Classes and palette: cityscapes, camvid, voc, ade20k or list")
       ->capture_default_str();
-  sub->add_option("--num-classes", a->num_classes, "Number of classes (--dataset list only)");
-  sub->add_option("--preset", a->preset, "Input normalisation of the training preset: cirkd or mmseg")
-      ->capture_default_str();
+  add_num_classes_flag(sub, a->num_classes);
+  add_preset_flag(sub, a->preset);
   sub->add_flag("--overlay", a->overlay, "Also write <name>_overlay.png: 50% image, 50% prediction");
-  sub->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  add_device_flag(sub, a->device);
   add_tf32_flag(sub, a->tf32);
   sub->footer("Example:\n  rdd predict --model deeplabv3_resnet18 --weights runs/rdd/weights.safetensors \\\n"
               "      --input frames/ --out preds/ --overlay");

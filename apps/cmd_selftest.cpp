@@ -2,8 +2,8 @@
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "apps/golden.h"
-#include "apps/selftest.h"
+#include "train/golden.h"
+#include "apps/cmd_selftest.h"
 #include "engine/device.h"
 #include "engine/error.h"
 
@@ -25,7 +25,7 @@ struct Args {
 };
 
 int run_selftest(const Args& a) {
-  if (!a.golden.empty()) return run_golden(a.golden, a.rtol, has_gpu() && !a.cpu_only);
+  if (!a.golden.empty()) return train::run_golden(a.golden, a.rtol, has_gpu() && !a.cpu_only);
   SelftestOptions o;
   o.gpu = has_gpu() && !a.cpu_only;
   o.seed = a.seed;

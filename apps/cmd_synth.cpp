@@ -3,34 +3,14 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/flags.h"
 #include "data/synth.h"
-#include "engine/error.h"
 #include "engine/thread_pool.h"
 
 namespace rdd::apps {
 
 namespace {
-struct SynthArgs {
-  std::string out;
-  int train = 200, val = 50;
-  std::string size = "256x512";
-  uint64_t seed = 1;
-};
-
-int run_synth(const SynthArgs& a) {
-  data::SynthOptions o;
-  o.out = a.out;
-  o.train = a.train;
-  o.val = a.val;
-  o.seed = a.seed;
-  const size_t x = a.size.find('x');
-  RDD_CHECK(x != std::string::npos, "synth: --size must be HxW (e.g. 256x512), got '", a.size, "'");
-  try {
-    o.height = std::stoi(a.size.substr(0, x));
-    o.width = std::stoi(a.size.substr(x + 1));
-  } catch (const std::exception&) {
-    fail("synth: --size must be HxW (e.g. 256x512), got '", a.size, "'");
-  }
+int run_synth(const data::SynthOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const data::SynthSummary s = data::write_synthetic_cityscapes(o);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -42,12 +22,12 @@ int run_synth(const SynthArgs& a) {
 }  // namespace
 
 Command add_synth_command(CLI::App& app) {
-  auto a = std::make_shared<SynthArgs>();
+  auto a = std::make_shared<data::SynthOptions>();
   CLI::App* sub = app.add_subcommand("synth", "Generate synthetic street scenes in the Cityscapes layout");
   sub->add_option("--out", a->out, "Output dataset folder (leftImg8bit/ and gtFine/ are created)")->required();
   sub->add_option("--train", a->train, "Number of training scenes")->capture_default_str();
   sub->add_option("--val", a->val, "Number of validation scenes")->capture_default_str();
-  sub->add_option("--size", a->size, "Image size HxW")->capture_default_str();
+  add_hw_option(sub, "--size", a->height, a->width, "Image size HxW");
   sub->add_option("--seed", a->seed, "Seed: the same seed gives the same files")->capture_default_str();
   return {sub, [a] { return run_synth(*a); }};
 }

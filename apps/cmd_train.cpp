@@ -1,19 +1,20 @@
-// `rdd train` (supervised) and `rdd distill` (teacher + KD/RDD/CWD): see trainer.h.
+// `rdd train` (supervised) and `rdd distill` (teacher + KD/RDD/CWD): see train/trainer.h.
 #include <cstdio>
 
 #include "apps/commands.h"
-#include "apps/launcher.h"
-#include "apps/trainer.h"
-#include "engine/communicator.h"
+#include "apps/flags.h"
+#include "apps/run_flags.h"
+#include "train/trainer.h"
 
 namespace rdd::apps {
 
 namespace {
 // One process per GPU: the launcher re-runs this command line in --gpus workers; each worker joins the
 // TCP rendezvous, gets rank 0's NCCL id, and trains its shard with an NCCL communicator.
-int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv& w, const LaunchFlags& flags) {
-  WorkerSession session = join_worker_session(w, flags, "training");
-  const TrainResult r = run_training(opt, distill, session.comm.get(), w.device);
+int run_distributed_worker(const train::RunOptions& opt, bool distill, const dist::WorkerEnv& w,
+                           const dist::LaunchOptions& launch) {
+  dist::WorkerSession session = dist::join_worker_session(w, launch, "training");
+  const train::TrainResult r = train::run_training(opt, distill, session.comm.get(), w.device);
   session.rendezvous->barrier();  // nobody exits (tearing down NCCL) while others still finish
   if (w.rank == 0)
     std::printf("%s: %lld iterations on %d GPUs, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
@@ -23,14 +24,14 @@ int run_distributed_worker(const RunOptions& opt, bool distill, const WorkerEnv&
 }
 
 Command add_run_command(CLI::App& app, bool distill) {
-  auto opt = std::make_shared<RunOptions>();
-  auto launch = std::make_shared<LaunchFlags>();
+  auto opt = std::make_shared<train::RunOptions>();
+  auto launch = std::make_shared<dist::LaunchOptions>();
   CLI::App* sub =
       distill ? app.add_subcommand("distill",
                                    "Distill a student from a frozen teacher: logit KD (--kd), RDD (--rdd tfe,tse), "
                                    "CWD (--cwd), alone or combined")
               : app.add_subcommand("train", "Train a model with supervision (teachers, baselines): SGD, poly LR, aux loss");
-  add_run_options(sub, *opt, distill);
+  add_run_flags(sub, *opt, distill);
   add_launch_flags(*sub, *launch);
   sub->footer(distill ? "Example (the paper's RDD recipe):\n  rdd distill --config configs/cityscapes/rdd_dlv3_r18.ini\n"
                         "  rdd distill --dataset cityscapes --data-root DATA --teacher deeplabv3_resnet101 \\\n"
@@ -38,14 +39,14 @@ Command add_run_command(CLI::App& app, bool distill) {
                         "      --warmup-iters 4000 --out runs/rdd"
                       : "Example:\n  rdd train --dataset cityscapes --data-root DATA --model deeplabv3_resnet101 --out runs/teacher");
   return {sub, [opt, launch, distill] {
-            if (const std::optional<WorkerEnv> w = worker_env())
+            if (const std::optional<dist::WorkerEnv> w = dist::worker_env())
               return run_distributed_worker(*opt, distill, *w, *launch);
             if (launch->distributed()) {
-              validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
+              train::validate_run_options(*opt, distill);  // refuse bad flags before starting N processes
               check_no_device_with_gpus(opt->device);
-              return launch_local_workers(make_launch_spec(*launch));
+              return dist::launch_local_workers(launch->spec);
             }
-            const TrainResult r = run_training(*opt, distill);
+            const train::TrainResult r = train::run_training(*opt, distill);
             if (!r.finished) {
               std::printf("%s: %lld iterations, %.1f img/s, stopped early; checkpoint in %s/checkpoint.safetensors\n",
                           distill ? "distill" : "train", (long long)r.iterations, r.images_per_second, opt->out.c_str());

@@ -24,9 +24,6 @@ Command add_eval_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
 Command add_export_command(CLI::App& app);
 
-// Subcommands not implemented yet say so and exit 2 (a clear "not yet", not a stub that pretends).
-Command add_planned_command(CLI::App& app, const char* name, const char* description);
-
 void register_commands(CLI::App& app, CommandTable& table);
 
 }  // namespace rdd::apps

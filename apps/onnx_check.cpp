@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <map>
 
-#include "apps/model_weights.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/synth.h"
@@ -22,6 +21,8 @@
 #include "layers/resize.h"
 #include "models/seg_model.h"
 #include "rdd/segmentation_metrics.h"
+#include "train/model_weights.h"
+#include "train/resolve_device.h"
 
 namespace rdd::apps {
 
@@ -32,10 +33,8 @@ namespace fs = std::filesystem;
 // One input batch and what rdd computes for it.
 struct CheckCase {
   std::string name;
-  Tensor image;   // (N, 3, H, W) f32, CPU
-  Tensor logits;  // (N, classes, h, w) f32: rdd's
-  Tensor labels;  // (N, h, w) i32: rdd's, or undefined when the export has no argmax
-  double rdd_ms = 0;
+  Tensor image;        // (N, 3, H, W) f32, CPU
+  RddCaseOutputs rdd;  // logits (N, classes, h, w) f32, labels (N, h, w) i32 or undefined; CPU
 };
 
 std::string size_str(int h, int w) { return std::to_string(h) + "x" + std::to_string(w); }
@@ -52,7 +51,7 @@ Tensor scene_image(uint64_t seed, int index, int h, int w, const data::Normaliza
 }
 
 // What the export computes, on rdd: `main` logits (N, classes, H/8, W/8) upsampled to the image with
-// align_corners when it did; the argmax when it did.
+// align_corners when it did; the argmax when it did. On main's device.
 void finish_like_export(const deploy::DeploymentInfo& info, const Tensor& image, Tensor main, Tensor& logits,
                         Tensor& labels) {
   if (info.resize_to_input) main = layers::bilinear_resize_forward(main, int(image.size(2)), int(image.size(3)), true);
@@ -60,22 +59,7 @@ void finish_like_export(const deploy::DeploymentInfo& info, const Tensor& image,
   logits = main;
 }
 
-// rdd's outputs for c.image from SegModel::forward (the reference: not the recorded graph the export used);
-// rdd's time from the exported graph's own forward on rdd's kernels (deploy/graph_executor.h, main head only,
-// BN folded as exported): the median of `repeat` runs after a warm-up.
-void run_rdd(models::SegModel& model, const deploy::GraphExecutor& graph, const deploy::DeploymentInfo& info,
-             int repeat, CheckCase& c) {
-  finish_like_export(info, c.image, model.forward(c.image).main, c.logits, c.labels);
-  std::vector<double> ms;
-  Tensor logits, labels;
-  for (int r = 0; r <= repeat; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    finish_like_export(info, c.image, graph.run(c.image), logits, labels);
-    if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ms.begin(), ms.end());
-  c.rdd_ms = ms[ms.size() / 2];
-}
+Tensor on_cpu(const Tensor& t) { return !t.defined() || t.device().is_cpu() ? t : t.to(Device::cpu()); }
 
 std::string shell_quote(const std::string& s) {
   std::string q = "'";
@@ -129,6 +113,32 @@ double agreement(const Tensor& ort_labels, const Tensor& rdd_labels) {
 
 }  // namespace
 
+// The outputs from SegModel::forward (the reference: not the recorded graph the export used); the time from
+// the exported graph's own forward on rdd's kernels (main head only, BN folded as exported).
+RddCaseOutputs run_rdd_case(models::SegModel& model, const deploy::GraphExecutor& graph,
+                            const deploy::DeploymentInfo& info, const Tensor& image, int repeat) {
+  RDD_CHECK(image.device().is_cpu(), "export --check: the case's image must be on the CPU, got ", image.desc());
+  RDD_CHECK(repeat >= 1, "export --check: --repeat must be ≥ 1");
+  const Device device = model.params().device();
+  const Tensor x = device.is_cpu() ? image : image.to(device);  // (N, 3, H, W) f32 on the model's device
+  RddCaseOutputs r;
+  Tensor logits, labels;
+  finish_like_export(info, x, model.forward(x).main, logits, labels);
+  r.logits = on_cpu(logits);
+  r.labels = on_cpu(labels);
+  std::vector<double> ms;
+  for (int k = 0; k <= repeat; ++k) {
+    synchronize(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    finish_like_export(info, x, graph.run(x), logits, labels);
+    synchronize(device);
+    if (k > 0) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  r.ms = ms[ms.size() / 2];
+  return r;
+}
+
 OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
   RDD_CHECK(o.rtol > 0 && o.min_agreement >= 0 && o.min_agreement <= 1 && o.repeat >= 1 && o.scenes >= 0,
             "export --check: --rtol must be > 0, --min-agreement in [0, 1], --repeat ≥ 1, --scenes ≥ 0");
@@ -136,10 +146,11 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
   const deploy::DeploymentInfo info = deploy::parse_deployment_metadata(file.metadata, o.onnx_path);
   RDD_CHECK(models::is_model_name(info.model), o.onnx_path, ": its metadata names the model '", info.model,
             "', which this rdd does not know");
+  const Device device = train::resolve_device(o.device);
   auto model = models::build_model(info.model, {info.num_classes, info.width});
-  model->params().materialize(Device::cpu(), /*with_grads=*/false);
-  load_model_weights(*model, o.weights, "--weights", o.onnx_path + " (metadata 'model')",
-                     o.onnx_path + " (metadata 'width')");
+  model->params().materialize(device, /*with_grads=*/false);
+  train::load_model_weights(*model, o.weights, "--weights", o.onnx_path + " (metadata 'model')",
+                            o.onnx_path + " (metadata 'width')");
   model->set_mode(layers::Mode::eval);
 
   std::vector<std::pair<int, int>> sizes = o.sizes;
@@ -151,10 +162,10 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
   } else if (sizes.empty()) {
     sizes = {{64, 96}, {90, 120}};
   }
-  std::fprintf(out, "check: %s (%s width %g, %d classes, input %s, BN %s, opset %d) against %s\n",
+  std::fprintf(out, "check: %s (%s width %g, %d classes, input %s, BN %s, opset %d) against %s, rdd on %s\n",
                o.onnx_path.c_str(), info.model.c_str(), info.width, info.num_classes,
                info.dynamic() ? "dynamic" : size_str(int(info.height), int(info.width_px)).c_str(),
-               info.fold_bn ? "folded" : "kept", info.opset, o.weights.c_str());
+               info.fold_bn ? "folded" : "kept", info.opset, o.weights.c_str(), device_label(device).c_str());
 
   // The cases, and rdd's outputs for them.
   std::vector<CheckCase> cases;
@@ -174,7 +185,7 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
     }
   }
   const deploy::GraphExecutor graph(*model, info.fold_bn);
-  for (CheckCase& c : cases) run_rdd(*model, graph, info, o.repeat, c);
+  for (CheckCase& c : cases) c.rdd = run_rdd_case(*model, graph, info, c.image, o.repeat);
 
   // ONNX Runtime, through scripts/onnx_run.py.
   std::error_code ec;
@@ -222,20 +233,20 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
     const double ort_ms = std::atof(meta(c.name + ".ort_ms").c_str());
     for (const char* output : {"logits", "labels"}) {
       const bool labels = std::string(output) == "labels";
-      if (labels && !c.labels.defined()) continue;
+      if (labels && !c.rdd.labels.defined()) continue;
       const std::string key = c.name + "." + output;
       auto it = results.tensors.find(key);
       RDD_CHECK(it != results.tensors.end(), "export --check: ONNX Runtime gave no '", output, "' output for ",
                 c.name, " (does ", o.onnx_path, " match its metadata?)");
       const Tensor& ort = it->second;
-      const Tensor& ref = labels ? c.labels : c.logits;
+      const Tensor& ref = labels ? c.rdd.labels : c.rdd.logits;
       RDD_CHECK(ort.shape() == ref.shape(), "export --check: ", key, ": ONNX Runtime's shape ", shape_str(ort.shape()),
                 " but rdd's ", shape_str(ref.shape()));
       OnnxCheckRow row;
       row.case_name = c.name;
       row.output = output;
       row.shape = shape_desc(ref);
-      row.rdd_ms = c.rdd_ms;
+      row.rdd_ms = c.rdd.ms;
       row.ort_ms = ort_ms;
       if (labels) {
         row.agreement = agreement(ort, ref);
@@ -258,9 +269,10 @@ OnnxCheckReport run_onnx_check(const OnnxCheckOptions& o, std::FILE* out) {
     }
   }
   std::fprintf(out,
-               "ONNX Runtime %s (%s); times: the exported graph on rdd's CPU kernels and in ONNX Runtime, median of %d "
-               "run%s after a warm-up\n",
-               report.onnxruntime_version.c_str(), meta("providers").c_str(), o.repeat, o.repeat == 1 ? "" : "s");
+               "ONNX Runtime %s (%s); times: the exported graph on rdd's kernels on %s and in ONNX Runtime, median of "
+               "%d run%s after a warm-up\n",
+               report.onnxruntime_version.c_str(), meta("providers").c_str(), device_label(device).c_str(), o.repeat,
+               o.repeat == 1 ? "" : "s");
   char labels[96] = "";
   if (info.argmax)
     std::snprintf(labels, sizeof labels, "; labels agree on %.4f%% of pixels, required %.4f%%",

@@ -6,6 +6,7 @@
 
 #include "data/augment_pixel.h"
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 
 namespace rdd::data::kernels {
 
@@ -42,9 +43,8 @@ void cirkd_augment(const pixel::CirkdJob* jobs, int n, const pixel::Norm& norm, 
     for (int k = 0; k < count; ++k) block.job[k] = jobs[first + k];
     const dim3 threads(128);
     const dim3 grid(unsigned((crop_w + 127) / 128), unsigned(crop_h), unsigned(count));
-    cirkd_augment_kernel<<<grid, threads, 0, stream>>>(block, norm, crop_h, crop_w, images + size_t(first) * 3 * plane,
+    launch<cirkd_augment_kernel>(grid, threads, 0, stream)(block, norm, crop_h, crop_w, images + size_t(first) * 3 * plane,
                                                       labels + size_t(first) * plane);
-    RDD_CUDA_CHECK_LAUNCH();
   }
 }
 

@@ -393,6 +393,8 @@ Dataset dataset_metadata(const std::string& kind, int num_classes) {
 }
 
 Dataset open_dataset(const DatasetSpec& spec, std::vector<std::string>* problems_out) {
+  RDD_CHECK(!spec.kind.empty(), "no dataset selected (--dataset and --data-root)");
+  RDD_CHECK(spec.kind != "list" || spec.num_classes > 0, "--dataset list needs --num-classes");
   Dataset ds = dataset_metadata(spec.kind, spec.num_classes);
   if (spec.kind == "list") {
     RDD_CHECK(spec.ignore_value >= 0 && spec.ignore_value <= 255, "list: --ignore-value must be in 0..255, got ",

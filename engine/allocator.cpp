@@ -12,6 +12,10 @@
 #include "engine/cuda_context.h"
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace rdd {
 
 namespace {
@@ -20,10 +24,29 @@ std::string mib(size_t bytes) {
   std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
   return buf;
 }
+
+// [p, p + bytes) addressable or not, for AddressSanitizer (no-ops in other builds).
+void asan_poison(void* p, size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_POISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p, (void)bytes;
+#endif
+}
+void asan_unpoison(void* p, size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p, (void)bytes;
+#endif
+}
 }  // namespace
 
-CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free)
-    : name_(std::move(name)), raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)) {}
+CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, bool poison_unused)
+    : name_(std::move(name)),
+      raw_alloc_(std::move(raw_alloc)),
+      raw_free_(std::move(raw_free)),
+      poison_unused_(poison_unused) {}
 
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -52,6 +75,10 @@ void* CachingAllocator::allocate(size_t bytes) {
     stats_.in_use_bytes += got;
     stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
     ++stats_.cache_hits;
+    if (poison_unused_) {
+      asan_unpoison(p, bytes);
+      asan_poison(static_cast<char*>(p) + bytes, got - bytes);
+    }
     return p;
   }
   void* p = raw_alloc_(size);
@@ -65,6 +92,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   live_[p] = size;
   stats_.in_use_bytes += size;
   stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
+  if (poison_unused_) asan_poison(static_cast<char*>(p) + bytes, size - bytes);
   return p;
 }
 
@@ -78,6 +106,7 @@ void CachingAllocator::free(void* ptr) {
   stats_.in_use_bytes -= size;
   stats_.cached_bytes += size;
   free_blocks_.emplace(size, ptr);
+  if (poison_unused_) asan_poison(ptr, size);  // a use after free lands in poisoned memory
 }
 
 void CachingAllocator::empty_cache() {
@@ -87,6 +116,7 @@ void CachingAllocator::empty_cache() {
 
 void CachingAllocator::empty_cache_locked() {
   for (auto& [size, p] : free_blocks_) {
+    if (poison_unused_) asan_unpoison(p, size);
     raw_free_(p);
     ++stats_.raw_frees;
   }
@@ -124,7 +154,8 @@ CachingAllocator& cuda_allocator(int device_index) {
         [device_index](void* p) {
           CudaDeviceGuard guard(device_index);
           cudaFree(p);
-        });
+        },
+        /*poison_unused=*/RDD_CUDA_EMULATED != 0);
   }
   return *a;
 }

@@ -35,7 +35,10 @@ class CachingAllocator {
  public:
   using RawAlloc = std::function<void*(size_t)>;  // returns nullptr when out of memory
   using RawFree = std::function<void(void*)>;
-  CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free);
+  // poison_unused: under AddressSanitizer, poison the slack after every block handed out and every cached
+  // block, so that an access even one element past a tensor's end is reported instead of landing in the
+  // cache (for the emulated device, whose "device" memory is host memory ASan sees). A no-op without ASan.
+  CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, bool poison_unused = false);
   ~CachingAllocator();  // returns every cached block; blocks still in use are reported, not freed
 
   void* allocate(size_t bytes);  // bytes > 0; throws rdd::Error when even an emptied cache cannot serve it
@@ -50,6 +53,7 @@ class CachingAllocator {
   std::string name_;
   RawAlloc raw_alloc_;
   RawFree raw_free_;
+  bool poison_unused_;
   mutable std::mutex mu_;
   std::multimap<size_t, void*> free_blocks_;     // size → block
   std::unordered_map<void*, size_t> live_;       // block → size

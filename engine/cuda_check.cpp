@@ -4,6 +4,9 @@
 #include <string>
 
 #include "engine/error.h"
+#if RDD_CUDA_EMULATED
+#include "engine/emu_device.h"
+#endif
 
 namespace rdd::detail {
 
@@ -31,8 +34,17 @@ void check_cuda(cudaError_t s, const char* call, const char* file, int line) {
       break;
     default: break;
   }
-  raise("CUDA", call, file, line, std::string(cudaGetErrorName(s)) + ": " + cudaGetErrorString(s), hint);
+  std::string what = std::string(cudaGetErrorName(s)) + ": " + cudaGetErrorString(s);
+#if RDD_CUDA_EMULATED
+  // The emulator knows more than the error code: which kernel, pointer or rule.
+  const std::string detail = emu::last_error_detail();
+  if (!detail.empty()) what += "\n  " + detail;
+  if (s == cudaErrorLaunchFailure) hint = "This is a bug in rdd's GPU code, found by the emulated device: report it.";
+#endif
+  raise("CUDA", call, file, line, what, hint);
 }
+
+#if !RDD_CUDA_EMULATED
 
 void check_cudnn(cudnnStatus_t s, const char* call, const char* file, int line) {
   if (s == CUDNN_STATUS_SUCCESS) return;
@@ -59,6 +71,8 @@ void check_nccl(ncclResult_t s, const char* call, const char* file, int line) {
     hint = "A peer rank or the network failed; rerun with NCCL_DEBUG=INFO for details.";
   raise("NCCL", call, file, line, ncclGetErrorString(s), hint);
 }
+
+#endif  // !RDD_CUDA_EMULATED
 
 }  // namespace rdd::detail
 #endif

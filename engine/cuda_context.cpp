@@ -21,12 +21,15 @@ CudaContext::~CudaContext() {
   // Not reached in practice (contexts live for the process); errors are ignored.
   cudaSetDevice(device_);
   if (workspace_) cuda_allocator(device_).free(workspace_);
+#if !RDD_CUDA_EMULATED
   if (cublas_) cublasDestroy(cublas_);
   if (cudnn_) cudnnDestroy(cudnn_);
+#endif
   if (compute_) cudaStreamDestroy(compute_);
   if (comm_) cudaStreamDestroy(comm_);
 }
 
+#if !RDD_CUDA_EMULATED
 cudnnHandle_t CudaContext::cudnn() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!cudnn_) {
@@ -46,6 +49,7 @@ cublasHandle_t CudaContext::cublas() {
   }
   return cublas_;
 }
+#endif
 
 void* CudaContext::workspace(size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);

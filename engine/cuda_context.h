@@ -13,9 +13,11 @@
 #error "engine/cuda_context.h is only for CUDA builds"
 #endif
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#if !RDD_CUDA_EMULATED
+#include <cublas_v2.h>
 #include <cudnn.h>
+#endif
 
 #include <cstddef>
 #include <mutex>
@@ -32,8 +34,10 @@ class CudaContext {
   int device() const { return device_; }
   cudaStream_t compute_stream() const { return compute_; }
   cudaStream_t comm_stream() const { return comm_; }
+#if !RDD_CUDA_EMULATED
   cudnnHandle_t cudnn();    // bound to the compute stream
   cublasHandle_t cublas();  // bound to the compute stream
+#endif
 
   // Scratch memory for cuDNN/cuBLAS, grown on demand (stream-ordered, so growing between two calls
   // on the compute stream is safe). The pointer is valid until the next call with a larger size.
@@ -45,8 +49,10 @@ class CudaContext {
  private:
   int device_;
   cudaStream_t compute_ = nullptr, comm_ = nullptr;
+#if !RDD_CUDA_EMULATED
   cudnnHandle_t cudnn_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+#endif
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   std::mutex mu_;

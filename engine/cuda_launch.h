@@ -1,13 +1,26 @@
-// Launch geometry shared by rdd's elementwise CUDA kernels, which are all grid-stride loops:
+// How rdd launches a CUDA kernel — the one launch point, the same for nvcc and for the emulated device:
+//
+//   launch<fill_kernel<T>>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(dst, n, value);
+//
+// reads as `fill_kernel<T><<<grid, block, shared_bytes, stream>>>(dst, n, value)` and is that under nvcc,
+// followed by the launch check (RDD_CUDA_CHECK_LAUNCH). In the emulated build (RDD_CUDA=EMULATE) it
+// hands the kernel, its name and its arguments to the emulated device (engine/emu_device.h), which
+// checks the configuration and every pointer argument before it queues the grid.
+//
+// Elementwise kernels are grid-stride loops:
 //
 //   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-//   my_kernel<<<grid_stride_blocks(n), kThreadsPerBlock, 0, stream>>>(...);
 //
-// The block count covers n once, capped at 65535·16 blocks (enough to fill any current GPU; the loop
-// covers the rest), and is at least 1 so an empty launch is still a valid launch.
+// and get grid_stride_blocks(n) blocks: enough to cover n once, capped at 65535·16 (enough to fill any
+// current GPU; the loop covers the rest), at least 1 so an empty launch is still a valid launch.
+//
+// Dynamic shared memory: RDD_EXTERN_SHARED(unsigned long long, bins); stands for
+// `extern __shared__ unsigned long long bins[];` (which C++ cannot express for the emulated device).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace rdd {
 
@@ -20,3 +33,51 @@ inline unsigned grid_stride_blocks(int64_t n, int threads = kThreadsPerBlock) {
 }
 
 }  // namespace rdd
+
+// The launcher is for .cu files (nvcc, or the emulated build's C++ compile of them).
+#if RDD_WITH_CUDA && (defined(__CUDACC__) || RDD_CUDA_EMULATED)
+#include <cuda_runtime.h>
+
+#include "engine/cuda_check.h"
+#if RDD_CUDA_EMULATED
+#include "engine/emu_device.h"
+#endif
+
+namespace rdd {
+
+template <auto Kernel>
+class KernelLaunch {
+ public:
+  KernelLaunch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream)
+      : grid_(grid), block_(block), shared_bytes_(shared_bytes), stream_(stream) {}
+
+  template <class... Args>
+  void operator()(Args&&... args) const {
+#if RDD_CUDA_EMULATED
+    emu::launch_kernel<Kernel>(Kernel, grid_, block_, shared_bytes_, stream_, std::forward<Args>(args)...);
+#else
+    Kernel<<<grid_, block_, shared_bytes_, stream_>>>(std::forward<Args>(args)...);
+#endif
+    RDD_CUDA_CHECK_LAUNCH();
+  }
+
+ private:
+  dim3 grid_, block_;
+  size_t shared_bytes_;
+  cudaStream_t stream_;
+};
+
+template <auto Kernel>
+KernelLaunch<Kernel> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream) {
+  return KernelLaunch<Kernel>(grid, block, shared_bytes, stream);
+}
+
+}  // namespace rdd
+
+#if RDD_CUDA_EMULATED
+#define RDD_EXTERN_SHARED(type, name) type* const name = static_cast<type*>(::rdd::emu::dynamic_shared_memory())
+#else
+#define RDD_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
+#endif  // a .cu file of a CUDA build

@@ -21,7 +21,7 @@
 
 #include "engine/error.h"
 
-#if RDD_WITH_CUDA
+#if RDD_WITH_CUDA && !RDD_CUDA_EMULATED
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -202,13 +202,15 @@ std::atomic<bool> g_allow_tf32{false};
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
 
-#if !RDD_WITH_CUDA
+#if !RDD_WITH_CUDA || RDD_CUDA_EMULATED
 
 namespace {
 [[noreturn]] void cpu_only(ConvOp op, const Tensor& x, const Tensor& w, const Tensor& y, const ConvParams& p) {
   validate_conv_shapes(op, x, w, y, p);
-  fail(conv_op_name(op), ": this is a CPU-only build: cuDNN convolutions need a CUDA build (", roles(op).x, " ",
-       x.desc(), ")");
+  fail(conv_op_name(op), RDD_CUDA_EMULATED ? ": this is an emulated-CUDA build, which has no cuDNN (layers run the CPU "
+                                             "reference on the emulated device instead)"
+                                           : ": this is a CPU-only build: cuDNN convolutions need a CUDA build",
+       " (", roles(op).x, " ", x.desc(), ")");
 }
 }  // namespace
 
@@ -225,7 +227,7 @@ PlanCacheStats plan_cache_stats() { return {}; }
 void clear_plan_cache() {}
 void inject_execute_failures_for_testing(int) {}
 
-#else  // RDD_WITH_CUDA
+#else  // a real CUDA build
 
 namespace {
 
@@ -822,6 +824,6 @@ void clear_plan_cache() {
 
 void inject_execute_failures_for_testing(int n) { injected_execute_failures.store(std::max(n, 0)); }
 
-#endif  // RDD_WITH_CUDA
+#endif  // a real CUDA build
 
 }  // namespace rdd::cudnn

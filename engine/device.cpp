@@ -6,8 +6,10 @@
 #include "engine/error.h"
 
 #if RDD_WITH_CUDA
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#endif
+#if RDD_WITH_CUDA && !RDD_CUDA_EMULATED
+#include <cublas_v2.h>
 #include <cudnn.h>
 #include <nccl.h>
 #endif
@@ -29,6 +31,7 @@ Device Device::parse(const std::string& s) {
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 
 bool built_with_cuda() { return RDD_WITH_CUDA != 0; }
+bool cuda_is_emulated() { return RDD_CUDA_EMULATED != 0; }
 
 namespace {
 struct GpuProbe {
@@ -70,13 +73,29 @@ std::string no_gpu_reason() { return probe().reason; }
 void announce_compute_device() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (!has_gpu()) std::fprintf(stderr, "rdd: %s; running on the CPU\n", no_gpu_reason().c_str());
+    if (cuda_is_emulated())
+      std::fprintf(stderr, "rdd: emulated CUDA build: running on the CPU; --device cuda runs the GPU code on the "
+                           "emulated device (slowly)\n");
+    else if (!has_gpu())
+      std::fprintf(stderr, "rdd: %s; running on the CPU\n", no_gpu_reason().c_str());
   });
 }
 
+void announce_emulated_device(Device d) {
+  if (!cuda_is_emulated() || !d.is_cuda()) return;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::fprintf(stderr, "rdd: %s is the emulated CUDA device: rdd's GPU code path, run on the CPU (slowly); no "
+                         "cuDNN or NCCL\n", d.str().c_str());
+  });
+}
+
+std::string device_label(Device d) { return d.is_cuda() && cuda_is_emulated() ? d.str() + " (emulated)" : d.str(); }
+
 Device default_device() {
   announce_compute_device();
-  return has_gpu() ? Device::cuda(0) : Device::cpu();
+  // The emulated device is for proving the GPU code, at a fraction of the CPU path's speed: asked for, never a default.
+  return has_gpu() && !cuda_is_emulated() ? Device::cuda(0) : Device::cpu();
 }
 
 void bind_thread_to_device(Device d) {
@@ -106,6 +125,11 @@ std::string cuda_driver_version() {
   if (cudaDriverGetVersion(&v) != cudaSuccess || v == 0) return "none";
   return cuda_version_string(v);
 }
+#if RDD_CUDA_EMULATED
+std::string cudnn_version() { return ""; }  // the emulated build links none of the three
+std::string nccl_version() { return ""; }
+std::string cublas_version() { return ""; }
+#else
 std::string cudnn_version() {
   const size_t v = cudnnGetVersion();  // 9.19.0 → 91900
   return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
@@ -119,6 +143,7 @@ std::string cublas_version() {
   const int v = CUBLAS_VERSION;  // header version; the runtime query needs a handle (and a GPU)
   return std::to_string(v / 10000) + "." + std::to_string(v % 10000 / 100) + "." + std::to_string(v % 100);
 }
+#endif
 #else
 GpuInfo gpu_info(int index) { fail("gpu_info: this is a CPU-only build of rdd"); }
 std::string cuda_runtime_version() { return ""; }

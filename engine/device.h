@@ -26,6 +26,9 @@ struct Device {
 
 // Built with CUDA? (RDD_WITH_CUDA at compile time.)
 bool built_with_cuda();
+// Built for the emulated CUDA device (RDD_CUDA=EMULATE)? Then cuda:N are CPU-backed emulated GPUs that run
+// rdd's own kernels (engine/emu_device.h), never the default device, with no cuDNN, NCCL or cuBLAS.
+bool cuda_is_emulated();
 // Number of usable GPUs at run time: 0 in a CPU-only build, when no driver is loaded, or when
 // CUDA_VISIBLE_DEVICES hides every device. Probed once, then cached.
 int gpu_count();
@@ -36,6 +39,11 @@ std::string no_gpu_reason();
 // stderr when it falls back to the CPU.
 Device default_device();
 void announce_compute_device();
+// In an emulated-CUDA build, says once on stderr that `d` (a cuda device) is the emulated one: the GPU
+// code path on the CPU, slowly. Nothing otherwise.
+void announce_emulated_device(Device d);
+// "cuda:0", or "cuda:0 (emulated)" in an emulated-CUDA build: for tables that report per device.
+std::string device_label(Device d);
 
 // Makes `d` the calling thread's current GPU, for threads that touch CUDA without a tensor of theirs
 // (the loader's workers allocating pinned batches): without it a thread's first runtime call makes a
@@ -53,7 +61,7 @@ struct GpuInfo {
 GpuInfo gpu_info(int index);
 std::string cuda_runtime_version();  // "13.0" or "" in a CPU-only build
 std::string cuda_driver_version();
-std::string cudnn_version();         // "9.19.0" (the loaded library's, not the header's)
+std::string cudnn_version();         // "9.19.0" (the loaded library's, not the header's); "" when not built
 std::string nccl_version();
 std::string cublas_version();
 

@@ -2,8 +2,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "engine/cuda_check.h"
-#include "engine/dtype.h"
+#include "engine/cuda_launch.h"
+#include "engine/device_dtype.h"
 #include "engine/philox.h"
 
 namespace rdd::kernels {
@@ -37,18 +37,11 @@ __global__ void philox_fill_kernel(T* p, int64_t n, int kind, double a, double b
 void philox_fill(void* dst, DType dtype, int64_t n, int kind, double a, double b, uint64_t seed, uint64_t offset,
                  cudaStream_t stream) {
   if (n == 0) return;
-  const int threads = 256;
-  const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 65535 * 16));
-  switch (dtype) {
-    case DType::f32: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<float*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::f64: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<double*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::bf16: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::f16: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<__half*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::i32: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<int32_t*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::i64: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<int64_t*>(dst), n, kind, a, b, seed, offset); break;
-    case DType::u8: philox_fill_kernel<<<blocks, threads, 0, stream>>>(static_cast<uint8_t*>(dst), n, kind, a, b, seed, offset); break;
-  }
-  RDD_CUDA_CHECK_LAUNCH();
+  with_device_type(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    launch<philox_fill_kernel<T>>(grid_stride_blocks(n), kThreadsPerBlock, 0, stream)(static_cast<T*>(dst), n, kind, a,
+                                                                                     b, seed, offset);
+  });
 }
 
 }  // namespace rdd::kernels

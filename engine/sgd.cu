@@ -1,5 +1,6 @@
 // The fused SGD update (see sgd.h): w, g, m are flat f32 arrays of length n.
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 
 namespace rdd::kernels {
 
@@ -20,8 +21,7 @@ void sgd_update(float* w, const float* g, float* m, int64_t n, float lr, float m
   if (n == 0) return;
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 4096));
-  sgd_update_kernel<<<blocks, threads, 0, stream>>>(w, g, m, n, lr, momentum, weight_decay, nesterov);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<sgd_update_kernel>(blocks, threads, 0, stream)(w, g, m, n, lr, momentum, weight_decay, nesterov);
 }
 
 }  // namespace rdd::kernels

@@ -1,9 +1,6 @@
 // Elementwise kernels for Tensor: fill, dtype conversion, NCHW ↔ NHWC reorder.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "engine/cuda_launch.h"
-#include "engine/cuda_check.h"
+#include "engine/device_dtype.h"
 #include "engine/error.h"
 #include "engine/tensor_kernels.h"
 
@@ -59,18 +56,6 @@ __global__ void reorder_kernel(const T* src, T* dst, int64_t n, int64_t c, int64
   }
 }
 
-template <class F>
-void with_device_type(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); break;
-    case DType::f64: f(double{}); break;
-    case DType::bf16: f(__nv_bfloat16{}); break;
-    case DType::f16: f(__half{}); break;
-    case DType::i32: f(int32_t{}); break;
-    case DType::i64: f(int64_t{}); break;
-    case DType::u8: f(uint8_t{}); break;
-  }
-}
 }  // namespace
 
 void fill(void* dst, int64_t n, DType dtype, double value, cudaStream_t stream) {
@@ -81,9 +66,8 @@ void fill(void* dst, int64_t n, DType dtype, double value, cudaStream_t stream) 
     if constexpr (std::is_same_v<T, __nv_bfloat16>) v = __float2bfloat16(float(value));
     else if constexpr (std::is_same_v<T, __half>) v = __float2half(float(value));
     else v = T(value);
-    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<T*>(dst), n, v);
+    launch<fill_kernel<T>>(blocks_for(n), kThreads, 0, stream)(static_cast<T*>(dst), n, v);
   });
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void convert(const void* src, DType sd, void* dst, DType dd, int64_t n, cudaStream_t stream) {
@@ -95,24 +79,28 @@ void convert(const void* src, DType sd, void* dst, DType dd, int64_t n, cudaStre
       using S = decltype(s0);
       using D = decltype(d0);
       if constexpr (std::is_floating_point_v<S> || std::is_same_v<S, __nv_bfloat16> || std::is_same_v<S, __half>)
-        convert_kernel<S, D><<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const S*>(src), static_cast<D*>(dst), n);
+        launch<convert_kernel<S, D>>(blocks_for(n), kThreads, 0, stream)(static_cast<const S*>(src), static_cast<D*>(dst), n);
     });
   });
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void reorder_4d(const void* src, void* dst, int64_t n, int64_t c, int64_t h, int64_t w, size_t elem_bytes,
                 bool to_nhwc, cudaStream_t stream) {
   const int64_t total = n * c * h * w;
   if (total == 0) return;
+  // Only the element size matters: reorder as unsigned words of that size.
+  auto reorder_as = [&](auto word) {
+    using W = decltype(word);
+    launch<reorder_kernel<W>>(blocks_for(total), kThreads, 0, stream)(static_cast<const W*>(src), static_cast<W*>(dst),
+                                                                      n, c, h, w, to_nhwc);
+  };
   switch (elem_bytes) {
-    case 1: reorder_kernel<<<blocks_for(total), kThreads, 0, stream>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), n, c, h, w, to_nhwc); break;
-    case 2: reorder_kernel<<<blocks_for(total), kThreads, 0, stream>>>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), n, c, h, w, to_nhwc); break;
-    case 4: reorder_kernel<<<blocks_for(total), kThreads, 0, stream>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), n, c, h, w, to_nhwc); break;
-    case 8: reorder_kernel<<<blocks_for(total), kThreads, 0, stream>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), n, c, h, w, to_nhwc); break;
+    case 1: reorder_as(uint8_t{}); break;
+    case 2: reorder_as(uint16_t{}); break;
+    case 4: reorder_as(uint32_t{}); break;
+    case 8: reorder_as(uint64_t{}); break;
     default: fail("reorder_4d: element size ", elem_bytes);
   }
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rdd::kernels

@@ -34,14 +34,12 @@ __global__ void relu_backward_kernel(const T* __restrict__ dy, const T* __restri
 
 template <class T>
 void relu_forward(const T* x, T* y, int64_t n, bool relu6, cudaStream_t stream) {
-  relu_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, relu6);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<relu_forward_kernel<T>>(blocks_for(n), kThreads, 0, stream)(x, y, n, relu6);
 }
 
 template <class T>
 void relu_backward(const T* dy, const T* v, T* dx, int64_t n, bool relu6, cudaStream_t stream) {
-  relu_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(dy, v, dx, n, relu6);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<relu_backward_kernel<T>>(blocks_for(n), kThreads, 0, stream)(dy, v, dx, n, relu6);
 }
 
 template void relu_forward<float>(const float*, float*, int64_t, bool, cudaStream_t);

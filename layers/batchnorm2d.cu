@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 #include "engine/cuda_context.h"
 #include "layers/batchnorm2d.h"
 
@@ -20,14 +21,18 @@ constexpr int kThreads = 256;        // every kernel here; the finalize kernel r
 constexpr int kMaxBlocksPerChannel = kThreads;
 constexpr int kElementsPerThread = 16;
 
-__device__ __forceinline__ float warp_sum(float v) {
+// The statistics and the backward sums accumulate in double, as the CPU reference does: Σdy over a
+// channel is often a small difference of large terms (a BN whose output feeds another BN, a pooled
+// branch), where f32 partial sums lose digits the gradient needs. The loads and the per-element math
+// stay f32; the sums are bandwidth-bound, so the double adds cost nothing measurable.
+__device__ __forceinline__ double warp_sum(double v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_down_sync(0xffffffffu, v, offset);
   return v;
 }
 
 // Sums a and b over the block (blockDim.x a multiple of 32); the totals are valid in thread 0.
-__device__ __forceinline__ void block_sum2(float& a, float& b) {
-  __shared__ float sa[32], sb[32];
+__device__ __forceinline__ void block_sum2(double& a, double& b) {
+  __shared__ double sa[32], sb[32];
   a = warp_sum(a);
   b = warp_sum(b);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -38,8 +43,8 @@ __device__ __forceinline__ void block_sum2(float& a, float& b) {
   __syncthreads();
   if (warp == 0) {
     const int warps = blockDim.x >> 5;
-    a = warp_sum(lane < warps ? sa[lane] : 0.f);
-    b = warp_sum(lane < warps ? sb[lane] : 0.f);
+    a = warp_sum(lane < warps ? sa[lane] : 0.0);
+    b = warp_sum(lane < warps ? sb[lane] : 0.0);
   }
 }
 
@@ -50,44 +55,44 @@ __global__ void pick_shift_kernel(const float* __restrict__ x, const float* __re
   if (c < C) shift[c] = from_x ? x[c * HW] : running_mean[c];
 }
 
-// Step 1b (forward): block_sums (C, B, 2) = per block [Σ(x − shift_c), Σ(x − shift_c)²] over its share of
-// channel c = blockIdx.y. x (N, C, HW); M = N·HW < 2³¹.
+// Step 1b (forward): block_sums (C, B, 2) f64 = per block [Σ(x − shift_c), Σ(x − shift_c)²] over its share
+// of channel c = blockIdx.y. x (N, C, HW); M = N·HW < 2³¹.
 __global__ void partial_sums_kernel(const float* __restrict__ x, const float* __restrict__ shift,
-                                    float* __restrict__ block_sums, int C, unsigned HW, unsigned M) {
+                                    double* __restrict__ block_sums, int C, unsigned HW, unsigned M) {
   const int c = blockIdx.y;
-  const float s = shift[c];
-  float a = 0.f, b = 0.f;
+  const double s = shift[c];
+  double a = 0.0, b = 0.0;
   for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < M; j += gridDim.x * blockDim.x) {
     const unsigned n = j / HW, i = j - n * HW;
-    const float d = x[(size_t(n) * C + c) * HW + i] - s;
+    const double d = double(x[(size_t(n) * C + c) * HW + i]) - s;
     a += d;
-    b = fmaf(d, d, b);
+    b += d * d;
   }
   block_sum2(a, b);
   if (threadIdx.x == 0) {
-    float* out = block_sums + (size_t(c) * gridDim.x + blockIdx.x) * 2;
+    double* out = block_sums + (size_t(c) * gridDim.x + blockIdx.x) * 2;
     out[0] = a;
     out[1] = b;
   }
 }
 
-// Backward step 1: block_sums (C, B, 2) = per block [Σdy, Σdy·x̂], x̂ = (x − mean)·invstd.
+// Backward step 1: block_sums (C, B, 2) f64 = per block [Σdy, Σdy·x̂], x̂ = (x − mean)·invstd.
 __global__ void backward_partial_kernel(const float* __restrict__ dy, const float* __restrict__ x,
                                         const float* __restrict__ mean, const float* __restrict__ invstd,
-                                        float* __restrict__ block_sums, int C, unsigned HW, unsigned M) {
+                                        double* __restrict__ block_sums, int C, unsigned HW, unsigned M) {
   const int c = blockIdx.y;
-  const float m = mean[c], is = invstd[c];
-  float a = 0.f, b = 0.f;
+  const double m = mean[c], is = invstd[c];
+  double a = 0.0, b = 0.0;
   for (unsigned j = blockIdx.x * blockDim.x + threadIdx.x; j < M; j += gridDim.x * blockDim.x) {
     const unsigned n = j / HW, i = j - n * HW;
     const size_t k = (size_t(n) * C + c) * HW + i;
-    const float d = dy[k];
+    const double d = dy[k];
     a += d;
-    b = fmaf(d, (x[k] - m) * is, b);
+    b += d * ((double(x[k]) - m) * is);
   }
   block_sum2(a, b);
   if (threadIdx.x == 0) {
-    float* out = block_sums + (size_t(c) * gridDim.x + blockIdx.x) * 2;
+    double* out = block_sums + (size_t(c) * gridDim.x + blockIdx.x) * 2;
     out[0] = a;
     out[1] = b;
   }
@@ -95,19 +100,19 @@ __global__ void backward_partial_kernel(const float* __restrict__ dy, const floa
 
 // Reduces the B ≤ blockDim.x block sums of channel c = blockIdx.x: out[c] = Σa, out[C + c] = Σb and,
 // when count ≥ 0, out[2C + c] = count; acc_a[c] += Σa and acc_b[c] += Σb where given.
-__global__ void finalize_kernel(const float* __restrict__ block_sums, int B, int C, float* __restrict__ out,
+__global__ void finalize_kernel(const double* __restrict__ block_sums, int B, int C, float* __restrict__ out,
                                 float count, float* __restrict__ acc_a, float* __restrict__ acc_b) {
   const int c = blockIdx.x;
   const bool mine = int(threadIdx.x) < B;
-  float a = mine ? block_sums[(size_t(c) * B + threadIdx.x) * 2] : 0.f;
-  float b = mine ? block_sums[(size_t(c) * B + threadIdx.x) * 2 + 1] : 0.f;
+  double a = mine ? block_sums[(size_t(c) * B + threadIdx.x) * 2] : 0.0;
+  double b = mine ? block_sums[(size_t(c) * B + threadIdx.x) * 2 + 1] : 0.0;
   block_sum2(a, b);
   if (threadIdx.x == 0) {
-    out[c] = a;
-    out[C + c] = b;
+    out[c] = float(a);
+    out[C + c] = float(b);
     if (count >= 0.f) out[2 * C + c] = count;
-    if (acc_a) acc_a[c] += a;
-    if (acc_b) acc_b[c] += b;
+    if (acc_a) acc_a[c] = float(double(acc_a[c]) + a);
+    if (acc_b) acc_b[c] = float(double(acc_b[c]) + b);
   }
 }
 
@@ -234,17 +239,14 @@ void batchnorm2d_partial_sums_cuda(const Tensor& x, const Tensor& running_mean, 
   // x (N, C, H, W), running_mean, shift (C), partial (3, C): f32 on one GPU
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
-  pick_shift_kernel<<<unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream()>>>(
+  launch<pick_shift_kernel>(unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream())(
       x.data<float>(), running_mean.data<float>(), shift_from_x, shift.data<float>(), int(d.C), d.HW);
-  RDD_CUDA_CHECK_LAUNCH();
   const int B = blocks_per_channel(d.M);
-  Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f32, x.device());
-  partial_sums_kernel<<<dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream()>>>(
-      x.data<float>(), shift.data<float>(), block_sums.data<float>(), int(d.C), unsigned(d.HW), unsigned(d.M));
-  RDD_CUDA_CHECK_LAUNCH();
-  finalize_kernel<<<unsigned(d.C), kThreads, 0, ctx.compute_stream()>>>(
-      block_sums.data<float>(), B, int(d.C), partial.data<float>(), float(d.M), nullptr, nullptr);
-  RDD_CUDA_CHECK_LAUNCH();
+  Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f64, x.device());
+  launch<partial_sums_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream())(
+      x.data<float>(), shift.data<float>(), block_sums.data<double>(), int(d.C), unsigned(d.HW), unsigned(d.M));
+  launch<finalize_kernel>(unsigned(d.C), kThreads, 0, ctx.compute_stream())(
+      block_sums.data<double>(), B, int(d.C), partial.data<float>(), float(d.M), nullptr, nullptr);
 }
 
 void batchnorm2d_normalize_train_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& partial,
@@ -253,16 +255,14 @@ void batchnorm2d_normalize_train_cuda(const Tensor& x, const Tensor& gamma, cons
   // x, y (N, C, H, W); gamma, beta, running stats, saved.* (C); partial (3, C)
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
-  stats_kernel<<<unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream()>>>(
+  launch<stats_kernel>(unsigned((d.C + kThreads - 1) / kThreads), kThreads, 0, ctx.compute_stream())(
       partial.data<float>(), shift.data<float>(), int(d.C), running_mean.data<float>(), running_var.data<float>(), eps,
       momentum, saved.mean.data<float>(), saved.invstd.data<float>(), saved.count.data<float>());
-  RDD_CUDA_CHECK_LAUNCH();
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(y.raw());
-  normalize_kernel<<<plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream()>>>(
+  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
       x.data<float>(), y.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(), false, 0.f,
       gamma.data<float>(), beta.data<float>(), planes, int(d.C), d.HW, vec4);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void batchnorm2d_forward_eval_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
@@ -271,10 +271,9 @@ void batchnorm2d_forward_eval_cuda(const Tensor& x, const Tensor& gamma, const T
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(y.raw());
-  normalize_kernel<<<plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream()>>>(
+  launch<normalize_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
       x.data<float>(), y.data<float>(), running_mean.data<float>(), running_var.data<float>(), true, float(eps),
       gamma.data<float>(), beta.data<float>(), planes, int(d.C), d.HW, vec4);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void batchnorm2d_backward_sums_cuda(const Tensor& dy, const Tensor& x, const BatchNormSaved& saved, Tensor& sums,
@@ -283,14 +282,12 @@ void batchnorm2d_backward_sums_cuda(const Tensor& dy, const Tensor& x, const Bat
   const Dims d = dims_of(x);
   CudaContext& ctx = cuda_context(x.device().index);
   const int B = blocks_per_channel(d.M);
-  Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f32, x.device());
-  backward_partial_kernel<<<dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream()>>>(
-      dy.data<float>(), x.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(), block_sums.data<float>(),
-      int(d.C), unsigned(d.HW), unsigned(d.M));
-  RDD_CUDA_CHECK_LAUNCH();
-  finalize_kernel<<<unsigned(d.C), kThreads, 0, ctx.compute_stream()>>>(
-      block_sums.data<float>(), B, int(d.C), sums.data<float>(), -1.f, dbeta.data<float>(), dgamma.data<float>());
-  RDD_CUDA_CHECK_LAUNCH();
+  Tensor block_sums = Tensor::empty({d.C, B, 2}, DType::f64, x.device());
+  launch<backward_partial_kernel>(dim3(unsigned(B), unsigned(d.C)), kThreads, 0, ctx.compute_stream())(
+      dy.data<float>(), x.data<float>(), saved.mean.data<float>(), saved.invstd.data<float>(),
+      block_sums.data<double>(), int(d.C), unsigned(d.HW), unsigned(d.M));
+  launch<finalize_kernel>(unsigned(d.C), kThreads, 0, ctx.compute_stream())(
+      block_sums.data<double>(), B, int(d.C), sums.data<float>(), -1.f, dbeta.data<float>(), dgamma.data<float>());
 }
 
 void batchnorm2d_backward_dx_cuda(const Tensor& dy, const Tensor& x, const Tensor& gamma, const BatchNormSaved& saved,
@@ -299,18 +296,16 @@ void batchnorm2d_backward_dx_cuda(const Tensor& dy, const Tensor& x, const Tenso
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t planes = d.N * d.C;
   const bool vec4 = d.HW % 4 == 0 && aligned16(x.raw()) && aligned16(dy.raw()) && aligned16(dx.raw());
-  backward_dx_kernel<<<plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream()>>>(
+  launch<backward_dx_kernel>(plane_grid(planes, vec4 ? d.HW / 4 : d.HW), kThreads, 0, ctx.compute_stream())(
       dy.data<float>(), x.data<float>(), dx.data<float>(), gamma.data<float>(), saved.mean.data<float>(),
       saved.invstd.data<float>(), saved.count.data<float>(), sums.data<float>(), planes, int(d.C), d.HW, vec4);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void increment_counter_cuda(Tensor& counter) {
   RDD_CHECK(counter.dtype() == DType::i64 && counter.numel() == 1, "batchnorm2d: num_batches_tracked ",
             counter.desc(), " must be one i64");
   CudaContext& ctx = cuda_context(counter.device().index);
-  increment_kernel<<<1, 1, 0, ctx.compute_stream()>>>(reinterpret_cast<long long*>(counter.data<int64_t>()));
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<increment_kernel>(1, 1, 0, ctx.compute_stream())(reinterpret_cast<long long*>(counter.data<int64_t>()));
 }
 
 }  // namespace rdd::layers::detail

@@ -13,6 +13,10 @@
 #include "engine/op_profile.h"
 #include "engine/rng.h"
 #include "engine/thread_pool.h"
+#if RDD_CUDA_EMULATED
+#include "engine/cuda_context.h"
+#include "engine/emu_device.h"
+#endif
 
 // OpenBLAS's thread control, weak so that another CBLAS (which has no such call) still links.
 extern "C" void openblas_set_num_threads(int);
@@ -572,6 +576,26 @@ Tensor conv2d_backward_accumulate(const Tensor& dy, const Tensor& x, const Tenso
     conv_backward_cpu<float>(dy, x, w, need_dx ? &dx : nullptr, dw, db, g);
   return dx;
 }
+
+#if RDD_CUDA_EMULATED
+namespace detail {
+void conv2d_forward_emulated_cudnn(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dOptions& opt) {
+  const ConvGeom g = check_conv("conv2d (emulated cuDNN)", x, w, nullptr, opt);
+  // The tensors travel with the work (their storage stays alive until it has run), like stream-ordered memory.
+  emu::enqueue_host_work(cuda_context(x.device().index).compute_stream(),
+                         [x, w, y, g]() mutable { conv_forward_cpu<float>(x, w, Tensor(), y, g); });
+}
+
+void conv2d_backward_emulated_cudnn(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt,
+                                    Tensor* dx, Tensor& dw) {
+  const ConvGeom g = check_conv("conv2d backward (emulated cuDNN)", x, w, nullptr, opt);
+  Tensor dx_out = dx ? *dx : Tensor();
+  emu::enqueue_host_work(cuda_context(x.device().index).compute_stream(), [dy, x, w, dx_out, dw, g]() mutable {
+    conv_backward_cpu<float>(dy, x, w, dx_out.defined() ? &dx_out : nullptr, dw, nullptr, g);
+  });
+}
+}  // namespace detail
+#endif
 
 Conv2dGrads conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt,
                             bool need_dx, bool has_bias) {

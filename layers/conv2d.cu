@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 #include "engine/cuda_context.h"
 #include "engine/cudnn_graph.h"
 #include "layers/conv2d.h"
@@ -48,7 +49,7 @@ __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict
   }
 }
 
-cudnn::ConvParams conv_params(const Conv2dOptions& opt) {
+[[maybe_unused]] cudnn::ConvParams conv_params(const Conv2dOptions& opt) {
   cudnn::ConvParams p;
   p.pad_h = p.pad_w = opt.padding;
   p.stride_h = p.stride_w = opt.stride;
@@ -61,29 +62,35 @@ cudnn::ConvParams conv_params(const Conv2dOptions& opt) {
 
 void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dOptions& opt) {
   // x (N, C, H, W), w (K, C/groups, R, S), b (K) or undefined, y (N, K, P, Q): f32 NCHW on one GPU
+#if RDD_CUDA_EMULATED
+  conv2d_forward_emulated_cudnn(x, w, y, opt);
+#else
   cudnn::conv_forward(x, w, y, conv_params(opt));
+#endif
   if (!b.defined()) return;
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t K = y.size(1), planes = y.size(0) * K, pq = y.size(2) * y.size(3);
   const unsigned blocks_x = unsigned(std::min<int64_t>((pq + kThreads - 1) / kThreads, 1024));
   const unsigned blocks_y = unsigned(std::min<int64_t>(planes, 65535));
-  bias_add_kernel<<<dim3(blocks_x, blocks_y), kThreads, 0, ctx.compute_stream()>>>(y.data<float>(), b.data<float>(),
+  launch<bias_add_kernel>(dim3(blocks_x, blocks_y), kThreads, 0, ctx.compute_stream())(y.data<float>(), b.data<float>(),
                                                                                    planes, K, pq);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void conv2d_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt, Tensor* dx,
                           Tensor& dw, Tensor* db) {
   // dy (N, K, P, Q), x (N, C, H, W), w (K, C/groups, R, S); dx overwritten, dw and db accumulate.
+#if RDD_CUDA_EMULATED
+  conv2d_backward_emulated_cudnn(dy, x, w, opt, dx, dw);
+#else
   const cudnn::ConvParams p = conv_params(opt);
   if (dx) cudnn::conv_backward_data(dy, w, *dx, p, 0.f);
   cudnn::conv_backward_filter(x, dy, dw, p, 1.f);
+#endif
   if (!db) return;
   CudaContext& ctx = cuda_context(x.device().index);
   const int64_t N = dy.size(0), K = dy.size(1), pq = dy.size(2) * dy.size(3);
-  bias_grad_kernel<<<unsigned(K), kReduceThreads, 0, ctx.compute_stream()>>>(dy.data<float>(), db->data<float>(), N,
+  launch<bias_grad_kernel>(unsigned(K), kReduceThreads, 0, ctx.compute_stream())(dy.data<float>(), db->data<float>(), N,
                                                                              K, pq);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rdd::layers::detail

@@ -90,6 +90,14 @@ namespace detail {
 void conv2d_forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dOptions& opt);
 void conv2d_backward_cuda(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt, Tensor* dx,
                           Tensor& dw, Tensor* db);  // dw, db accumulate; dx overwritten
+#if RDD_CUDA_EMULATED
+// conv2d.cpp: what cuDNN does in conv2d.cu, for the emulated device (which has no cuDNN): the CPU
+// reference, queued in order on the device's compute stream. y = conv(x, w); dx = conv_transpose(dy, w)
+// (overwritten, when dx is given), dw += corr(x, dy).
+void conv2d_forward_emulated_cudnn(const Tensor& x, const Tensor& w, Tensor& y, const Conv2dOptions& opt);
+void conv2d_backward_emulated_cudnn(const Tensor& dy, const Tensor& x, const Tensor& w, const Conv2dOptions& opt,
+                                    Tensor* dx, Tensor& dw);
+#endif
 }  // namespace detail
 #endif
 

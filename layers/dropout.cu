@@ -48,14 +48,13 @@ template <class T>
 void dropout_apply(const T* x, T* y, int64_t n, int64_t plane, uint32_t threshold, T scale, uint64_t seed,
                    uint64_t offset, cudaStream_t stream) {
   if (plane == 1) {
-    dropout_elementwise_kernel<T><<<blocks_for((n + 3) / 4), kThreads, 0, stream>>>(x, y, n, threshold, scale, seed,
+    launch<dropout_elementwise_kernel<T>>(blocks_for((n + 3) / 4), kThreads, 0, stream)(x, y, n, threshold, scale, seed,
                                                                                     offset);
   } else {
     const int64_t planes = n / plane;
     const unsigned blocks = unsigned(planes < 65535 * 16 ? planes : 65535 * 16);
-    dropout_planes_kernel<T><<<blocks, kThreads, 0, stream>>>(x, y, planes, plane, threshold, scale, seed, offset);
+    launch<dropout_planes_kernel<T>>(blocks, kThreads, 0, stream)(x, y, planes, plane, threshold, scale, seed, offset);
   }
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 template void dropout_apply<float>(const float*, float*, int64_t, int64_t, uint32_t, float, uint64_t, uint64_t,

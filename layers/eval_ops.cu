@@ -64,32 +64,27 @@ __global__ void divide_kernel(float* x, const float* __restrict__ map, int64_t p
 void flip_width(int device, const float* x, float* y, int64_t planes, int64_t h, int64_t w) {
   const int64_t total = planes * h * w;
   if (total == 0) return;
-  flip_kernel<<<blocks_for(total), kThreads, 0, stream(device)>>>(x, y, total, w);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<flip_kernel>(blocks_for(total), kThreads, 0, stream(device))(x, y, total, w);
 }
 
 void crop_window(int device, const float* x, float* y, int64_t planes, int64_t H, int64_t W, int64_t top, int64_t left, int64_t h,
                  int64_t w) {
-  crop_kernel<<<blocks_for(planes * h * w), kThreads, 0, stream(device)>>>(x, y, planes, H, W, top, left, h, w);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<crop_kernel>(blocks_for(planes * h * w), kThreads, 0, stream(device))(x, y, planes, H, W, top, left, h, w);
 }
 
 void add_window(int device, float* acc, const float* win, int64_t planes, int64_t H, int64_t W, int64_t top, int64_t left,
                 int64_t h, int64_t w) {
-  add_window_kernel<<<blocks_for(planes * h * w), kThreads, 0, stream(device)>>>(acc, win, planes, H, W, top, left, h, w);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<add_window_kernel>(blocks_for(planes * h * w), kThreads, 0, stream(device))(acc, win, planes, H, W, top, left, h, w);
 }
 
 void softmax_channels(int device, const float* x, float* y, int64_t n, int64_t c, int64_t hw) {
   if (n * hw == 0) return;
-  softmax_kernel<<<blocks_for(n * hw), kThreads, 0, stream(device)>>>(x, y, n, c, hw);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<softmax_kernel>(blocks_for(n * hw), kThreads, 0, stream(device))(x, y, n, c, hw);
 }
 
 void divide_by_map(int device, float* x, const float* map, int64_t planes, int64_t hw) {
   if (planes * hw == 0) return;
-  divide_kernel<<<blocks_for(planes * hw), kThreads, 0, stream(device)>>>(x, map, planes, hw);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<divide_kernel>(blocks_for(planes * hw), kThreads, 0, stream(device))(x, map, planes, hw);
 }
 
 }  // namespace rdd::layers::kernels

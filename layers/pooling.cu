@@ -124,33 +124,29 @@ __global__ void adaptive_avgpool2d_backward_kernel(const T* __restrict__ dy, T* 
 template <class T>
 void maxpool2d_forward(const T* x, T* y, int32_t* indices, int64_t planes, int64_t h, int64_t w, int64_t oh,
                        int64_t ow, int kernel, int stride, int padding, cudaStream_t stream) {
-  maxpool2d_forward_kernel<T><<<blocks_for(planes * oh * ow), kThreads, 0, stream>>>(x, y, indices, planes, h, w, oh,
+  launch<maxpool2d_forward_kernel<T>>(blocks_for(planes * oh * ow), kThreads, 0, stream)(x, y, indices, planes, h, w, oh,
                                                                                     ow, kernel, stride, padding);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
 void maxpool2d_backward(const T* dy, const int32_t* indices, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
                         int64_t ow, int kernel, int stride, int padding, cudaStream_t stream) {
-  maxpool2d_backward_kernel<T><<<blocks_for(planes * h * w), kThreads, 0, stream>>>(dy, indices, dx, planes, h, w, oh,
+  launch<maxpool2d_backward_kernel<T>>(blocks_for(planes * h * w), kThreads, 0, stream)(dy, indices, dx, planes, h, w, oh,
                                                                                    ow, kernel, stride, padding);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
 void adaptive_avgpool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                 cudaStream_t stream) {
-  adaptive_avgpool2d_forward_kernel<T><<<blocks_for(planes * oh * ow * 32), kThreads, 0, stream>>>(x, y, planes, h, w,
+  launch<adaptive_avgpool2d_forward_kernel<T>>(blocks_for(planes * oh * ow * 32), kThreads, 0, stream)(x, y, planes, h, w,
                                                                                                   oh, ow);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
 void adaptive_avgpool2d_backward(const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
                                  cudaStream_t stream) {
-  adaptive_avgpool2d_backward_kernel<T><<<blocks_for(planes * h * w), kThreads, 0, stream>>>(dy, dx, planes, h, w, oh,
+  launch<adaptive_avgpool2d_backward_kernel<T>>(blocks_for(planes * h * w), kThreads, 0, stream)(dy, dx, planes, h, w, oh,
                                                                                             ow);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 #define RDD_POOLING_INSTANTIATE(T)                                                                                  \

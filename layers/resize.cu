@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 #include "layers/resize_taps.h"
 
 namespace rdd::layers::cuda {
@@ -53,9 +54,8 @@ void bilinear_resize_forward(const float* x, float* y, int64_t planes, int in_h,
                              float scale_h, float scale_w, bool align_corners, cudaStream_t stream) {
   const int64_t total = planes * out_h * out_w;
   if (total == 0) return;
-  resize_forward_kernel<<<blocks_for(total, 256), 256, 0, stream>>>(x, y, total, in_h, in_w, out_h, out_w, scale_h,
+  launch<resize_forward_kernel>(blocks_for(total, 256), 256, 0, stream)(x, y, total, in_h, in_w, out_h, out_w, scale_h,
                                                                      scale_w, align_corners);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void bilinear_resize_backward(const float* dy, float* dx, int64_t planes, int in_h, int in_w, int out_h, int out_w,
@@ -63,12 +63,10 @@ void bilinear_resize_backward(const float* dy, float* dx, int64_t planes, int in
   // Separable gather: along W into scratch (planes, out_h, in_w), then along H into dx (planes, in_h, in_w).
   const int64_t n1 = planes * out_h * in_w, n2 = planes * in_h * in_w;
   if (n1 == 0 || n2 == 0) return;
-  resize_gather_kernel<<<blocks_for(n1, 256), 256, 0, stream>>>(dy, scratch, planes * out_h, in_w, out_w, 1, scale_w,
+  launch<resize_gather_kernel>(blocks_for(n1, 256), 256, 0, stream)(dy, scratch, planes * out_h, in_w, out_w, 1, scale_w,
                                                                  align_corners);
-  RDD_CUDA_CHECK_LAUNCH();
-  resize_gather_kernel<<<blocks_for(n2, 256), 256, 0, stream>>>(scratch, dx, planes, in_h, out_h, in_w, scale_h,
+  launch<resize_gather_kernel>(blocks_for(n2, 256), 256, 0, stream)(scratch, dx, planes, in_h, out_h, in_w, scale_h,
                                                                  align_corners);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rdd::layers::cuda

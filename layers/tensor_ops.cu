@@ -22,8 +22,7 @@ __global__ void add_kernel(const T* a, const T* b, T* out, int64_t n) {
 
 template <class T>
 void add(const T* a, const T* b, T* out, int64_t n, cudaStream_t stream) {
-  add_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, b, out, n);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<add_kernel<T>>(blocks_for(n), kThreads, 0, stream)(a, b, out, n);
 }
 
 template void add<float>(const float*, const float*, float*, int64_t, cudaStream_t);

@@ -74,7 +74,7 @@ std::vector<GoldenCheck> run_model_golden(const SafetensorsFile& f, Device devic
   model->set_dropout_enabled(false);
 
   const Tensor x = tensor(f, "golden.input", what).to_dtype(DType::f32).to(device);
-  ModelOutputs out = model->forward(x);
+  NetOutputs out = model->forward(x);
   std::vector<GoldenCheck> checks;
   checks.push_back(compare("main", out.main, tensor(f, "golden.expected.main", what), tolerance));
   if (f.tensors.count("golden.expected.aux"))

@@ -5,26 +5,21 @@
 
 namespace rdd::models {
 
+using layers::Conv2dOptions;
+
 namespace {
-layers::Conv2dOptions conv_opt(int padding, int dilation, bool bias = false) {
-  layers::Conv2dOptions o;
-  o.padding = padding;
-  o.dilation = dilation;
-  o.bias = bias;
-  return o;
-}
 
 // ASPP b0 (1×1) and b1..b3 (3×3 atrous, rates 12, 24, 36), registered first as in the reference.
 std::vector<ConvBnAct> make_aspp_branches(ModuleList& mods, ParamStore& store, const std::string& prefix,
                                           int in_channels, int width) {
   std::vector<ConvBnAct> branches;
   const std::string a = prefix + ".aspp.";
-  branches.emplace_back(mods, store, a + "b0.0", a + "b0.1", in_channels, width, 1, conv_opt(0, 1), Act::relu);
+  branches.emplace_back(mods, store, a + "b0.0", a + "b0.1", in_channels, width, 1, Conv2dOptions{}, Act::relu);
   const int rates[3] = {12, 24, 36};
   for (int i = 0; i < 3; ++i) {
     const std::string b = a + "b" + std::to_string(i + 1) + ".block.";
-    branches.emplace_back(mods, store, b + "0", b + "1", in_channels, width, 3, conv_opt(rates[i], rates[i]),
-                          Act::relu);
+    branches.emplace_back(mods, store, b + "0", b + "1", in_channels, width, 3,
+                          Conv2dOptions{.padding = rates[i], .dilation = rates[i]}, Act::relu);
   }
   return branches;
 }
@@ -36,7 +31,7 @@ std::vector<ConvBnAct> make_psp_bins(ModuleList& mods, ParamStore& store, const 
   std::vector<ConvBnAct> convs;
   for (int i = 0; i < 4; ++i) {
     const std::string c = prefix + ".psp.conv" + std::to_string(i + 1) + ".";
-    convs.emplace_back(mods, store, c + "0", c + "1", in_channels, in_channels / 4, 1, conv_opt(0, 1), Act::relu);
+    convs.emplace_back(mods, store, c + "0", c + "1", in_channels, in_channels / 4, 1, Conv2dOptions{}, Act::relu);
   }
   return convs;
 }
@@ -50,13 +45,15 @@ DeepLabHead::DeepLabHead(ModuleList& mods, ParamStore& store, const DropoutContr
       branches_(make_aspp_branches(mods, store, prefix, in_channels, width)),
       gap_(mods.make<layers::AdaptiveAvgPool2d>(1, 1)),
       pool_conv_(mods, store, prefix + ".aspp.b4.gap.1", prefix + ".aspp.b4.gap.2", in_channels, width, 1,
-                 conv_opt(0, 1), Act::relu),
+                 Conv2dOptions{}, Act::relu),
       project_(mods, store, prefix + ".aspp.project.0", prefix + ".aspp.project.1", 5 * width, width, 1,
-               conv_opt(0, 1), Act::relu),
+               Conv2dOptions{}, Act::relu),
       project_dropout_(mods, dropout, 0.5, 0),
-      block_(mods, store, prefix + ".block.0", prefix + ".block.1", width, width, 3, conv_opt(1, 1), Act::relu),
+      block_(mods, store, prefix + ".block.0", prefix + ".block.1", width, width, 3, Conv2dOptions{.padding = 1},
+             Act::relu),
       block_dropout_(mods, dropout, 0.1, 1),
-      classifier_(mods.make<layers::Conv2d>(store, prefix + ".block.4", width, num_classes, 1, conv_opt(0, 1, true))) {}
+      classifier_(
+          mods.make<layers::Conv2d>(store, prefix + ".block.4", width, num_classes, 1, Conv2dOptions{.bias = true})) {}
 
 HeadOutputs DeepLabHead::forward(const Tensor& x) {
   // x: (N, C, H, W)
@@ -89,15 +86,15 @@ Tensor DeepLabHead::backward(const Tensor& d_logits, const Tensor& d_feature) {
 }
 
 Shape DeepLabHead::trace(LayerTable& t, const Shape& in) const {
-  Shape s;
-  for (const ConvBnAct& b : branches_) s = b.trace(t, in);
-  const Shape pooled{in[0], in[1], 1, 1};
+  Shape cat{in[0], 0, in[2], in[3]};  // the branches' channels concatenated
+  for (const ConvBnAct& b : branches_) cat[1] += b.trace(t, in)[1];
+  const Shape pooled{in[0], in[1], gap_->out_h(), gap_->out_w()};
   t.add_shape(prefix_ + ".aspp.b4.gap.0", "global avg pool", pooled);
   const Shape p = pool_conv_.trace(t, pooled);
   t.add_shape(prefix_ + ".aspp.b4", "bilinear upsample (align_corners)", {p[0], p[1], in[2], in[3]});
-  t.add_shape(prefix_ + ".aspp", "concat 5 branches", {in[0], 5 * int64_t(width_), in[2], in[3]});
-  s = project_.trace(t, {in[0], 5 * int64_t(width_), in[2], in[3]});
-  s = block_.trace(t, s);
+  cat[1] += p[1];
+  t.add_shape(prefix_ + ".aspp", "concat 5 branches", cat);
+  const Shape s = block_.trace(t, project_.trace(t, cat));
   return trace_conv(t, *classifier_, s);
 }
 
@@ -129,9 +126,10 @@ PSPHead::PSPHead(ModuleList& mods, ParamStore& store, const DropoutControl& drop
       width_(width),
       bin_convs_(make_psp_bins(mods, store, prefix, in_channels)),
       block_(mods, store, prefix + ".block.0", prefix + ".block.1", in_channels + 4 * (in_channels / 4), width, 3,
-             conv_opt(1, 1), Act::relu),
+             Conv2dOptions{.padding = 1}, Act::relu),
       block_dropout_(mods, dropout, 0.1, 1),
-      classifier_(mods.make<layers::Conv2d>(store, prefix + ".classifier", width, num_classes, 1, conv_opt(0, 1, true))) {
+      classifier_(
+          mods.make<layers::Conv2d>(store, prefix + ".classifier", width, num_classes, 1, Conv2dOptions{.bias = true})) {
   for (int i = 0; i < 4; ++i) pools_.push_back(mods.make<layers::AdaptiveAvgPool2d>(kBins[i], kBins[i]));
 }
 
@@ -167,15 +165,16 @@ Tensor PSPHead::backward(const Tensor& d_logits, const Tensor& d_feature) {
 }
 
 Shape PSPHead::trace(LayerTable& t, const Shape& in) const {
+  Shape cat = in;  // the input, then each bin's channels concatenated
   for (size_t i = 0; i < 4; ++i) {
-    const Shape pooled{in[0], in[1], kBins[i], kBins[i]};
+    const Shape pooled{in[0], in[1], pools_[i]->out_h(), pools_[i]->out_w()};
     const std::string name = prefix_ + ".psp.avgpool" + std::to_string(i + 1);
     t.add_shape(name, "adaptive avg pool " + std::to_string(kBins[i]) + "x" + std::to_string(kBins[i]), pooled);
     const Shape b = bin_convs_[i].trace(t, pooled);
     t.add_shape(prefix_ + ".psp.conv" + std::to_string(i + 1), "bilinear upsample (align_corners)",
                 {b[0], b[1], in[2], in[3]});
+    cat[1] += b[1];
   }
-  const Shape cat{in[0], in[1] + 4 * (in[1] / 4), in[2], in[3]};
   t.add_shape(prefix_ + ".psp", "concat input + 4 bins", cat);
   const Shape s = block_.trace(t, cat);
   return trace_conv(t, *classifier_, s);
@@ -204,11 +203,11 @@ void PSPHead::init(uint64_t seed, uint64_t& offset) {
 // ---- FCN aux head ---------------------------------------------------------------------------------
 FCNHead::FCNHead(ModuleList& mods, ParamStore& store, const DropoutControl& dropout, const std::string& prefix,
                  int in_channels, int num_classes)
-    : block_(mods, store, prefix + ".block.0", prefix + ".block.1", in_channels, in_channels / 4, 3, conv_opt(1, 1),
-             Act::relu),
+    : block_(mods, store, prefix + ".block.0", prefix + ".block.1", in_channels, in_channels / 4, 3,
+             Conv2dOptions{.padding = 1}, Act::relu),
       dropout_(mods, dropout, 0.1, 2),
       classifier_(mods.make<layers::Conv2d>(store, prefix + ".block.4", in_channels / 4, num_classes, 1,
-                                            conv_opt(0, 1, true))) {
+                                            Conv2dOptions{.bias = true})) {
   RDD_CHECK(in_channels >= 4, "FCNHead: ", in_channels, " input channels; at least 4 are needed");
 }
 

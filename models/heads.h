@@ -37,7 +37,6 @@ class SegHead {
   // Eval-mode forward as a graph (graph_recorder.h): returns the logits.
   virtual GraphValue record(GraphRecorder& g, GraphValue x) const = 0;
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
-  virtual int feature_channels() const = 0;
 };
 
 class DeepLabHead : public SegHead {
@@ -49,7 +48,6 @@ class DeepLabHead : public SegHead {
   Shape trace(LayerTable& t, const Shape& in) const override;
   GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
-  int feature_channels() const override { return width_; }
 
  private:
   std::string prefix_;
@@ -74,7 +72,6 @@ class PSPHead : public SegHead {
   Shape trace(LayerTable& t, const Shape& in) const override;
   GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
-  int feature_channels() const override { return width_; }
 
   static constexpr int kBins[4] = {1, 2, 3, 6};
 

@@ -4,16 +4,7 @@
 
 namespace rdd::models {
 
-namespace {
-layers::Conv2dOptions conv_opt(int stride, int padding, int dilation, int groups = 1) {
-  layers::Conv2dOptions o;
-  o.stride = stride;
-  o.padding = padding;
-  o.dilation = dilation;
-  o.groups = groups;
-  return o;
-}
-}  // namespace
+using layers::Conv2dOptions;
 
 InvertedResidual::InvertedResidual(ModuleList& mods, ParamStore& store, const std::string& name, int inp, int oup,
                                    int stride, int dilation, int expand_ratio, bool residual)
@@ -21,15 +12,14 @@ InvertedResidual::InvertedResidual(ModuleList& mods, ParamStore& store, const st
   const int hidden = inp * expand_ratio;
   const std::string c = name + ".conv.";
   auto n = [&](int i) { return c + std::to_string(i); };
+  const Conv2dOptions depthwise{.stride = stride, .padding = dilation, .dilation = dilation, .groups = hidden};
   if (expand_ratio == 1) {
-    convs_.emplace_back(mods, store, n(0), n(1), hidden, hidden, 3, conv_opt(stride, dilation, dilation, hidden),
-                        Act::relu6);
-    convs_.emplace_back(mods, store, n(3), n(4), hidden, oup, 1, conv_opt(1, 0, 1), Act::none);
+    convs_.emplace_back(mods, store, n(0), n(1), hidden, hidden, 3, depthwise, Act::relu6);
+    convs_.emplace_back(mods, store, n(3), n(4), hidden, oup, 1, Conv2dOptions{}, Act::none);
   } else {
-    convs_.emplace_back(mods, store, n(0), n(1), inp, hidden, 1, conv_opt(1, 0, 1), Act::relu6);
-    convs_.emplace_back(mods, store, n(3), n(4), hidden, hidden, 3, conv_opt(stride, dilation, dilation, hidden),
-                        Act::relu6);
-    convs_.emplace_back(mods, store, n(6), n(7), hidden, oup, 1, conv_opt(1, 0, 1), Act::none);
+    convs_.emplace_back(mods, store, n(0), n(1), inp, hidden, 1, Conv2dOptions{}, Act::relu6);
+    convs_.emplace_back(mods, store, n(3), n(4), hidden, hidden, 3, depthwise, Act::relu6);
+    convs_.emplace_back(mods, store, n(6), n(7), hidden, oup, 1, Conv2dOptions{}, Act::none);
   }
 }
 
@@ -65,7 +55,7 @@ void InvertedResidual::init(uint64_t seed, uint64_t& offset) {
 
 MobileNetV2::MobileNetV2(ModuleList& mods, ParamStore& store, double width, const std::string& prefix)
     : stem_(mods, store, prefix + ".features.0.0", prefix + ".features.0.1", 3, scaled_channels(32, width), 3,
-            conv_opt(2, 1, 1), Act::relu6) {
+            Conv2dOptions{.stride = 2, .padding = 1}, Act::relu6) {
   RDD_CHECK(width > 0, "MobileNetV2: width multiplier ", width, " must be positive");
   struct Setting {
     int t, c, n, s;
@@ -96,33 +86,29 @@ MobileNetV2::MobileNetV2(ModuleList& mods, ParamStore& store, double width, cons
   out_channels_ = input_channel;
 }
 
-Tensor MobileNetV2::forward(const Tensor& x) {
+Backbone::Features MobileNetV2::forward(const Tensor& x) {
   RDD_CHECK(x.ndim() == 4 && x.size(1) == 3, "MobileNetV2: input must be (N, 3, H, W), got ", x.desc());
-  Tensor h = stem_.forward(x);  // (N, 32, H/2, W/2)
+  Tensor h = stem_.forward(x);  // (N, 32·width, H/2, W/2)
   for (InvertedResidual& b : blocks_) h = b.forward(h);
-  return h;  // (N, 320, H/8, W/8)
+  return {Tensor(), h};  // c4: (N, out_channels_, H/8, W/8)
 }
 
-void MobileNetV2::backward(const Tensor& dy) {
-  const bool hooked = hook_ && *hook_;
-  if (hooked && block_offsets_.empty())
-    for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it)
-      block_offsets_.push_back(first_offset_with_prefix(*hook_store_, it->name()));
+void MobileNetV2::backward(const Tensor& dc3, const Tensor& dc4) {
+  RDD_CHECK(!dc3.defined(), "MobileNetV2::backward: there is no c3 to take a gradient");
   size_t k = 0;
-  Tensor d = dy;
+  Tensor d = dc4;
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
     d = it->backward(d);
-    if (hooked && block_offsets_[k] >= 0) (*hook_)(block_offsets_[k]);
-    ++k;
+    block_gradients_ready(k++, it->name());
   }
   stem_.backward_params_only(d);
-  if (hooked) (*hook_)(0);
+  all_gradients_ready();
 }
 
-Shape MobileNetV2::trace(LayerTable& t, const Shape& in) const {
+Backbone::FeatureShapes MobileNetV2::trace(LayerTable& t, const Shape& in) const {
   Shape s = stem_.trace(t, in);
   for (const InvertedResidual& b : blocks_) s = b.trace(t, s);
-  return s;
+  return {Shape(), s};
 }
 
 GraphValue MobileNetV2::record(GraphRecorder& g, GraphValue x) const {

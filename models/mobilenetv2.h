@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "models/backbone.h"
 #include "models/blocks.h"
 
 namespace rdd::models {
@@ -38,29 +39,21 @@ class InvertedResidual {
   bool residual_;
 };
 
-class MobileNetV2 {
+// c4 only (no c3: its models have no aux head): (N, 320·width, H/8, W/8).
+class MobileNetV2 : public Backbone {
  public:
   MobileNetV2(ModuleList& mods, ParamStore& store, double width = 1.0, const std::string& prefix = "pretrained.net");
-  Tensor forward(const Tensor& x);   // x (N, 3, H, W) → (N, 320, H/8, W/8)
-  void backward(const Tensor& dy);   // no dx for the image
-  Shape trace(LayerTable& t, const Shape& in) const;
-  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
-  void init(uint64_t seed, uint64_t& offset);  // N(0, 2/(k·k·out)) convs, BN γ 1 β 0
-  int out_channels() const { return out_channels_; }
+  Features forward(const Tensor& x) override;
+  void backward(const Tensor& dc3, const Tensor& dc4) override;  // dc3 must be undefined
+  FeatureShapes trace(LayerTable& t, const Shape& in) const override;
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;  // eval-mode forward as a graph: c4
+  void init(uint64_t seed, uint64_t& offset) override;  // N(0, 2/(k·k·out)) convs, BN γ 1 β 0
+  int c3_channels() const override { return 0; }
+  int c4_channels() const override { return out_channels_; }
 
  private:
   ConvBnAct stem_;
   std::vector<InvertedResidual> blocks_;
-  const GradReadyHook* hook_ = nullptr;
-  const ParamStore* hook_store_ = nullptr;
-  std::vector<int64_t> block_offsets_;
-
- public:
-  // Called after each block's backward and after the stem's (see GradReadyHook).
-  void set_grad_ready_hook(const GradReadyHook* hook, const ParamStore* store) {
-    hook_ = hook;
-    hook_store_ = store;
-  }
   int out_channels_ = 0;
 };
 

@@ -4,15 +4,7 @@
 
 namespace rdd::models {
 
-namespace {
-layers::Conv2dOptions conv_opt(int stride, int padding, int dilation) {
-  layers::Conv2dOptions o;
-  o.stride = stride;
-  o.padding = padding;
-  o.dilation = dilation;
-  return o;
-}
-}  // namespace
+using layers::Conv2dOptions;
 
 // ---- blocks ---------------------------------------------------------------------------------------
 ResNetBlock::ResNetBlock(ModuleList& mods, ParamStore& store, const std::string& name, bool bottleneck,
@@ -21,20 +13,20 @@ ResNetBlock::ResNetBlock(ModuleList& mods, ParamStore& store, const std::string&
   const std::string p = name + ".";
   if (bottleneck) {
     // conv1×1 → conv3×3 (stride, dilation) → conv1×1 ×4
-    convs_.emplace_back(mods, store, p + "conv1", p + "bn1", inplanes, planes, 1, conv_opt(1, 0, 1), Act::relu);
-    convs_.emplace_back(mods, store, p + "conv2", p + "bn2", planes, planes, 3, conv_opt(stride, dilation, dilation),
-                        Act::relu);
-    convs_.emplace_back(mods, store, p + "conv3", p + "bn3", planes, planes * 4, 1, conv_opt(1, 0, 1), Act::none);
+    convs_.emplace_back(mods, store, p + "conv1", p + "bn1", inplanes, planes, 1, Conv2dOptions{}, Act::relu);
+    convs_.emplace_back(mods, store, p + "conv2", p + "bn2", planes, planes, 3,
+                        Conv2dOptions{.stride = stride, .padding = dilation, .dilation = dilation}, Act::relu);
+    convs_.emplace_back(mods, store, p + "conv3", p + "bn3", planes, planes * 4, 1, Conv2dOptions{}, Act::none);
   } else {
     // conv3×3 (stride, dilation) → conv3×3 (previous_dilation)
     convs_.emplace_back(mods, store, p + "conv1", p + "bn1", inplanes, planes, 3,
-                        conv_opt(stride, dilation, dilation), Act::relu);
+                        Conv2dOptions{.stride = stride, .padding = dilation, .dilation = dilation}, Act::relu);
     convs_.emplace_back(mods, store, p + "conv2", p + "bn2", planes, planes, 3,
-                        conv_opt(1, previous_dilation, previous_dilation), Act::none);
+                        Conv2dOptions{.padding = previous_dilation, .dilation = previous_dilation}, Act::none);
   }
   if (downsample)
     downsample_ = std::make_unique<ConvBnAct>(mods, store, p + "downsample.0", p + "downsample.1", inplanes,
-                                              convs_.back().out_channels(), 1, conv_opt(stride, 0, 1), Act::none);
+                                              convs_.back().out_channels(), 1, Conv2dOptions{.stride = stride}, Act::none);
   out_relu_ = mods.make<layers::ReLU>(false);
 }
 
@@ -95,12 +87,14 @@ ResNet::ResNet(ModuleList& mods, ParamStore& store, const ResNetOptions& opt) : 
   const std::string p = opt.prefix + ".";
   int inplanes;
   if (opt.deep_stem) {
-    stem_.emplace_back(mods, store, p + "conv1", p + "bn1", 3, s(64), 3, conv_opt(2, 1, 1), Act::relu);
-    stem_.emplace_back(mods, store, p + "conv2", p + "bn2", s(64), s(64), 3, conv_opt(1, 1, 1), Act::relu);
-    stem_.emplace_back(mods, store, p + "conv3", p + "bn3", s(64), s(128), 3, conv_opt(1, 1, 1), Act::relu);
+    stem_.emplace_back(mods, store, p + "conv1", p + "bn1", 3, s(64), 3, Conv2dOptions{.stride = 2, .padding = 1},
+                       Act::relu);
+    stem_.emplace_back(mods, store, p + "conv2", p + "bn2", s(64), s(64), 3, Conv2dOptions{.padding = 1}, Act::relu);
+    stem_.emplace_back(mods, store, p + "conv3", p + "bn3", s(64), s(128), 3, Conv2dOptions{.padding = 1}, Act::relu);
     inplanes = s(128);
   } else {
-    stem_.emplace_back(mods, store, p + "conv1", p + "bn1", 3, s(64), 7, conv_opt(2, 3, 1), Act::relu);
+    stem_.emplace_back(mods, store, p + "conv1", p + "bn1", 3, s(64), 7, Conv2dOptions{.stride = 2, .padding = 3},
+                       Act::relu);
     inplanes = s(64);
   }
   maxpool_ = mods.make<layers::MaxPool2d>(3, 2, 1);
@@ -132,52 +126,49 @@ ResNet::ResNet(ModuleList& mods, ParamStore& store, const ResNetOptions& opt) : 
 
 ResNet::Features ResNet::forward(const Tensor& x) {
   RDD_CHECK(x.ndim() == 4 && x.size(1) == 3, "ResNet: input must be (N, 3, H, W), got ", x.desc());
+  // C_stem = stem_.back().out_channels(): 128·width (v1s) or 64·width (v1b).
   Tensor h = x;
-  for (ConvBnAct& c : stem_) h = c.forward(h);  // (N, 128, H/2, W/2)
-  h = maxpool_->forward(h);                      // (N, 128, H/4, W/4)
+  for (ConvBnAct& c : stem_) h = c.forward(h);  // (N, C_stem, H/2, W/2)
+  h = maxpool_->forward(h);                      // (N, C_stem, H/4, W/4)
   Features f;
   for (size_t l = 0; l < layers_.size(); ++l) {
     for (ResNetBlock& b : layers_[l]) h = b.forward(h);
-    if (l == 2) f.c3 = h;  // (N, 256·e, H/8, W/8)
+    if (l == 2) f.c3 = h;  // (N, c3_channels(), H/8, W/8) at OS 8
   }
-  f.c4 = h;  // (N, 512·e, H/8, W/8)
+  f.c4 = h;  // (N, c4_channels(), H/8, W/8) at OS 8
   return f;
 }
 
 void ResNet::backward(const Tensor& dc3, const Tensor& dc4) {
   RDD_CHECK(dc4.defined(), "ResNet::backward: the gradient of layer4's output is required");
-  const bool hooked = hook_ && *hook_;
-  if (hooked && block_offsets_.empty())
-    for (int l = 3; l >= 0; --l)
-      for (auto it = layers_[size_t(l)].rbegin(); it != layers_[size_t(l)].rend(); ++it)
-        block_offsets_.push_back(first_offset_with_prefix(*hook_store_, it->name()));
   size_t k = 0;
   Tensor d = dc4;
   for (int l = 3; l >= 0; --l) {
     if (l == 2 && dc3.defined()) layers::add_(d, dc3);  // c3 feeds both layer4 and the aux head
     for (auto it = layers_[size_t(l)].rbegin(); it != layers_[size_t(l)].rend(); ++it) {
       d = it->backward(d);
-      if (hooked && block_offsets_[k] >= 0) (*hook_)(block_offsets_[k]);  // this block's gradients are final
-      ++k;
+      block_gradients_ready(k++, it->name());
     }
   }
   d = maxpool_->backward(d);
   for (size_t i = stem_.size() - 1; i > 0; --i) d = stem_[i].backward(d);
   stem_[0].backward_params_only(d);  // the image needs no gradient
-  if (hooked) (*hook_)(0);             // the stem registered first: everything is final
+  all_gradients_ready();
 }
 
-std::pair<Shape, Shape> ResNet::trace(LayerTable& t, const Shape& in) const {
+Backbone::FeatureShapes ResNet::trace(LayerTable& t, const Shape& in) const {
   Shape s = in;
   for (const ConvBnAct& c : stem_) s = c.trace(t, s);
-  s = {s[0], s[1], (s[2] + 2 - 3) / 2 + 1, (s[3] + 2 - 3) / 2 + 1};
+  const layers::MaxPool2dOptions& pool = maxpool_->options();
+  s = {s[0], s[1], layers::maxpool2d_output_size(s[2], pool), layers::maxpool2d_output_size(s[3], pool)};
   t.add_shape(opt_.prefix + ".maxpool", "maxpool3x3 s2 p1", s);
-  Shape c3;
+  FeatureShapes out;
   for (size_t l = 0; l < layers_.size(); ++l) {
     for (const ResNetBlock& b : layers_[l]) s = b.trace(t, s);
-    if (l == 2) c3 = s;
+    if (l == 2) out.c3 = s;
   }
-  return {c3, s};
+  out.c4 = s;
+  return out;
 }
 
 GraphValue ResNet::record(GraphRecorder& g, GraphValue x) const {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "layers/pooling.h"
+#include "models/backbone.h"
 #include "models/blocks.h"
 
 namespace rdd::models {
@@ -53,36 +54,24 @@ class ResNetBlock {
   layers::ReLU* out_relu_;                    // after the sum
 };
 
-class ResNet {
+// c3 = layer3: (N, 256·e·width, H/8, W/8); c4 = layer4: (N, 512·e·width, H/8, W/8) at OS 8 (e = 4 for
+// Bottleneck depths, 1 otherwise; H/16 at OS 16).
+class ResNet : public Backbone {
  public:
   ResNet(ModuleList& mods, ParamStore& store, const ResNetOptions& opt);
 
-  struct Features {
-    Tensor c3, c4;  // layer3 (N, 256·e, H/8, W/8) and layer4 (N, 512·e, H/8, W/8) at OS 8
-  };
-  Features forward(const Tensor& x);  // x (N, 3, H, W)
-  // dc4 required, dc3 optional (undefined = no gradient from the aux head). No dx for the image.
-  void backward(const Tensor& dc3, const Tensor& dc4);
-  // Fills the table; returns the shapes of c3 and c4.
-  std::pair<Shape, Shape> trace(LayerTable& t, const Shape& in) const;
+  Features forward(const Tensor& x) override;
+  void backward(const Tensor& dc3, const Tensor& dc4) override;
+  FeatureShapes trace(LayerTable& t, const Shape& in) const override;
   // Eval-mode forward as a graph: returns c4 (the aux head's c3 is training-only and not recorded).
-  GraphValue record(GraphRecorder& g, GraphValue x) const;
-  void init(uint64_t seed, uint64_t& offset);  // Kaiming normal (fan_out) convs, BN γ 1 β 0
-
-  int c3_channels() const { return c3_channels_; }
-  int c4_channels() const { return c4_channels_; }
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;
+  void init(uint64_t seed, uint64_t& offset) override;  // Kaiming normal (fan_out) convs, BN γ 1 β 0
+  int c3_channels() const override { return c3_channels_; }
+  int c4_channels() const override { return c4_channels_; }
   const ResNetOptions& options() const { return opt_; }
-  // Called after each block's backward and after the stem's (see GradReadyHook); `store` gives offsets.
-  void set_grad_ready_hook(const GradReadyHook* hook, const ParamStore* store) {
-    hook_ = hook;
-    hook_store_ = store;
-  }
 
  private:
   ResNetOptions opt_;
-  const GradReadyHook* hook_ = nullptr;
-  const ParamStore* hook_store_ = nullptr;
-  std::vector<int64_t> block_offsets_;  // per block in backward order, computed on first use
   std::vector<ConvBnAct> stem_;
   layers::MaxPool2d* maxpool_;
   std::vector<std::vector<ResNetBlock>> layers_;  // layer1..layer4

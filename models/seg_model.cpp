@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "models/mobilenetv2.h"
+#include "models/resnet.h"
+
 namespace rdd::models {
 
 namespace {
@@ -20,9 +23,7 @@ constexpr Spec kSpecs[] = {
 const Spec& find_spec(const std::string& name) {
   for (const Spec& s : kSpecs)
     if (name == s.name) return s;
-  std::string known;
-  for (const Spec& s : kSpecs) known += std::string(known.empty() ? "" : ", ") + s.name;
-  fail("unknown model '", name, "' (known: ", known, ")");
+  fail("unknown model '", name, "' (known: ", known_model_names(), ")");
 }
 }  // namespace
 
@@ -30,6 +31,12 @@ std::vector<std::string> model_names() {
   std::vector<std::string> r;
   for (const Spec& s : kSpecs) r.push_back(s.name);
   return r;
+}
+
+std::string known_model_names() {
+  std::string known;
+  for (const Spec& s : kSpecs) known += std::string(known.empty() ? "" : ", ") + s.name;
+  return known;
 }
 
 bool is_model_name(const std::string& name) {
@@ -45,25 +52,21 @@ SegModel::SegModel(const std::string& name, const ModelOptions& opt) : name_(nam
   RDD_CHECK(opt.num_classes >= 1, name, ": num_classes ", opt.num_classes, " must be at least 1");
   RDD_CHECK(opt.width > 0 && opt.width <= 4, name, ": width multiplier ", opt.width, " must be in (0, 4]");
   auto s = [&](int c) { return scaled_channels(c, opt.width); };
-  int c3 = 0, c4 = 0;
-  bool big = false;
   if (spec.resnet_depth > 0) {
     ResNetOptions ro;
     ro.depth = spec.resnet_depth;
     ro.width = opt.width;
-    resnet_ = std::make_unique<ResNet>(mods_, store_, ro);
-    c3 = resnet_->c3_channels();
-    c4 = resnet_->c4_channels();
-    big = spec.resnet_depth >= 50;
+    backbone_ = std::make_unique<ResNet>(mods_, store_, ro);
   } else {
-    mobilenet_ = std::make_unique<MobileNetV2>(mods_, store_, opt.width);
-    c4 = mobilenet_->out_channels();
+    backbone_ = std::make_unique<MobileNetV2>(mods_, store_, opt.width);
   }
+  const bool big = spec.resnet_depth >= 50;
+  const int c3 = backbone_->c3_channels(), c4 = backbone_->c4_channels();
   if (std::string(spec.head) == "deeplabv3")
     head_ = std::make_unique<DeepLabHead>(mods_, store_, dropout_, "head", c4, s(big ? 256 : 128), opt.num_classes);
   else
     head_ = std::make_unique<PSPHead>(mods_, store_, dropout_, "head", c4, s(big ? 512 : 128), opt.num_classes);
-  if (resnet_) aux_ = std::make_unique<FCNHead>(mods_, store_, dropout_, "auxlayer", c3, opt.num_classes);
+  if (c3 > 0) aux_ = std::make_unique<FCNHead>(mods_, store_, dropout_, "auxlayer", c3, opt.num_classes);
 }
 
 void SegModel::set_mode(layers::Mode mode) {
@@ -79,31 +82,23 @@ void SegModel::set_stats_reducer(const layers::StatsReducer& reducer) {
 void SegModel::init_weights(uint64_t seed) {
   RDD_CHECK(store_.materialized(), name_, ": init_weights before params().materialize()");
   uint64_t offset = 0;
-  if (resnet_) resnet_->init(seed, offset);
-  if (mobilenet_) mobilenet_->init(seed, offset);
+  backbone_->init(seed, offset);
   head_->init(seed, offset);
   if (aux_) aux_->init(seed, offset);
 }
 
-ModelOutputs SegModel::forward(const Tensor& x) {
+NetOutputs SegModel::forward(const Tensor& x) {
   RDD_CHECK(store_.materialized(), name_, ": forward before params().materialize()");
   RDD_CHECK(x.ndim() == 4 && x.size(1) == 3, name_, ": input must be (N, 3, H, W), got ", x.desc());
   RDD_CHECK(x.device() == store_.device(), name_, ": input on ", x.device().str(), " but the weights are on ",
             store_.device().str());
-  ModelOutputs out;
-  Tensor c3, c4;
-  if (resnet_) {
-    ResNet::Features f = resnet_->forward(x);
-    c3 = f.c3;
-    c4 = f.c4;
-  } else {
-    c4 = mobilenet_->forward(x);
-  }
-  HeadOutputs h = head_->forward(c4);
-  c4 = Tensor();
+  NetOutputs out;
+  Backbone::Features f = backbone_->forward(x);
+  HeadOutputs h = head_->forward(f.c4);
+  f.c4 = Tensor();
   out.main = h.logits;
   out.feature = h.feature;
-  if (aux_) out.aux = aux_->forward(c3);
+  if (aux_) out.aux = aux_->forward(f.c3);
   if (mode_ == layers::Mode::train) {
     backward_ready_ = true;
     ++dropout_.step;
@@ -115,8 +110,7 @@ void SegModel::set_grad_ready_hook(GradReadyHook hook) {
   grad_ready_ = std::move(hook);
   aux_offset_ = first_offset_with_prefix(store_, "auxlayer");
   head_offset_ = first_offset_with_prefix(store_, "head");
-  if (resnet_) resnet_->set_grad_ready_hook(&grad_ready_, &store_);
-  if (mobilenet_) mobilenet_->set_grad_ready_hook(&grad_ready_, &store_);
+  backbone_->set_grad_ready_hook(&grad_ready_, &store_);
 }
 
 void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor& d_feature) {
@@ -133,28 +127,19 @@ void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor&
   if (grad_ready_ && aux_ && aux_offset_ >= 0) grad_ready_(aux_offset_);
   Tensor dc4 = head_->backward(d_main, d_feature);
   if (grad_ready_ && head_offset_ >= 0) grad_ready_(head_offset_);
-  if (resnet_)
-    resnet_->backward(dc3, dc4);
-  else
-    mobilenet_->backward(dc4);
+  backbone_->backward(dc3, dc4);
 }
 
 GraphValue SegModel::record_main(GraphRecorder& g, GraphValue image) const {
-  const GraphValue c4 = resnet_ ? resnet_->record(g, image) : mobilenet_->record(g, image);
-  return head_->record(g, c4);
+  return head_->record(g, backbone_->record(g, image));  // c4 (N, C4, H/8, W/8) → logits
 }
 
 LayerTable SegModel::trace(const Shape& in) const {
   RDD_CHECK(in.size() == 4 && in[1] == 3, name_, ": trace input must be (N, 3, H, W), got ", shape_str(in));
   LayerTable t;
-  Shape c3, c4;
-  if (resnet_) {
-    std::tie(c3, c4) = resnet_->trace(t, in);
-  } else {
-    c4 = mobilenet_->trace(t, in);
-  }
-  head_->trace(t, c4);
-  if (aux_) aux_->trace(t, c3);
+  const Backbone::FeatureShapes f = backbone_->trace(t, in);
+  head_->trace(t, f.c4);
+  if (aux_) aux_->trace(t, f.c3);
   return t;
 }
 

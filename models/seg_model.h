@@ -3,7 +3,7 @@
 //   auto model = build_model("deeplabv3_resnet18", {.num_classes = 19});
 //   model->params().materialize(Device::cuda(0));
 //   model->init_weights(seed);                       // or load_weights(*model, path)
-//   ModelOutputs out = model->forward(images);       // images (N, 3, H, W) f32
+//   NetOutputs out = model->forward(images);         // images (N, 3, H, W) f32
 //   model->backward(d_main, d_aux, {});              // accumulates into params().flat_grads()
 //
 // Registered: deeplabv3_resnet101, deeplabv3_resnet50, deeplabv3_resnet18, psp_resnet101,
@@ -22,25 +22,19 @@
 #include <string>
 #include <vector>
 
+#include "engine/net_outputs.h"
 #include "engine/params.h"
 #include "engine/tensor.h"
+#include "models/backbone.h"
 #include "models/blocks.h"
 #include "models/graph_recorder.h"
 #include "models/heads.h"
-#include "models/mobilenetv2.h"
-#include "models/resnet.h"
 
 namespace rdd::models {
 
 struct ModelOptions {
   int num_classes = 19;
   double width = 1.0;
-};
-
-struct ModelOutputs {
-  Tensor main;     // (N, classes, H/8, W/8)
-  Tensor aux;      // (N, classes, H/8, W/8); undefined when the model has no aux head
-  Tensor feature;  // (N, Ca, H/8, W/8)
 };
 
 class SegModel {
@@ -75,7 +69,7 @@ class SegModel {
 
   // x (N, 3, H, W), f32, on params().device(). The outputs may share storage with activations the
   // layers cached for backward (feature is the last ReLU's output): read them, do not write them.
-  ModelOutputs forward(const Tensor& x);
+  NetOutputs forward(const Tensor& x);
   // After a training-mode forward. d_main required; d_aux / d_feature optional (undefined = zero;
   // without d_aux the aux head's cached activations stay until the next forward).
   // Accumulates into the parameters' gradients (params().zero_grad() first for a fresh step).
@@ -96,8 +90,7 @@ class SegModel {
   GradReadyHook grad_ready_;
   int64_t aux_offset_ = -1, head_offset_ = -1;  // first flat offsets of the aux and main heads
   layers::Mode mode_ = layers::Mode::train;
-  std::unique_ptr<ResNet> resnet_;
-  std::unique_ptr<MobileNetV2> mobilenet_;
+  std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<SegHead> head_;
   std::unique_ptr<FCNHead> aux_;
   bool backward_ready_ = false;  // a training forward happened since the last backward
@@ -105,6 +98,7 @@ class SegModel {
 
 // The registry.
 std::vector<std::string> model_names();
+std::string known_model_names();  // "deeplabv3_resnet101, deeplabv3_resnet50, ...": for messages and help
 bool is_model_name(const std::string& name);
 std::unique_ptr<SegModel> build_model(const std::string& name, const ModelOptions& opt = {});
 

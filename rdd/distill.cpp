@@ -60,15 +60,11 @@ void RddTaskTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOu
   }
   if (mix.tfe > 0) {
     OpScope profile("loss: task CE + TFE maps", s.main.device());
-    TfeOptions o = config_.tfe;
-    o.aux_weight = config_.aux_weight;
-    take(tfe_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tfe);
+    take(tfe_task_loss(s.main, s.aux, t.main, t.aux, labels, config_.tfe, config_.aux_weight), mix.tfe);
   }
   if (mix.tse > 0) {
     OpScope profile("loss: task CE + TSE masks", s.main.device());
-    TseOptions o = config_.tse;
-    o.aux_weight = config_.aux_weight;
-    take(tse_task_loss(s.main, s.aux, t.main, t.aux, labels, o), mix.tse);
+    take(tse_task_loss(s.main, s.aux, t.main, t.aux, labels, config_.tse, config_.aux_weight), mix.tse);
   }
   terms.add("task", total, 1.0);
   terms.add("task.main", main, 0.0);

@@ -26,16 +26,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/net_outputs.h"
 #include "engine/tensor.h"
 #include "rdd/losses.h"
 
 namespace rdd::method {
-
-struct NetOutputs {
-  Tensor main;     // (N, C, h, w) logits at output stride 8
-  Tensor aux;      // (N, C, h, w) aux-head logits, undefined without an aux head
-  Tensor feature;  // (N, F, h, w) head feature, undefined when no term needs it
-};
 
 // Gradients w.r.t. the student's outputs; a slot stays undefined until a term contributes to it.
 struct StudentGrads {
@@ -77,7 +72,7 @@ struct RddConfig {
   bool soft_switch = false;     // the released warmup_lamda variant (see above)
   TfeOptions tfe;
   TseOptions tse;
-  double aux_weight = 0.4;      // overrides tfe.aux_weight and tse.aux_weight
+  double aux_weight = kAuxWeight;  // the aux head's weight in every stage's task loss
 };
 
 // How much of each stage's task loss the step uses.

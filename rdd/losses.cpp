@@ -147,7 +147,7 @@ Tensor tfe_weight_map(const Tensor& t_main_in, const Tensor& t_aux_in, int out_h
 }
 
 TaskLoss tfe_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& t_main, const Tensor& t_aux,
-                       const Tensor& labels, const TfeOptions& o) {
+                       const Tensor& labels, const TfeOptions& o, double aux_weight) {
   const char* who = "tfe_task_loss";
   RDD_CHECK(t_aux.defined(), who, ": TFE needs the teacher's aux head (its main/aux disagreement is the weight map)");
   const Tensor sm = compute_dtype_view(s_main, who, "student main logits");
@@ -162,7 +162,7 @@ TaskLoss tfe_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& 
   const LossGrad main = pixel_cross_entropy(sm, labels, ce);
   const LossGrad aux = s_aux.defined() ? pixel_cross_entropy(s_aux, labels, ce) : LossGrad{};
   TaskLoss t;
-  add_scaled(t, main, aux, o.aux_weight, s_aux.defined());
+  add_scaled(t, main, aux, aux_weight, s_aux.defined());
   return t;
 }
 
@@ -173,7 +173,7 @@ LossGrad tse_pair_loss(const Tensor& student_in, const Tensor& teacher_in, const
   if (o.class_weights.defined())
     RDD_CHECK(o.class_weights.ndim() == 1 && o.class_weights.size(0) == s.size(1), who, ": class weights ",
               o.class_weights.desc(), " do not match the ", s.size(1), " classes of logits ", s.desc());
-  const OhemOptions ohem{o.thresh, o.min_kept, o.ignore_index};
+  const OhemOptions& ohem = o;
   const Tensor s_up = upsample_to(s, labels);
   const PixelCEStats ss = pixel_ce_stats(s_up, labels, o.ignore_index, who);
   Tensor gt_teacher;
@@ -193,14 +193,14 @@ LossGrad tse_pair_loss(const Tensor& student_in, const Tensor& teacher_in, const
 }
 
 TaskLoss tse_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& t_main, const Tensor& t_aux,
-                       const Tensor& labels, const TseOptions& o) {
+                       const Tensor& labels, const TseOptions& o, double aux_weight) {
   const char* who = "tse_task_loss";
   RDD_CHECK(!s_aux.defined() || t_aux.defined() || o.mode == TseMode::ohem, who,
             ": the student has an aux head but the teacher's aux logits are missing (the aux pair compares them)");
   const LossGrad main = tse_pair_loss(s_main, t_main, labels, o);
   const LossGrad aux = s_aux.defined() ? tse_pair_loss(s_aux, t_aux, labels, o) : LossGrad{};
   TaskLoss t;
-  add_scaled(t, main, aux, o.aux_weight, s_aux.defined());
+  add_scaled(t, main, aux, aux_weight, s_aux.defined());
   return t;
 }
 

@@ -45,6 +45,8 @@
 namespace rdd::method {
 
 inline constexpr int kIgnoreLabel = -1;
+// The aux head's weight in the task loss (task = main + aux_weight·aux), the reference's 0.4.
+inline constexpr double kAuxWeight = 0.4;
 
 // The 19 Cityscapes class weights of the released OhemCrossEntropy2d (trainId order), for the Cityscapes
 // dataset to pass as TseOptions::class_weights. Other datasets pass none (or their own).
@@ -75,8 +77,8 @@ struct CrossEntropyOptions {
 LossGrad pixel_cross_entropy(const Tensor& logits, const Tensor& labels, const CrossEntropyOptions& options = {});
 
 struct OhemOptions {
-  double thresh = 0.7;
-  int64_t min_kept = 100000;
+  double thresh = 0.7;        // t: hard = GT-probability ≤ max(t, k-th smallest)  (rdd distill --tse-thresh)
+  int64_t min_kept = 100000;  // k (--min-kept)
   int ignore_index = kIgnoreLabel;
 };
 // The OHEM threshold of a GT-probability map (N, H, W) (ignored positions hold 1, as pixel_ce_stats gives).
@@ -95,38 +97,35 @@ Tensor tfe_weight_map(const Tensor& teacher_main, const Tensor& teacher_aux, int
                       TfeDirection direction = TfeDirection::aux_main);
 
 // The student's task loss of one step: the total, its main and aux parts (total = main + aux_weight·aux),
-// and the gradients w.r.t. the student's main and aux logits (aux undefined without an aux head).
+// and the gradients w.r.t. the student's main and aux logits (aux undefined without an aux head). Every
+// task loss takes the aux head's weight as its own argument.
 struct TaskLoss {
   double total = 0, main = 0, aux = 0;
   Tensor grad_main, grad_aux;
 };
 
 struct TfeOptions {
-  double aux_weight = 0.4;
   TfeDirection direction = TfeDirection::aux_main;
   int ignore_index = kIgnoreLabel;
 };
 // s_aux may be undefined (no student aux head); the teacher's aux head is required.
 TaskLoss tfe_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& t_main, const Tensor& t_aux,
-                       const Tensor& labels, const TfeOptions& options = {});
+                       const Tensor& labels, const TfeOptions& options = {}, double aux_weight = kAuxWeight);
 
-struct TseOptions {
+// TSE's hard masks are OHEM's (thresh, min_kept, ignore_index), combined by `mode`.
+struct TseOptions : OhemOptions {
   TseMode mode = TseMode::xor_mode;
-  double thresh = 0.7;
-  int64_t min_kept = 100000;
   Tensor class_weights;  // (C) or undefined (unweighted)
-  double aux_weight = 0.4;
-  int ignore_index = kIgnoreLabel;
 };
 // One head pair: the selected-pixel class-weighted CE of `student` and its gradient.
 LossGrad tse_pair_loss(const Tensor& student, const Tensor& teacher, const Tensor& labels, const TseOptions& options);
 // Main pair + aux_weight·aux pair; s_aux undefined → main only (t_aux then unused). t_aux is required
 // when s_aux is given (the aux pair compares the student's aux head with the teacher's).
 TaskLoss tse_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& t_main, const Tensor& t_aux,
-                       const Tensor& labels, const TseOptions& options = {});
+                       const Tensor& labels, const TseOptions& options = {}, double aux_weight = kAuxWeight);
 
 // The baseline: CE averaged over valid pixels, main + aux_weight·aux, unweighted.
-TaskLoss baseline_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& labels, double aux_weight = 0.4,
-                            int ignore_index = kIgnoreLabel);
+TaskLoss baseline_task_loss(const Tensor& s_main, const Tensor& s_aux, const Tensor& labels,
+                            double aux_weight = kAuxWeight, int ignore_index = kIgnoreLabel);
 
 }  // namespace rdd::method

@@ -195,69 +195,59 @@ __global__ void tse_selection_kernel(const float* __restrict__ gs, float thr_s, 
 void ce_stats(const float* z, const int32_t* y, float* ce, float* gtp, int64_t n, int c, int64_t hw, int ignore,
               unsigned long long* counters, cudaStream_t stream) {
   if (n * hw == 0) return;
-  ce_stats_kernel<<<blocks_for(n * hw), kThreads, 0, stream>>>(z, y, ce, gtp, n, c, hw, ignore, counters);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<ce_stats_kernel>(blocks_for(n * hw), kThreads, 0, stream)(z, y, ce, gtp, n, c, hw, ignore, counters);
 }
 
 void ce_coefficients(const int32_t* y, const float* cw, int num_weights, const float* pw, float* coef, int64_t n_pix,
                      int ignore, cudaStream_t stream) {
   if (n_pix == 0) return;
-  ce_coefficients_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(y, cw, num_weights, pw, coef, n_pix, ignore);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<ce_coefficients_kernel>(blocks_for(n_pix), kThreads, 0, stream)(y, cw, num_weights, pw, coef, n_pix, ignore);
 }
 
 void ce_grad(const float* z, const int32_t* y, const float* coef, float scale, float* dz, int64_t n, int c,
              int64_t hw, int ignore, cudaStream_t stream) {
   if (n * hw == 0) return;
-  ce_grad_kernel<<<blocks_for(n * hw), kThreads, 0, stream>>>(z, y, coef, scale, dz, n, c, hw, ignore);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<ce_grad_kernel>(blocks_for(n * hw), kThreads, 0, stream)(z, y, coef, scale, dz, n, c, hw, ignore);
 }
 
 void kl_rows(const float* t, const float* s, float inv_temperature, int64_t outer, int64_t len, int64_t inner,
              float grad_scale, float* kl, float* grad, cudaStream_t stream) {
   if (outer * inner == 0) return;
   if (inner == 1 && len >= kBlockRowMin && outer <= int64_t(INT32_MAX)) {
-    kl_rows_block_kernel<<<unsigned(outer), kThreads, 0, stream>>>(t, s, inv_temperature, len, grad_scale, kl, grad);
+    launch<kl_rows_block_kernel>(unsigned(outer), kThreads, 0, stream)(t, s, inv_temperature, len, grad_scale, kl, grad);
   } else {
-    kl_rows_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(t, s, inv_temperature, outer, len, inner,
+    launch<kl_rows_kernel>(blocks_for(outer * inner), kThreads, 0, stream)(t, s, inv_temperature, outer, len, inner,
                                                                         grad_scale, kl, grad);
   }
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 void dot(const float* a, const float* b, int64_t n, double* partials, double* out, cudaStream_t stream) {
   const unsigned blocks = n == 0 ? 1u : std::min<unsigned>(blocks_for(n), unsigned(kDotMaxBlocks));
-  dot_partial_kernel<<<blocks, kThreads, 0, stream>>>(a, b, n, partials);
-  RDD_CUDA_CHECK_LAUNCH();
-  sum_partials_kernel<<<1, kThreads, 0, stream>>>(partials, int(blocks), out);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<dot_partial_kernel>(blocks, kThreads, 0, stream)(a, b, n, partials);
+  launch<sum_partials_kernel>(1, kThreads, 0, stream)(partials, int(blocks), out);
 }
 
 void exp_neg(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  exp_neg_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<exp_neg_kernel>(blocks_for(n), kThreads, 0, stream)(x, y, n);
 }
 
 void axpy(float* dst, const float* src, float alpha, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  axpy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dst, src, alpha, n);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<axpy_kernel>(blocks_for(n), kThreads, 0, stream)(dst, src, alpha, n);
 }
 
 void radix_histogram(const float* x, int64_t n, uint32_t prefix, uint32_t mask, int shift, unsigned long long* hist,
                      cudaStream_t stream) {
   if (n == 0) return;
-  radix_histogram_kernel<<<std::min(blocks_for(n), 1024u), kThreads, 0, stream>>>(x, n, prefix, mask, shift, hist);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<radix_histogram_kernel>(std::min(blocks_for(n), 1024u), kThreads, 0, stream)(x, n, prefix, mask, shift, hist);
 }
 
 void tse_selection(const float* gt_s, float thr_s, const float* gt_t, float thr_t, const int32_t* y, int ignore,
                    int mode, float* sel, int64_t n_pix, cudaStream_t stream) {
   if (n_pix == 0) return;
-  tse_selection_kernel<<<blocks_for(n_pix), kThreads, 0, stream>>>(gt_s, thr_s, gt_t, thr_t, y, ignore, mode, sel,
+  launch<tse_selection_kernel>(blocks_for(n_pix), kThreads, 0, stream)(gt_s, thr_s, gt_t, thr_t, y, ignore, mode, sel,
                                                                     n_pix);
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rdd::method::cuda

@@ -2,6 +2,7 @@
 #include <climits>
 
 #include "engine/cuda_check.h"
+#include "engine/cuda_launch.h"
 
 namespace rdd::kernels {
 
@@ -23,7 +24,7 @@ __global__ void argmax_kernel(const float* __restrict__ x, int32_t* __restrict__
 // Per-block histogram in shared memory (C·C ≤ 4096 bins fits 32 KiB of u64), then one atomicAdd per bin.
 __global__ void confusion_kernel(const int32_t* __restrict__ pred, const int32_t* __restrict__ label, int64_t n,
                                  int num_classes, unsigned long long* counts, int32_t* bad) {
-  extern __shared__ unsigned long long local[];
+  RDD_EXTERN_SHARED(unsigned long long, local);
   const int bins = num_classes * num_classes;
   for (int b = threadIdx.x; b < bins; b += blockDim.x) local[b] = 0;
   __syncthreads();
@@ -59,8 +60,7 @@ void argmax_channels(const float* logits, int32_t* out, int64_t n, int64_t c, in
   if (total == 0) return;
   const int threads = 256;
   const unsigned blocks = unsigned(std::min<int64_t>((total + threads - 1) / threads, 65535));
-  argmax_kernel<<<blocks, threads, 0, stream>>>(logits, out, n, c, hw);
-  RDD_CUDA_CHECK_LAUNCH();
+  launch<argmax_kernel>(blocks, threads, 0, stream)(logits, out, n, c, hw);
 }
 
 void confusion_accumulate(const int32_t* pred, const int32_t* label, int64_t n, int num_classes,
@@ -70,11 +70,10 @@ void confusion_accumulate(const int32_t* pred, const int32_t* label, int64_t n, 
   const unsigned blocks = unsigned(std::min<int64_t>((n + threads - 1) / threads, 1024));
   const size_t shared = size_t(num_classes) * num_classes * sizeof(unsigned long long);
   if (shared <= 32 * 1024) {
-    confusion_kernel<<<blocks, threads, shared, stream>>>(pred, label, n, num_classes, counts, bad);
+    launch<confusion_kernel>(blocks, threads, shared, stream)(pred, label, n, num_classes, counts, bad);
   } else {
-    confusion_kernel_global<<<blocks, threads, 0, stream>>>(pred, label, n, num_classes, counts, bad);
+    launch<confusion_kernel_global>(blocks, threads, 0, stream)(pred, label, n, num_classes, counts, bad);
   }
-  RDD_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rdd::kernels

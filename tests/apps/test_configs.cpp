@@ -8,13 +8,14 @@
 #include <regex>
 
 #include "apps/config_file.h"
-#include "apps/run_options.h"
-#include "apps/trainer.h"
+#include "apps/run_flags.h"
+#include "train/trainer.h"
 #include "data/synth.h"
 #include "harness.h"
 
 using namespace rdd;
 using namespace rdd::apps;
+using namespace rdd::train;
 
 namespace {
 
@@ -24,7 +25,7 @@ RunOptions parse_preset(const std::string& path, bool distill, std::vector<std::
   CLI::App app{"configs test"};
   RunOptions o;
   CLI::App* sub = app.add_subcommand(distill ? "distill" : "train");
-  add_run_options(sub, o, distill);  // includes --config (add_config_file_option)
+  add_run_flags(sub, o, distill);  // includes --config (add_config_file_option)
   std::vector<std::string> args = {distill ? "distill" : "train", "--config", path};
   args.insert(args.end(), extra.begin(), extra.end());
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
@@ -37,7 +38,7 @@ std::vector<std::string> option_names(bool distill) {
   CLI::App app{"configs test"};
   RunOptions o;
   CLI::App* sub = app.add_subcommand(distill ? "distill" : "train");
-  add_run_options(sub, o, distill);
+  add_run_flags(sub, o, distill);
   std::vector<std::string> names;
   for (const CLI::Option* opt : sub->get_options())
     for (const std::string& n : opt->get_lnames()) names.push_back(n);
@@ -153,45 +154,46 @@ TEST_CASE("configs/: every preset parses with its command, uses only real option
     const RunOptions o = parse_preset(path, distill);
     CHECK_NOTHROW(validate_run_options(o, distill));
     // The published schedule and loss constants (rdd-method.md 2.1).
-    CHECK(o.momentum == 0.9);
+    CHECK(o.sgd.momentum == 0.9);
     CHECK(o.power == 0.9);
-    CHECK(o.aux_weight == 0.4);
+    CHECK(o.loss.rdd.aux_weight == 0.4);
     auto it = expected_presets().find(rel);
     REQUIRE_MESSAGE(it != expected_presets().end(), rel, ": add its recipe to expected_presets()");
     const Expected& e = it->second;
-    CHECK(o.model == e.model);
-    CHECK(o.width == e.width);
-    CHECK(o.data.dataset == e.dataset);
+    CHECK(o.model.name == e.model);
+    CHECK(o.model.width == e.width);
+    CHECK(o.data.kind == e.dataset);
     CHECK(o.data.split == "train");
-    CHECK(o.val_data.split == e.val_split);
+    CHECK(o.val_split == e.val_split);
     CHECK(o.preset == e.preset);
     CHECK(o.crop_h == e.crop_h);
     CHECK(o.crop_w == e.crop_w);
     CHECK(o.batch == e.batch);
     CHECK(o.iters == e.iters);
     CHECK(o.lr == e.lr);
-    CHECK(o.weight_decay == e.weight_decay);
+    CHECK(o.sgd.weight_decay == e.weight_decay);
     CHECK(o.init.empty() == !e.imagenet_init);  // ImageNet initialisation, as published
     CHECK(o.non_strict == e.imagenet_init);
     CHECK(o.out.rfind("runs/", 0) == 0);
     CHECK(distill == !e.teacher.empty());
     if (!distill) continue;
-    CHECK(o.teacher == e.teacher);
-    CHECK(o.teacher_width == e.teacher_width);
+    CHECK(o.teacher.name == e.teacher);
+    CHECK(o.teacher.width == e.teacher_width);
     CHECK_FALSE(o.teacher_weights.empty());
-    CHECK(o.kd == e.kd);
-    CHECK(o.kd_temperature == 1.0);
-    CHECK(o.rdd == e.rdd);
-    CHECK(o.cwd == 0.0);
+    const LossOptions& l = o.loss;
+    CHECK(l.kd == e.kd);
+    CHECK(l.kd_temperature == 1.0);
+    CHECK(l.rdd_stages == e.rdd);
+    CHECK(l.cwd == 0.0);
     if (e.rdd.empty()) continue;
-    CHECK(o.warmup_iters == e.warmup_iters);
-    CHECK(o.warmup_iters * 10 == o.iters);  // TFE for the paper's 10% of training
-    CHECK_FALSE(o.soft_switch);
-    CHECK(o.tfe_direction == "released");
-    CHECK(o.tse_mode == "xor");
-    CHECK(o.tse_thresh == 0.7);
-    CHECK(o.min_kept == 100000);
-    CHECK(o.tse_class_weights == "auto");
+    CHECK(l.rdd.warmup_iters == e.warmup_iters);
+    CHECK(l.rdd.warmup_iters * 10 == o.iters);  // TFE for the paper's 10% of training
+    CHECK_FALSE(l.rdd.soft_switch);
+    CHECK(l.rdd.tfe.direction == method::TfeDirection::aux_main);  // --tfe-direction released
+    CHECK(l.rdd.tse.mode == method::TseMode::xor_mode);
+    CHECK(l.rdd.tse.thresh == 0.7);
+    CHECK(l.rdd.tse.min_kept == 100000);
+    CHECK(l.tse_class_weights == "auto");
   }
   // Every documented recipe has its file.
   for (const auto& [rel, e] : expected_presets())
@@ -205,9 +207,9 @@ TEST_CASE("configs/: command-line flags win over the preset; a preset for distil
   CHECK(o.iters == 100);
   CHECK(o.data.root == "/data/cs");
   CHECK(o.batch == 8);
-  CHECK(o.min_kept == 400000);
+  CHECK(o.loss.rdd.tse.min_kept == 400000);
   CHECK(o.lr == 0.02);  // still from the file
-  CHECK(o.rdd == "tfe,tse");
+  CHECK(o.loss.rdd_stages == "tfe,tse");
   // The teacher keys are not options of `rdd train`: the key check above is what catches such a mix-up,
   // because CLI11 ignores unknown config keys.
   const std::vector<std::string> train_names = option_names(false);
@@ -247,7 +249,7 @@ TEST_CASE("add_config_file_option: unknown keys, sections, bad values and missin
   CHECK(o.non_strict);
   CHECK_FALSE(o.cache);
   CHECK(o.lr == 0.5);
-  CHECK(o.model == "psp_resnet18");
+  CHECK(o.model.name == "psp_resnet18");
   CHECK(o.data.root == "/data");
   // A flag on the command line and `false` in the file: the command line wins.
   CHECK(parse_preset(write("flag.ini", base + "non-strict = false\n"), false, {"--non-strict"}).non_strict);
@@ -291,7 +293,7 @@ TEST_CASE("configs/synthetic: the demo presets run (teacher, then KD + RDD from 
   };
   const RunOptions t = parse_preset(test::source_path("configs/synthetic/teacher.ini"), false,
                                     with({"--out", dir + "/teacher"}));
-  CHECK(t.model == "deeplabv3_resnet50");
+  CHECK(t.model.name == "deeplabv3_resnet50");
   const TrainResult tr = run_training(t, false);
   CHECK(tr.iterations == 2);
   const RunOptions r = parse_preset(test::source_path("configs/synthetic/rdd.ini"), true,

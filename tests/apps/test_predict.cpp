@@ -6,7 +6,7 @@
 #include <fstream>
 #include <set>
 
-#include "apps/checkpoint.h"
+#include "train/checkpoint.h"
 #include "apps/commands.h"
 #include "data/augment.h"
 #include "data/dataset.h"
@@ -19,6 +19,7 @@
 
 using namespace rdd;
 using namespace rdd::apps;
+using namespace rdd::train;
 
 namespace {
 

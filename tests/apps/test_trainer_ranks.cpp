@@ -12,14 +12,16 @@
 #include <thread>
 #include <vector>
 
-#include "apps/run_options.h"
-#include "apps/trainer.h"
+#include "apps/run_flags.h"
+#include "train/trainer.h"
 #include "data/synth.h"
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "harness.h"
 
 using namespace rdd;
 using namespace rdd::apps;
+using namespace rdd::dist;
+using namespace rdd::train;
 
 namespace {
 
@@ -27,7 +29,7 @@ RunOptions parse(std::vector<std::string> args, bool distill = false) {
   CLI::App app{"trainer ranks test"};
   RunOptions o;
   CLI::App* sub = app.add_subcommand(distill ? "distill" : "train");
-  add_run_options(sub, o, distill);
+  add_run_flags(sub, o, distill);
   args.insert(args.begin(), distill ? "distill" : "train");
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
   app.parse(args);

@@ -15,3 +15,20 @@ add_test(NAME apps_bench_ops
                  --warmup 1 --device cpu --ops --layers --top 5)
 set_tests_properties(apps_bench_ops PROPERTIES PASS_REGULAR_EXPRESSION
   "by op .*conv2d kxk forward .*batchnorm2d forward \\(eval\\).*loss: task CE \\+ TSE masks .*conv2d kxk backward .*optimizer: fused SGD .*outside ops.*by layer .*the 5 slowest.* [a-z]+\\.[a-z0-9._]+ (forward|backward) .*the other layers .*outside named layers")
+
+# The emulated CUDA build (RDD_CUDA=EMULATE): the same tiny distillation, eval and predict on --device cpu
+# and on the emulated --device cuda agree (tests/apps/e2e_emulated.sh states the tolerances).
+if(RDD_CUDA_EMULATED)
+  add_test(NAME apps_e2e_emulated_gpu
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated.sh $<TARGET_FILE:rdd>
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_gpu)
+  set_tests_properties(apps_e2e_emulated_gpu PROPERTIES TIMEOUT 900)
+  # Every layer family's GPU rows run on the emulated device, named as such; rdd info says what it is.
+  add_test(NAME apps_selftest_emulated_gpu COMMAND $<TARGET_FILE:rdd> selftest)
+  set_tests_properties(apps_selftest_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
+    "bilinear resize up backward vs CPU +cuda:0 \\(emulated\\).*softmax_channels vs CPU +cuda:0 \\(emulated\\).*[0-9]+ passed, 0 failed"
+    FAIL_REGULAR_EXPRESSION " FAIL")
+  add_test(NAME apps_info_emulated_gpu COMMAND $<TARGET_FILE:rdd> info)
+  set_tests_properties(apps_info_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
+    "build: emulated CUDA.*no cuDNN.*cuda:0 \\(emulated\\)  rdd emulated CUDA device")
+endif()

@@ -22,8 +22,14 @@ namespace fs = std::filesystem;
 
 using test::run_rdd;
 
+// What rdd says when it refuses a command line: a flag's own check (the shared flags of apps/flags.h, CLI11's
+// parse errors) or an rdd::Error from the command.
 std::string refusal(const std::vector<std::string>& args) {
-  return test::error_message([&] { run_rdd(args); });
+  try {
+    return test::error_message([&] { run_rdd(args); });
+  } catch (const CLI::ParseError& e) {
+    return e.what();
+  }
 }
 
 struct Fixture {
@@ -75,12 +81,12 @@ TEST_CASE("rdd export refuses bad input naming the flag or the file") {
   CHECK(refusal(f.with({"--out", f.out})).find("give --input HxW (a static input size) or --dynamic (any size), one "
                                                "of them") != std::string::npos);
   CHECK(refusal(f.with({"--out", f.out, "--input", "64x96", "--dynamic"})).find("not both") != std::string::npos);
-  CHECK(refusal(f.with({"--out", f.out, "--input", "64by96"})).find("--input must be HxW") != std::string::npos);
-  CHECK(refusal(f.with({"--out", f.out, "--input", "0x96"})).find("--input must be HxW with positive sizes") !=
+  CHECK(refusal(f.with({"--out", f.out, "--input", "64by96"})).find("--input: must be HxW") != std::string::npos);
+  CHECK(refusal(f.with({"--out", f.out, "--input", "0x96"})).find("--input: must be HxW with H and W positive") !=
         std::string::npos);
   CHECK(refusal(f.with({"--out", f.out, "--input", "64x96", "--opset", "9"})).find("--opset 9: rdd exports opsets 11") !=
         std::string::npos);
-  CHECK(refusal(f.with({"--out", f.out, "--input", "64x96", "--preset", "imagenet"})).find("unknown preset 'imagenet'") !=
+  CHECK(refusal(f.with({"--out", f.out, "--input", "64x96", "--preset", "imagenet"})).find("--preset: imagenet not in {cirkd,mmseg}") !=
         std::string::npos);
   CHECK(!fs::exists(f.out));
 
@@ -135,6 +141,10 @@ TEST_CASE("rdd export --check refuses what is not an rdd export, and export-only
             .find("--model psp_resnet18 but " + f.out + " holds 'deeplabv3_resnet18'") != std::string::npos);
   CHECK(refusal({"export", "--check", f.out, "--weights", f.weights, "--sizes", "64x64"})
             .find("takes only 32x32 inputs (it was exported with --input); --sizes is for a --dynamic export") !=
+        std::string::npos);
+  CHECK(refusal({"export", "--check", f.out, "--weights", f.weights, "--sizes", "32x32,32y32"})
+            .find("--sizes: each size must be HxW with H and W positive (e.g. 64x96), got '32y32'") != std::string::npos);
+  CHECK(refusal({"export", "--check", f.out, "--weights", f.weights, "--device", "cuda:99"}).find("--device cuda:99") !=
         std::string::npos);
   // Not ONNX at all.
   CHECK(refusal({"export", "--check", f.weights, "--weights", f.weights}).find(f.weights + ": not an ONNX model") !=

@@ -123,6 +123,12 @@ ONNXRUNTIME_TEST_CASE("the check fails when the model does not compute what the 
   CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", c.weights, "--python", test::python()}) == 1);
   const std::string right = test::save_test_weights(*model, dir + "/right.safetensors");
   CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", right, "--python", test::python()}) == 0);
+  // rdd's side on --device: the GPU where there is one (the emulated device in an emulated build), else the CPU.
+  const std::string device = has_gpu() ? "cuda" : "cpu";
+  CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", right, "--python", test::python(), "--device",
+                       device}) == 0);
+  CHECK(test::run_rdd({"export", "--check", c.onnx_path, "--weights", c.weights, "--python", test::python(),
+                       "--device", device}) == 1);
 }
 
 ONNXRUNTIME_TEST_CASE("pool and resize forms on sizes the models do not reach equal rdd's layers in ONNX Runtime") {

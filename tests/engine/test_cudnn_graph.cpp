@@ -448,9 +448,12 @@ TEST_CASE("the convolutions refuse CPU tensors before touching cuDNN or the plan
   cudnn::clear_plan_cache();
   Tensor x = test::random_tensor({1, 3, 6, 6}, 1), w = test::random_tensor({2, 3, 3, 3}, 2);
   Tensor y = Tensor::zeros({1, 2, 6, 6});
-  const char* why = built_with_cuda() ? "is not on a GPU" : "this is a CPU-only build";
-  const std::string full =
-      std::string("conv_forward: ") + (built_with_cuda() ? "x f32[1,3,6,6] NCHW cpu " : "") + why;
+  // The emulated build has no cuDNN at all: every call says so (after the shape checks below).
+  const bool real_cuda = built_with_cuda() && !cuda_is_emulated();
+  const char* why = real_cuda ? "is not on a GPU"
+                              : (cuda_is_emulated() ? "this is an emulated-CUDA build, which has no cuDNN"
+                                                    : "this is a CPU-only build");
+  const std::string full = std::string("conv_forward: ") + (real_cuda ? "x f32[1,3,6,6] NCHW cpu " : "") + why;
   CHECK_THROWS_WITH_AS(cudnn::conv_forward(x, w, y, params(1)), doctest::Contains(full.c_str()), Error);
   CHECK_THROWS_WITH_AS(cudnn::conv_backward_data(y, w, x, params(1)), doctest::Contains(why), Error);
   CHECK_THROWS_WITH_AS(cudnn::conv_backward_filter(x, y, w, params(1)), doctest::Contains(why), Error);
@@ -488,7 +491,7 @@ TEST_CASE("the naive reference in this file: a hand-computed case") {
 // GPU: cuDNN vs the reference
 // ---------------------------------------------------------------------------------------------------
 
-GPU_TEST_CASE("conv_forward matches the reference (f32 NCHW, every config)") {
+SILICON_TEST_CASE("conv_forward matches the reference (f32 NCHW, every config)") {
   uint64_t seed = 100;
   for (const Config& c : configs()) {
     CAPTURE(c.name);
@@ -501,7 +504,7 @@ GPU_TEST_CASE("conv_forward matches the reference (f32 NCHW, every config)") {
   }
 }
 
-GPU_TEST_CASE("with TF32 allowed, f32 convolutions stay within TF32 rounding and get plans of their own") {
+SILICON_TEST_CASE("with TF32 allowed, f32 convolutions stay within TF32 rounding and get plans of their own") {
   cudnn::clear_plan_cache();
   uint64_t seed = 150;
   size_t strict_plans = 0;
@@ -524,7 +527,7 @@ GPU_TEST_CASE("with TF32 allowed, f32 convolutions stay within TF32 rounding and
   CHECK_FALSE(cudnn::allow_tf32());
 }
 
-GPU_TEST_CASE("conv_backward_data matches the reference (f32 NCHW, every config)") {
+SILICON_TEST_CASE("conv_backward_data matches the reference (f32 NCHW, every config)") {
   uint64_t seed = 200;
   for (const Config& c : configs()) {
     CAPTURE(c.name);
@@ -537,7 +540,7 @@ GPU_TEST_CASE("conv_backward_data matches the reference (f32 NCHW, every config)
   }
 }
 
-GPU_TEST_CASE("conv_backward_filter matches the reference (f32 NCHW, every config)") {
+SILICON_TEST_CASE("conv_backward_filter matches the reference (f32 NCHW, every config)") {
   uint64_t seed = 300;
   for (const Config& c : configs()) {
     CAPTURE(c.name);
@@ -550,7 +553,7 @@ GPU_TEST_CASE("conv_backward_filter matches the reference (f32 NCHW, every confi
   }
 }
 
-GPU_TEST_CASE("beta accumulates into the output (1 and 0.5), for all three ops") {
+SILICON_TEST_CASE("beta accumulates into the output (1 and 0.5), for all three ops") {
   const Config c = configs()[5];  // grouped
   const Shape ys = out_shape(c.x, c.w, c.p);
   const Tensor x = test::random_tensor(c.x, 401), w = test::random_tensor(c.w, 402), dy = test::random_tensor(ys, 403);
@@ -573,7 +576,7 @@ GPU_TEST_CASE("beta accumulates into the output (1 and 0.5), for all three ops")
   }
 }
 
-GPU_TEST_CASE("the plan cache: a second identical call is a hit; shape, op and beta make new plans") {
+SILICON_TEST_CASE("the plan cache: a second identical call is a hit; shape, op and beta make new plans") {
   cudnn::clear_plan_cache();
   const Tensor x = to_gpu(test::random_tensor({2, 3, 8, 8}, 501)), w = to_gpu(test::random_tensor({4, 3, 3, 3}, 502));
   Tensor y = Tensor::empty({2, 4, 8, 8}, DType::f32, Device::cuda(0));
@@ -618,7 +621,7 @@ struct InjectedExecuteFailures {
 };
 }  // namespace
 
-GPU_TEST_CASE("a plan that fails at its first execute gives way to the next engine config; one that ran does not") {
+SILICON_TEST_CASE("a plan that fails at its first execute gives way to the next engine config; one that ran does not") {
   cudnn::clear_plan_cache();
   const Tensor xc = test::random_tensor({2, 3, 8, 8}, 511), wc = test::random_tensor({4, 3, 3, 3}, 512);
   const Tensor x = to_gpu(xc), w = to_gpu(wc);
@@ -664,7 +667,7 @@ GPU_TEST_CASE("a plan that fails at its first execute gives way to the next engi
   cudnn::clear_plan_cache();
 }
 
-GPU_TEST_CASE("every engine config failing at its first execute: an error listing them all; later calls start afresh") {
+SILICON_TEST_CASE("every engine config failing at its first execute: an error listing them all; later calls start afresh") {
   cudnn::clear_plan_cache();
   const Tensor xc = test::random_tensor({1, 3, 7, 9}, 521), wc = test::random_tensor({2, 3, 3, 3}, 522);
   const Tensor x = to_gpu(xc), w = to_gpu(wc);
@@ -696,7 +699,7 @@ GPU_TEST_CASE("every engine config failing at its first execute: an error listin
   cudnn::clear_plan_cache();
 }
 
-GPU_TEST_CASE("bf16 NHWC matches the f32 reference within bf16 tolerance (all three ops)") {
+SILICON_TEST_CASE("bf16 NHWC matches the f32 reference within bf16 tolerance (all three ops)") {
   const Tolerance tol = default_tolerance(DType::bf16);
   for (const Config& c : {configs()[1], configs()[5], configs()[6]}) {  // stride 2 odd sizes, grouped, depthwise
     CAPTURE(c.name);
@@ -719,7 +722,7 @@ GPU_TEST_CASE("bf16 NHWC matches the f32 reference within bf16 tolerance (all th
   }
 }
 
-GPU_TEST_CASE("f32 NHWC and f16 NCHW forward match the reference") {
+SILICON_TEST_CASE("f32 NHWC and f16 NCHW forward match the reference") {
   const Config c = configs()[1];
   const Tensor x = test::random_tensor(c.x, 701), w = test::random_tensor(c.w, 702);
   Tensor y = Tensor::empty(out_shape(c.x, c.w, c.p), DType::f32, Device::cuda(0), Layout::NHWC);
@@ -733,7 +736,7 @@ GPU_TEST_CASE("f32 NHWC and f16 NCHW forward match the reference") {
   CHECK_TENSORS_CLOSE(to_host_f32_nchw(yh), ref_forward(xh, wh, c.p), default_tolerance(DType::f16));
 }
 
-GPU_TEST_CASE("a view at an odd offset (less than 16-byte aligned) gets its own plan and the right answer") {
+SILICON_TEST_CASE("a view at an odd offset (less than 16-byte aligned) gets its own plan and the right answer") {
   // Image 1 of a batch of 2 with C·H·W = 3·5·7 = 105 floats: its address is 420 bytes in, 4-byte aligned.
   const Tensor xb = test::random_tensor({2, 3, 5, 7}, 801), w = test::random_tensor({2, 3, 3, 3}, 802);
   const Tensor xg = to_gpu(xb).slice(1, 2);
@@ -742,7 +745,7 @@ GPU_TEST_CASE("a view at an odd offset (less than 16-byte aligned) gets its own 
   CHECK_TENSORS_CLOSE(to_host_f32_nchw(y), ref_forward(xb.slice(1, 2).clone(), w, params(1)), kF32);
 }
 
-GPU_TEST_CASE("GPU argument errors: mixed devices and unsupported dtypes are refused by name") {
+SILICON_TEST_CASE("GPU argument errors: mixed devices and unsupported dtypes are refused by name") {
   const Tensor x = to_gpu(test::random_tensor({1, 3, 6, 6}, 901));
   const Tensor w_cpu = test::random_tensor({2, 3, 3, 3}, 902);
   Tensor y = Tensor::empty({1, 2, 6, 6}, DType::f32, Device::cuda(0));

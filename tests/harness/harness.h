@@ -16,8 +16,12 @@
 #include "engine/tensor.h"
 
 // GPU cases live in the "gpu" test suite; CTest runs them in the <folder>_gpu entry, which reports
-// "Skipped" on machines without a GPU.
+// "Skipped" on machines without a GPU and runs them on the emulated device in an RDD_CUDA=EMULATE build.
 #define GPU_TEST_CASE(name) TEST_CASE(name * doctest::test_suite("gpu"))
+// Cases that need what only a real GPU has — cuDNN, NCCL — live in the "silicon" suite: run with the GPU
+// cases in a CUDA build on a GPU (<folder>_gpu), reported as Skipped by <folder>_silicon in the
+// emulated build.
+#define SILICON_TEST_CASE(name) TEST_CASE(name * doctest::test_suite("silicon"))
 
 namespace rdd::test {
 

@@ -11,13 +11,14 @@
 #include <thread>
 #include <vector>
 
-#include "engine/communicator.h"
+#include "dist/communicator.h"
 #include "engine/device.h"
 #include "engine/safetensors.h"
 #include "harness.h"
 
 using namespace rdd;
 using namespace rdd::layers;
+using namespace rdd::dist;
 
 namespace {
 
@@ -522,7 +523,7 @@ GPU_TEST_CASE("batchnorm2d: an empty local batch under SyncBN runs on the GPU (t
   for (int64_t c = 0; c < 3; ++c) CHECK(rv[size_t(c)] == doctest::Approx(0.9 * rv0[size_t(c)] + 0.1 * 2.0).epsilon(1e-5));
 }
 
-GPU_TEST_CASE("batchnorm2d: SyncBN through a one-rank NCCL communicator (device reduction, stream order) = local BN") {
+SILICON_TEST_CASE("batchnorm2d: SyncBN through a one-rank NCCL communicator (device reduction, stream order) = local BN") {
   // The reducer all-reduces on NCCL's own stream: it must wait for the partial sums the compute stream
   // is still producing, and the normalisation must wait for the reduction. With one rank the values are
   // unchanged, so anything out of order shows as a mismatch with plain local BN. (The mean, not the sum:

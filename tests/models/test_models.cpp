@@ -11,6 +11,7 @@
 #include "engine/safetensors.h"
 #include "harness.h"
 #include "models/golden.h"
+#include "models/resnet.h"
 #include "models/seg_model.h"
 #include "models/weights_io.h"
 
@@ -203,13 +204,13 @@ TEST_CASE("forward: output shapes at stride 8; eval mode refuses backward; initi
     auto m = small_model(name, 3);
     const Tensor x = test::random_tensor({2, 3, 33, 47}, 5);
     m->set_mode(layers::Mode::eval);
-    ModelOutputs o = m->forward(x);
+    NetOutputs o = m->forward(x);
     CHECK(o.main.shape() == Shape{2, 3, 5, 6});
     CHECK(o.feature.shape()[2] == 5);
     CHECK(o.aux.defined() == m->has_aux());
     CHECK_THROWS_WITH_AS(m->backward(o.main, Tensor(), Tensor()), doctest::Contains("eval"), Error);
     // Eval is deterministic and does not touch the running statistics.
-    ModelOutputs o2 = m->forward(x);
+    NetOutputs o2 = m->forward(x);
     CHECK(relative_error(o2.main, o.main) == 0.0);
   }
   // Kaiming normal (fan_out) in the backbone: std = sqrt(2 / (64·9)) for layer1 of R18.
@@ -237,7 +238,7 @@ TEST_CASE("backward: gradients accumulate, each output reaches exactly the param
   auto m = small_model("deeplabv3_resnet18", 21, 3, 0.125);
   m->set_dropout_enabled(false);
   const Tensor x = test::random_tensor({2, 3, 24, 32}, 8);
-  ModelOutputs o = m->forward(x);
+  NetOutputs o = m->forward(x);
   const Tensor gm = test::random_tensor(o.main.shape(), 9);
   const Tensor ga = test::random_tensor(o.aux.shape(), 10);
   m->params().zero_grad();
@@ -507,7 +508,7 @@ TEST_CASE("set_stats_reducer reaches every BatchNorm (SyncBN): once per BN in fo
     if (partial.size(0) == 3) ++forward_calls;  // [Σx, Σx², count]
     if (partial.size(0) == 2) ++backward_calls;  // [Σdy, Σdy·x̂]
   });
-  ModelOutputs o = m->forward(test::random_tensor({2, 3, 32, 32}, 1));
+  NetOutputs o = m->forward(test::random_tensor({2, 3, 32, 32}, 1));
   CHECK(forward_calls == bns);
   m->backward(test::random_tensor(o.main.shape(), 2), Tensor(), Tensor());
   CHECK(backward_calls == bns);

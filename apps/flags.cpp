@@ -1,0 +1,144 @@
+#include "apps/flags.h"
+
+#include "engine/error.h"
+
+namespace rdd::apps {
+
+CLI::Option* add_model_flags(CLI::App* sub, train::ModelChoice& m, const std::string& model_help,
+                             const std::string& group, bool teacher) {
+  CLI::Option* name = sub->add_option(teacher ? "--teacher" : "--model", m.name, model_help)->capture_default_str();
+  CLI::Option* width =
+      sub->add_option(teacher ? "--teacher-width" : "--width", m.width,
+                      teacher ? "Teacher channel width multiplier" : "Channel width multiplier (1 = the reference model)")
+          ->capture_default_str();
+  if (!group.empty()) {
+    name->group(group);
+    width->group(group);
+  }
+  return name;
+}
+
+CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights) {
+  return sub->add_option("--weights", weights, "Weights (safetensors from rdd train/distill or convert_pth.py)")
+      ->required();
+}
+
+CLI::Option* add_device_flag(CLI::App* sub, std::string& device) {
+  return sub->add_option("--device", device, "auto (GPU when present), cpu, cuda or cuda:N")->capture_default_str();
+}
+
+CLI::Option* add_tf32_flag(CLI::App* sub, bool& tf32) {
+  return sub->add_flag("--tf32", tf32,
+                       "GPU: let f32 convolutions use TF32 tensor cores (inputs rounded to 10 mantissa bits, as "
+                       "PyTorch does by default for cuDNN convolutions; several times faster). Default: strict f32");
+}
+
+CLI::Option* add_preset_flag(CLI::App* sub, std::string& preset) {
+  return sub
+      ->add_option("--preset", preset,
+                   "Preset: cirkd (the released code's) or mmseg: the augmentation when training, the input "
+                   "normalisation when evaluating")
+      ->check(CLI::IsMember({"cirkd", "mmseg"}))
+      ->capture_default_str();
+}
+
+CLI::Option* add_workers_flag(CLI::App* sub, int& workers) {
+  return sub->add_option("--workers", workers, "Loader threads")->capture_default_str();
+}
+
+CLI::Option* add_cache_flag(CLI::App* sub, bool& cache) {
+  return sub->add_flag("--cache", cache, "Keep decoded images in memory (datasets that fit)");
+}
+
+CLI::Option* add_dataset_kind_flag(CLI::App* sub, std::string& kind, const std::string& help) {
+  return sub->add_option("--dataset", kind, help)->check(CLI::IsMember(data::dataset_kinds()));
+}
+
+CLI::Option* add_num_classes_flag(CLI::App* sub, int& num_classes) {
+  return sub->add_option("--num-classes", num_classes, "Number of classes (--dataset list only)");
+}
+
+void add_dataset_flags(CLI::App* sub, data::DatasetSpec& spec, bool required, const std::string& default_split) {
+  spec.split = default_split;
+  auto* d = add_dataset_kind_flag(sub, spec.kind, "Dataset: cityscapes, camvid, voc, ade20k or list");
+  auto* r = sub->add_option("--data-root", spec.root,
+                            "Dataset folder in its original layout (for --dataset list: the list file of "
+                            "'image label' lines, paths relative to it)");
+  sub->add_option("--split", spec.split, "Split: train, val or test")
+      ->check(CLI::IsMember({"train", "val", "test", "trainval"}))
+      ->capture_default_str();
+  add_num_classes_flag(sub, spec.num_classes);
+  sub->add_option("--ignore-value", spec.ignore_value, "Raw label value meaning ignore (--dataset list only)")
+      ->capture_default_str();
+  if (required) {
+    d->required();
+    r->required();
+  } else {
+    d->needs(r);
+    r->needs(d);
+  }
+}
+
+void add_launch_flags(CLI::App& command, dist::LaunchOptions& launch) {
+  const char* group = "Multi-GPU / multi-node";
+  dist::LaunchSpec& spec = launch.spec;
+  command
+      .add_option("--gpus", spec.nproc_per_node,
+                  "Worker processes on this node, one per GPU (cuda:0..N-1), over NCCL. Without "
+                  "it: one process, no NCCL; --gpus 1: one worker through the data-parallel "
+                  "path (its host-side overhead; one rank moves no data)")
+      ->check(CLI::Range(1, 1024))
+      ->each([&launch](const std::string&) { launch.gpus_given = true; })
+      ->group(group);
+  command.add_option("--nnodes", spec.nnodes, "Number of nodes taking part")->check(CLI::Range(1, 1 << 16))->group(group);
+  command.add_option("--node-rank", spec.node_rank, "This node's index, 0..nnodes-1 (node 0 hosts rank 0)")
+      ->check(CLI::Range(0, 1 << 16))
+      ->group(group);
+  command.add_option("--master-addr", spec.master_addr, "Address of node 0, where rank 0 listens for the rendezvous")
+      ->group(group);
+  command.add_option("--master-port", spec.master_port, "TCP port of the rendezvous on node 0 (0: any free port, one node only)")
+      ->check(CLI::Range(0, 65535))
+      ->group(group);
+  command.add_option("--rendezvous-timeout", launch.rendezvous_timeout_s,
+                     "Seconds to wait for every rank to join (and for barriers)")
+      ->check(CLI::PositiveNumber)
+      ->group(group);
+  command.add_option("--nccl-timeout", launch.nccl_timeout_s,
+                     "Seconds a collective may wait for the other ranks before the run is aborted")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(group);
+}
+
+void check_no_device_with_gpus(const std::string& device) {
+  RDD_CHECK(device == "auto", "--device ", device,
+            " with --gpus: each worker uses its own GPU (rank r on cuda:<local rank>); drop --device");
+}
+
+std::optional<std::pair<int, int>> parse_hw(const std::string& s) {
+  const size_t x = s.find('x');
+  if (x == std::string::npos) return std::nullopt;
+  try {
+    size_t used_h = 0, used_w = 0;
+    const int h = std::stoi(s.substr(0, x), &used_h), w = std::stoi(s.substr(x + 1), &used_w);
+    if (used_h != x || used_w != s.size() - x - 1 || h <= 0 || w <= 0) return std::nullopt;
+    return std::pair{h, w};
+  } catch (const std::exception&) {  // not a number, or out of range
+    return std::nullopt;
+  }
+}
+
+CLI::Option* add_hw_option(CLI::App* sub, const std::string& flag, int& h, int& w, const std::string& help) {
+  const CLI::Validator hw(
+      [](std::string& s) {
+        return parse_hw(s) ? std::string() : "must be HxW with H and W positive (e.g. 512x1024), got '" + s + "'";
+      },
+      "HxW");
+  return sub
+      ->add_option_function<std::string>(
+          flag, [&h, &w](const std::string& s) { std::tie(h, w) = *parse_hw(s); }, help)
+      ->check(hw)
+      ->default_str(std::to_string(h) + "x" + std::to_string(w));
+}
+
+}  // namespace rdd::apps

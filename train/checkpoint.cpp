@@ -1,0 +1,78 @@
+#include "train/checkpoint.h"
+
+#include "engine/safetensors.h"
+#include "models/weights_io.h"
+
+namespace rdd::train {
+
+void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer,
+                     const CheckpointInfo& info) {
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, value] : model.state_dict()) tensors["model." + name] = value;
+  tensors["optim.momentum"] = optimizer.momentum_buffer();
+  std::map<std::string, std::string> meta = info.extra;
+  meta["kind"] = "checkpoint";
+  meta["rdd_version"] = RDD_VERSION;
+  meta["model"] = info.model;
+  meta["iteration"] = std::to_string(info.iteration);
+  meta["config"] = info.config.dump();
+  write_safetensors(path, tensors, meta);
+}
+
+CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer) {
+  SafetensorsFile f = read_safetensors(path);
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = f.metadata.find(key);
+    RDD_CHECK(it != f.metadata.end(), path, ": not an rdd checkpoint (no '", key, "' in its metadata)");
+    return it->second;
+  };
+  RDD_CHECK(meta("kind") == "checkpoint", path, ": kind is '", meta("kind"),
+            "', not 'checkpoint' (a weights file goes to --init or --teacher-weights, not --resume)");
+  CheckpointInfo info;
+  info.model = meta("model");
+  info.iteration = std::stoll(meta("iteration"));
+  try {
+    info.config = nlohmann::json::parse(meta("config"));
+  } catch (const std::exception& e) {
+    fail(path, ": the saved configuration is not valid JSON (", e.what(), ")");
+  }
+  for (const auto& [k, v] : f.metadata)
+    if (k != "kind" && k != "model" && k != "iteration" && k != "config" && k != "rdd_version") info.extra[k] = v;
+
+  std::map<std::string, Tensor> weights;
+  Tensor momentum;
+  for (auto& [name, t] : f.tensors) {
+    if (name.rfind("model.", 0) == 0) weights[name.substr(6)] = t;
+    else if (name == "optim.momentum") momentum = t;
+    else fail(path, ": unexpected tensor '", name, "' in a checkpoint");
+  }
+  models::load_weights(model, weights, /*strict=*/true, path);
+  RDD_CHECK(momentum.defined(), path, ": the optimizer state (optim.momentum) is missing");
+  RDD_CHECK(momentum.shape() == optimizer.momentum_buffer().shape() && momentum.dtype() == DType::f32, path,
+            ": optim.momentum is ", momentum.desc(), ", the optimizer expects ", optimizer.momentum_buffer().desc());
+  Tensor dst = optimizer.momentum_buffer();
+  dst.copy_from(momentum.to(dst.device()));
+  optimizer.set_steps(info.iteration);
+  return info;
+}
+
+std::vector<std::string> config_differences(const nlohmann::json& saved, const nlohmann::json& now,
+                                            const std::vector<std::string>& ignored) {
+  std::vector<std::string> diffs;
+  auto skip = [&](const std::string& k) {
+    for (const std::string& i : ignored)
+      if (i == k) return true;
+    return false;
+  };
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    if (skip(it.key())) continue;
+    if (!saved.contains(it.key())) diffs.push_back(it.key() + ": not in the checkpoint, now " + it.value().dump());
+    else if (saved[it.key()] != it.value())
+      diffs.push_back(it.key() + ": saved " + saved[it.key()].dump() + ", now " + it.value().dump());
+  }
+  for (auto it = saved.begin(); it != saved.end(); ++it)
+    if (!skip(it.key()) && !now.contains(it.key())) diffs.push_back(it.key() + ": saved " + it.value().dump() + ", now absent");
+  return diffs;
+}
+
+}  // namespace rdd::train

@@ -1,0 +1,71 @@
+#include "train/run_options.h"
+
+#include "engine/error.h"
+#include "models/seg_model.h"
+
+namespace rdd::train {
+
+void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag) {
+  RDD_CHECK(models::is_model_name(m.name), model_flag, ": unknown model '", m.name, "' (known: ",
+            models::known_model_names(), ")");
+  RDD_CHECK(m.width > 0 && m.width <= 4, width_flag, " ", m.width, " is outside (0, 4]");
+}
+
+void validate_run_options(const RunOptions& o, bool distill) {
+  check_model_choice(o.model, "--model", "--width");
+  RDD_CHECK(o.preset == "cirkd" || o.preset == "mmseg", "--preset: '", o.preset, "' (cirkd or mmseg)");
+  RDD_CHECK(o.crop_h >= 8 && o.crop_w >= 8, "--crop ", o.crop_h, "x", o.crop_w, " is too small");
+  RDD_CHECK(o.batch >= 1, "--batch must be ≥ 1");
+  RDD_CHECK(o.workers >= 1, "--workers must be ≥ 1");
+  RDD_CHECK(o.iters >= 1, "--iters must be ≥ 1");
+  RDD_CHECK(o.lr > 0, "--lr must be positive");
+  RDD_CHECK(o.save_every >= 1, "--save-every must be ≥ 1");
+  RDD_CHECK(o.val_every >= 0, "--val-every must be ≥ 0");
+  RDD_CHECK(o.stop_after >= 0 && o.stop_after <= o.iters, "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
+  if (!distill) return;
+  check_model_choice(o.teacher, "--teacher", "--teacher-width");
+  const LossOptions& l = o.loss;
+  RDD_CHECK(l.rdd_stages.empty() || l.rdd_stages == "tfe,tse" || l.rdd_stages == "tse" || l.rdd_stages == "tfe",
+            "--rdd: '", l.rdd_stages, "' (tfe,tse | tse | tfe | empty)");
+  RDD_CHECK(l.tse_class_weights == "auto" || l.tse_class_weights == "none", "--tse-class-weights: '",
+            l.tse_class_weights, "' (auto or none)");
+  RDD_CHECK(l.kd >= 0 && l.cwd >= 0, "--kd and --cwd must be ≥ 0");
+  RDD_CHECK(l.kd_temperature > 0 && l.cwd_temperature > 0, "temperatures must be positive");
+  RDD_CHECK(l.rdd.tse.thresh > 0 && l.rdd.tse.thresh <= 1, "--tse-thresh ", l.rdd.tse.thresh, " is outside (0, 1]");
+  RDD_CHECK(l.rdd.tse.min_kept >= 0, "--min-kept must be ≥ 0");
+  RDD_CHECK(l.rdd.warmup_iters >= 0, "--warmup-iters must be ≥ 0");
+}
+
+nlohmann::json RunOptions::to_json(bool distill) const {
+  // The keys and values of the first releases, so their checkpoints still resume.
+  nlohmann::json j = {
+      {"command", distill ? "distill" : "train"},
+      {"model", model.name}, {"width", model.width}, {"init", init},
+      {"dataset", data.kind}, {"data_root", data.root}, {"split", data.split}, {"val_split", val_split},
+      {"num_classes", data.num_classes}, {"ignore_value", data.ignore_value},
+      {"preset", preset}, {"crop", {crop_h, crop_w}}, {"batch", batch},
+      {"iters", iters}, {"lr", lr}, {"momentum", sgd.momentum}, {"weight_decay", sgd.weight_decay}, {"power", power},
+      {"aux_weight", loss.rdd.aux_weight}, {"seed", seed},
+  };
+  if (tf32) j["tf32"] = true;  // only when on: checkpoints from before the flag still match
+  if (distill) {
+    j["teacher"] = teacher.name;
+    j["teacher_weights"] = teacher_weights;
+    j["teacher_width"] = teacher.width;
+    j["kd"] = loss.kd;
+    j["kd_temperature"] = loss.kd_temperature;
+    j["rdd"] = loss.rdd_stages;
+    j["warmup_iters"] = loss.rdd.warmup_iters;
+    j["soft_switch"] = loss.rdd.soft_switch;
+    j["tfe_direction"] = tfe_direction_name(loss.rdd.tfe.direction);
+    j["tse_mode"] = method::tse_mode_name(loss.rdd.tse.mode);
+    j["tse_thresh"] = loss.rdd.tse.thresh;
+    j["min_kept"] = loss.rdd.tse.min_kept;
+    j["tse_class_weights"] = loss.tse_class_weights;
+    j["cwd"] = loss.cwd;
+    j["cwd_temperature"] = loss.cwd_temperature;
+  }
+  return j;
+}
+
+}  // namespace rdd::train

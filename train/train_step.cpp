@@ -1,0 +1,40 @@
+#include "train/train_step.h"
+
+#include <cmath>
+
+#include "engine/op_profile.h"
+
+namespace rdd::train {
+
+method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& images, const Tensor& labels,
+                             dist::OverlappedGradReducer* grad_reducer, const PhaseHook& phase_done) {
+  auto done = [&](StepPhase p) {
+    if (phase_done) phase_done(p);
+  };
+  models::SegModel& student = *m.student;
+  student.params().zero_grad();
+  student.set_dropout_seed(at.seed, uint64_t(at.iteration));
+  const NetOutputs s = student.forward(images);
+  done(StepPhase::student_forward);
+  NetOutputs t;
+  if (m.teacher) {
+    OpLabelPrefix as_teacher("teacher: ");  // its layers have the student's names (bench --layers)
+    t = m.teacher->forward(images);
+    done(StepPhase::teacher_forward);
+  }
+  method::StudentGrads grads;
+  const method::LossTerms terms = m.distiller->compute({at.iteration, at.iterations}, s, t, labels, grads);
+  const double total = terms.total();
+  RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", at.iteration,
+            " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
+  done(StepPhase::losses);
+  if (grad_reducer) grad_reducer->begin_step();
+  student.backward(grads.main, grads.aux, grads.feature);
+  if (grad_reducer) grad_reducer->finish();  // the last buckets, then the compute stream waits for all
+  done(StepPhase::backward);
+  m.sgd->step(at.lr);
+  done(StepPhase::optimizer);
+  return terms;
+}
+
+}  // namespace rdd::train

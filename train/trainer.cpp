@@ -1,0 +1,285 @@
+#include "train/trainer.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "data/augment.h"
+#include "data/loader.h"
+#include "engine/cudnn_graph.h"
+#include "models/weights_io.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/metrics_log.h"
+#include "train/model_weights.h"
+#include "train/progress.h"
+#include "train/resolve_device.h"
+
+namespace rdd::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void prepare_output_dir(const std::string& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  RDD_CHECK(!ec, "--out ", out, ": cannot create the folder (", ec.message(), ")");
+  const std::string probe = out + "/.rdd-write-test";
+  {
+    std::ofstream f(probe);
+    RDD_CHECK(f.good(), "--out ", out, ": the folder is not writable");
+  }
+  fs::remove(probe, ec);
+}
+
+// A run killed after its last checkpoint logged iterations that the resumed run repeats: keep only the
+// records up to the checkpoint's iteration, so metrics.jsonl has each iteration once.
+void truncate_metrics_after(const std::string& path, int64_t iteration) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      if (j.contains("iter") && j["iter"].get<int64_t>() > iteration) continue;
+    } catch (const std::exception&) {
+      continue;  // a line torn by the kill
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << kept;
+    RDD_CHECK(out.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << text;
+    RDD_CHECK(f.good(), "cannot write ", tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes, const std::string& dataset,
+                           Device device) {
+  StepModels m;
+  m.student = models::build_model(opt.model.name, {num_classes, opt.model.width});
+  m.student->params().materialize(device);
+  m.student->init_weights(opt.seed);
+  if (!opt.init.empty()) {
+    const models::WeightsReport r = models::load_weights(m.student->params(), opt.init, !opt.non_strict);
+    std::fprintf(stderr, "init: %s\n", r.summary().c_str());
+  }
+  m.sgd = std::make_unique<Sgd>(m.student->params(), opt.sgd);
+  // `rdd train` has the task term alone, with its aux weight.
+  LossOptions loss;
+  loss.rdd.aux_weight = opt.loss.rdd.aux_weight;
+  if (distill) {
+    loss = opt.loss;
+    // Teacher (frozen, eval mode: no activations kept, never updated).
+    m.teacher = models::build_model(opt.teacher.name, {num_classes, opt.teacher.width});
+    m.teacher->params().materialize(device, /*with_grads=*/false);  // frozen: forward only
+    load_model_weights(*m.teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
+    m.teacher->set_mode(layers::Mode::eval);
+    const std::string& stages = loss.rdd_stages;
+    RDD_CHECK(m.teacher->has_aux() || stages.empty() || (stages == "tse" && !m.student->has_aux()), "--teacher ",
+              opt.teacher.name, " has no aux head, which RDD's TFE stage (and TSE's aux pair) needs");
+  }
+  // The class weights on the training device once, not uploaded by every CE call.
+  const Tensor weights = loss.rdd_stages.empty() ? Tensor() : tse_class_weights(loss.tse_class_weights, dataset, device);
+  m.distiller = make_distiller(loss, opt.iters, weights);
+  return m;
+}
+
+method::LossTerms run_step(StepModels& m, const RunOptions& opt, int64_t it, const Tensor& images,
+                           const Tensor& labels, dist::OverlappedGradReducer* grad_reducer) {
+  const StepAt at{.iteration = it, .iterations = opt.iters, .lr = poly_lr(opt.lr, it, opt.iters, opt.power),
+                  .seed = opt.seed};
+  return train_step(m, at, images, labels, grad_reducer);
+}
+
+TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator* comm, const std::string& device_override) {
+  validate_run_options(opt, distill);
+  const Device device = resolve_device(device_override.empty() ? opt.device : device_override);
+  cudnn::set_allow_tf32(opt.tf32);
+  dist::SoloCommunicator solo;
+  if (!comm) comm = &solo;
+  const int world = comm->world_size(), rank = comm->rank();
+  const bool writer = rank == 0;  // only rank 0 writes files and prints progress
+  RDD_CHECK(opt.batch % world == 0, "--batch ", opt.batch, " does not split over ", world, " ranks");
+
+  // Data: the training split and the validation split of the same dataset.
+  auto train_ds = std::make_shared<data::Dataset>(data::open_dataset(opt.data));
+  data::DatasetSpec val_spec = opt.data;
+  val_spec.split = opt.val_split.empty() ? "val" : opt.val_split;
+  auto val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
+
+  const nlohmann::json config = opt.to_json(distill);
+  if (writer) {
+    prepare_output_dir(opt.out);
+    nlohmann::json resolved = config;
+    resolved["world_size"] = world;
+    resolved["device"] = device.str();
+    write_text_atomically(opt.out + "/config.json", resolved.dump(2) + "\n");
+  }
+
+  StepModels m = make_run_models(opt, distill, train_ds->num_classes, train_ds->name, device);
+  models::SegModel& student = *m.student;
+
+  int64_t start = 0;
+  double best_miou = -1;
+  if (!opt.resume.empty()) {
+    const CheckpointInfo info = load_checkpoint(opt.resume, student.params(), *m.sgd);
+    const std::vector<std::string> diffs = config_differences(info.config, config, {});
+    if (!diffs.empty()) {
+      std::string msg;
+      for (const auto& d : diffs) msg += "\n  " + d;
+      fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
+    }
+    RDD_CHECK(info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (",
+              info.iteration, " of ", opt.iters, " iterations)");
+    start = info.iteration;
+    if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
+    if (writer) std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
+  }
+  const bool data_parallel = comm->data_parallel();
+  if (data_parallel) {
+    // Every rank starts from rank 0's weights and statistics (they are equal by construction; this makes
+    // it so even if a file differed), and the student's BN becomes SyncBN.
+    Tensor values = student.params().flat_values();
+    comm->broadcast(values, 0);
+    for (Param* b : student.params().buffers()) comm->broadcast(b->value, 0);
+    Tensor momentum = m.sgd->momentum_buffer();
+    comm->broadcast(momentum, 0);
+    student.set_stats_reducer([comm](Tensor& partial_sums) { comm->all_reduce_sum(partial_sums); });
+  }
+  // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
+  // is all-reduced as soon as the backward has passed it (nothing moves for one rank).
+  dist::OverlappedGradReducer grad_reducer(*comm, student.params(),
+                                           dist::make_grad_buckets(student.params(), size_t(25) << 20));
+  if (data_parallel) student.set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
+
+  data::LoaderConfig lc;
+  lc.batch_size = opt.batch / world;
+  lc.workers = opt.workers;
+  lc.seed = opt.seed;
+  lc.rank = rank;
+  lc.world = world;
+  lc.start_iteration = start;
+  lc.max_iterations = opt.iters;
+  lc.cache = opt.cache;
+  lc.pinned = device.is_cuda();
+  lc.device = device;
+  data::Loader loader(train_ds, data::augment_preset(opt.preset, opt.crop_h, opt.crop_w, train_ds->name), lc);
+
+  MetricsLog metrics;
+  if (writer && start > 0) truncate_metrics_after(opt.out + "/metrics.jsonl", start);
+  if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
+  Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
+  student.set_mode(layers::Mode::train);
+  auto save = [&](int64_t it) {
+    if (!writer) return;
+    CheckpointInfo info;
+    info.iteration = it;
+    info.model = student.name();
+    info.config = config;
+    if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
+    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info);
+  };
+  auto validate = [&](int64_t it) {
+    EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
+    const double miou = r.confusion.mean_iou();
+    if (!writer) return r;
+    metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
+    char line[128];
+    std::snprintf(line, sizeof line, "validation at %lld: mIoU %.2f%%  pixel accuracy %.2f%%", (long long)it,
+                  100 * miou, 100 * r.confusion.pixel_accuracy());
+    progress.message(line);
+    return r;
+  };
+
+  TrainResult result;
+  data::Batch batch;
+  const int64_t last = opt.stop_after > 0 ? opt.stop_after : opt.iters;
+  RDD_CHECK(last > start, "--stop-after ", opt.stop_after, " is not after the resumed iteration ", start);
+  for (int64_t it = start + 1; it <= last; ++it) {
+    RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
+    const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
+    const method::LossTerms terms = run_step(m, opt, it, images, labels, &grad_reducer);
+    loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
+
+    // Loss terms averaged over ranks for logging.
+    std::vector<double> values{terms.total()};
+    for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
+    if (data_parallel) {
+      Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
+      comm->all_reduce_mean(v);
+      values = v.to_vector<double>();
+      comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in v
+    }
+    if (writer) {
+      const double lr = poly_lr(opt.lr, it, opt.iters, opt.power);
+      std::map<std::string, double> shown{{"loss", values[0]}};
+      nlohmann::json rec = {{"iter", it}, {"lr", lr}, {"loss", values[0]}};
+      for (size_t k = 0; k < terms.terms.size(); ++k) {
+        const method::LossTerm& t = terms.terms[k];
+        rec[t.name] = values[k + 1];
+        if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
+      }
+      rec["img_per_s"] = progress.images_per_second() * world;
+      progress.update(it, shown, lr, images.size(0) * world);
+      metrics.write(rec);
+    }
+
+    if (opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
+      const double miou = validate(it).confusion.mean_iou();
+      if (miou > best_miou) {
+        best_miou = miou;
+        if (writer) save_model_weights(student, opt.out + "/best.safetensors");
+      }
+      student.set_mode(layers::Mode::train);
+    }
+    if (it % opt.save_every == 0 || it == last) save(it);
+  }
+  if (writer) progress.finish();
+  result.iterations = last - start;
+  if (last < opt.iters) {  // stopped early on purpose: the checkpoint is the result
+    if (writer)
+      std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume %s/checkpoint.safetensors\n",
+                   (long long)last, (long long)opt.iters, opt.out.c_str());
+    result.images_per_second = progress.images_per_second() * world;
+    result.finished = false;
+    return result;
+  }
+  result.images_per_second = progress.images_per_second() * world;
+
+  if (writer) save_model_weights(student, opt.out + "/weights.safetensors");
+  EvalResult final_eval = validate(opt.iters);
+  result.final_miou = final_eval.confusion.mean_iou();
+  if (result.final_miou > best_miou) {
+    best_miou = result.final_miou;
+    if (opt.val_every > 0 && writer) save_model_weights(student, opt.out + "/best.safetensors");
+  }
+  result.best_miou = best_miou;
+  if (!writer) return result;
+  nlohmann::json ej = eval_json(final_eval, val_ds->class_names);
+  ej["split"] = val_spec.split;
+  ej["model"] = student.name();
+  write_text_atomically(opt.out + "/eval.json", ej.dump(2) + "\n");
+  std::fprintf(stderr, "%s", format_eval_table(final_eval, val_ds->class_names).c_str());
+  return result;
+}
+
+}  // namespace rdd::train

@@ -1,0 +1,49 @@
+// The training loop behind `rdd train` (supervised: teachers and baselines) and `rdd distill` (a frozen
+// teacher + KD / RDD / CWD terms). One iteration:
+//
+//   batch = loader.next()               images (N, 3, H, W) f32, labels (N, H, W) i32
+//   run_step(models, options, it, ...)  train_step (train_step.h) at poly_lr(lr, it, iters, power)
+//   log the loss terms; validate every --val-every; checkpoint every --save-every
+//
+// Outputs in --out: config.json (the resolved configuration), metrics.jsonl (one record per iteration
+// and per validation), checkpoint.safetensors (everything needed to resume exactly, written
+// atomically every --save-every iterations), weights.safetensors (final weights), best.safetensors
+// (best validation mIoU, when validating during training) and eval.json (the final evaluation).
+#pragma once
+
+#include <string>
+
+#include "dist/communicator.h"
+#include "engine/device.h"
+#include "train/run_options.h"
+#include "train/train_step.h"
+
+namespace rdd::train {
+
+struct TrainResult {
+  double final_miou = 0;  // on the validation split
+  double best_miou = 0;
+  int64_t iterations = 0;
+  double images_per_second = 0;
+  bool finished = true;   // false when --stop-after ended the run early (no final evaluation)
+};
+
+// Data parallelism: `comm` null (or one that is not data_parallel()) is the single-process run. With N
+// ranks (or NCCL with one: `--gpus 1`), each rank runs this on its own device with batch/N images; the
+// student's BN is synchronised (SyncBN), gradients are averaged over ranks in buckets of the flat
+// buffer, validation confusion matrices are summed, and only rank 0 writes files or prints progress.
+// `device_override` replaces options.device (workers use the GPU the launcher gave them).
+TrainResult run_training(const RunOptions& options, bool distill, dist::Communicator* comm = nullptr,
+                         const std::string& device_override = "");
+
+// The models of a run as run_training builds them: the student from --model/--width, initialised from
+// --seed (and --init), with its SGD; with `distill`, the frozen teacher from --teacher-weights; the
+// distiller from the loss options (`dataset` picks --tse-class-weights auto).
+StepModels make_run_models(const RunOptions& options, bool distill, int num_classes, const std::string& dataset,
+                           Device device);
+
+// One iteration of run_training: train_step at iteration `it` with the run's learning rate and seed.
+method::LossTerms run_step(StepModels& m, const RunOptions& options, int64_t it, const Tensor& images,
+                           const Tensor& labels, dist::OverlappedGradReducer* grad_reducer = nullptr);
+
+}  // namespace rdd::train
