@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "apps/bench_folded.h"
 #include "apps/commands.h"
 #include "apps/flags.h"
 #include "data/augment.h"
@@ -66,7 +67,7 @@ int run_bench_data(const BenchArgs& a) {
 
 int run_bench(const BenchArgs& a) {
   if (a.data) return run_bench_data(a);
-  if (!a.model.model.name.empty()) return train::run_model_bench(a.model);
+  if (!a.model.model.name.empty()) return train::run_model_bench(a.model, time_graph_forward);
   std::fprintf(stderr, "rdd bench: choose what to measure (--data, or --model NAME)\n");
   return 2;
 }
@@ -94,6 +95,9 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--top", m.top_layers, "Rows of the --layers table")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  sub->add_flag("--fold-bn", m.fold_bn,
+                "With --mode forward: also time the exported graph's forward on rdd's kernels (main head only), with "
+                "BatchNorm kept and folded into the convolutions (what `rdd export` writes); % of the eval forward");
   add_tf32_flag(sub, m.tf32);
   sub->add_option("--classes", m.num_classes, "Classes of the model")->capture_default_str();
   add_device_flag(sub, m.device);

@@ -8,6 +8,7 @@ void register_commands(CLI::App& app, CommandTable& table) {
   add(add_distill_command(app));
   add(add_eval_command(app));
   add(add_predict_command(app));
+  add(add_export_command(app));
   add(add_bench_command(app));
   add(add_synth_command(app));
   add(add_info_command(app));

@@ -22,6 +22,7 @@ Command add_train_command(CLI::App& app);
 Command add_distill_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
 
 void register_commands(CLI::App& app, CommandTable& table);
 

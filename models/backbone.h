@@ -10,6 +10,7 @@
 #include "engine/params.h"
 #include "engine/tensor.h"
 #include "models/blocks.h"
+#include "models/graph_recorder.h"
 
 namespace rdd::models {
 
@@ -30,6 +31,9 @@ class Backbone {
   virtual void backward(const Tensor& dc3, const Tensor& dc4) = 0;
   // Fills the `rdd info` table; returns the features' shapes for input `in` (N, 3, H, W).
   virtual FeatureShapes trace(LayerTable& t, const Shape& in) const = 0;
+  // The eval-mode forward as a graph (graph_recorder.h): x (N, 3, H, W) → c4. c3 feeds only the aux head,
+  // which is training-only, so it is not recorded.
+  virtual GraphValue record(GraphRecorder& g, GraphValue x) const = 0;
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
   virtual int c3_channels() const = 0;  // 0: no c3
   virtual int c4_channels() const = 0;

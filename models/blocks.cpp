@@ -97,6 +97,13 @@ Shape ConvBnAct::trace(LayerTable& t, const Shape& in) const {
   return trace_conv(t, *conv_, in, act, 2 * int64_t(conv_->out_channels()));
 }
 
+GraphValue ConvBnAct::record(GraphRecorder& g, GraphValue x) const {
+  GraphValue y = g.batchnorm(*bn_, g.conv(*conv_, x));
+  if (act_kind_ == Act::none) return y;
+  const bool relu6 = act_kind_ == Act::relu6;
+  return g.relu(y, relu6, bn_->name() + (relu6 ? ".relu6" : ".relu"));
+}
+
 void ConvBnAct::init(bool kaiming, uint64_t seed, uint64_t offset) {
   if (kaiming)
     init_kaiming_normal_fan_out(*conv_, seed, offset);

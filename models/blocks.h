@@ -26,6 +26,7 @@
 #include "layers/conv2d.h"
 #include "layers/dropout.h"
 #include "layers/module.h"
+#include "models/graph_recorder.h"
 
 namespace rdd::models {
 
@@ -108,6 +109,7 @@ class ConvBnAct {
   Tensor backward(const Tensor& dy);  // dy (N, K, P, Q) → dx (N, C, H, W); accumulates dW, dγ, dβ
   void backward_params_only(const Tensor& dy);  // the model's first layer: no dx
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph (graph_recorder.h)
 
   // Backbone convs: Kaiming normal (fan_out); head convs (kaiming=false): PyTorch's default. BN: γ 1, β 0.
   void init(bool kaiming, uint64_t seed, uint64_t offset);

@@ -98,6 +98,18 @@ Shape DeepLabHead::trace(LayerTable& t, const Shape& in) const {
   return trace_conv(t, *classifier_, s);
 }
 
+GraphValue DeepLabHead::record(GraphRecorder& g, GraphValue x) const {
+  // x: (N, C, H, W); dropout is the identity in eval mode
+  std::vector<GraphValue> feats;
+  for (const ConvBnAct& b : branches_) feats.push_back(b.record(g, x));  // 4 × (N, Ca, H, W)
+  const GraphValue gap = g.adaptive_avgpool(x, gap_->out_h(), gap_->out_w(), prefix_ + ".aspp.b4.gap.0");
+  const GraphValue pooled = pool_conv_.record(g, gap);  // (N, Ca, 1, 1)
+  feats.push_back(g.resize_bilinear_to(pooled, x, /*align_corners=*/true, prefix_ + ".aspp.b4.upsample"));
+  const GraphValue cat = g.concat_channels(feats, prefix_ + ".aspp.concat");  // (N, 5·Ca, H, W)
+  const GraphValue feature = block_.record(g, project_.record(g, cat));        // (N, Ca, H, W)
+  return g.conv(*classifier_, feature);                                         // (N, classes, H, W)
+}
+
 void DeepLabHead::init(uint64_t seed, uint64_t& offset) {
   for (ConvBnAct& b : branches_) b.init(false, seed, take_offset(offset));
   pool_conv_.init(false, seed, take_offset(offset));
@@ -166,6 +178,20 @@ Shape PSPHead::trace(LayerTable& t, const Shape& in) const {
   t.add_shape(prefix_ + ".psp", "concat input + 4 bins", cat);
   const Shape s = block_.trace(t, cat);
   return trace_conv(t, *classifier_, s);
+}
+
+GraphValue PSPHead::record(GraphRecorder& g, GraphValue x) const {
+  // x: (N, C, H, W); dropout is the identity in eval mode
+  std::vector<GraphValue> feats{x};
+  for (size_t i = 0; i < 4; ++i) {
+    const std::string n = std::to_string(i + 1);
+    const GraphValue pooled =
+        g.adaptive_avgpool(x, pools_[i]->out_h(), pools_[i]->out_w(), prefix_ + ".psp.avgpool" + n);
+    const GraphValue b = bin_convs_[i].record(g, pooled);  // (N, C/4, bin, bin)
+    feats.push_back(g.resize_bilinear_to(b, x, /*align_corners=*/true, prefix_ + ".psp.conv" + n + ".upsample"));
+  }
+  const GraphValue cat = g.concat_channels(feats, prefix_ + ".psp.concat");  // (N, C + 4·(C/4), H, W)
+  return g.conv(*classifier_, block_.record(g, cat));                        // (N, classes, H, W)
 }
 
 void PSPHead::init(uint64_t seed, uint64_t& offset) {

@@ -34,6 +34,8 @@ class SegHead {
   // d_logits required; d_feature optional (undefined = none). Returns dx (N, C, H, W).
   virtual Tensor backward(const Tensor& d_logits, const Tensor& d_feature) = 0;
   virtual Shape trace(LayerTable& t, const Shape& in) const = 0;  // returns the logits' shape
+  // Eval-mode forward as a graph (graph_recorder.h): returns the logits.
+  virtual GraphValue record(GraphRecorder& g, GraphValue x) const = 0;
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
 };
 
@@ -44,6 +46,7 @@ class DeepLabHead : public SegHead {
   HeadOutputs forward(const Tensor& x) override;
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
 
  private:
@@ -67,6 +70,7 @@ class PSPHead : public SegHead {
   HeadOutputs forward(const Tensor& x) override;
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
 
   static constexpr int kBins[4] = {1, 2, 3, 6};

@@ -43,6 +43,12 @@ Shape InvertedResidual::trace(LayerTable& t, const Shape& in) const {
   return s;
 }
 
+GraphValue InvertedResidual::record(GraphRecorder& g, GraphValue x) const {
+  GraphValue h = x;
+  for (const ConvBnAct& cv : convs_) h = cv.record(g, h);
+  return residual_ ? g.add(x, h, name_ + ".add") : h;
+}
+
 void InvertedResidual::init(uint64_t seed, uint64_t& offset) {
   for (ConvBnAct& cv : convs_) cv.init(true, seed, take_offset(offset));
 }
@@ -103,6 +109,12 @@ Backbone::FeatureShapes MobileNetV2::trace(LayerTable& t, const Shape& in) const
   Shape s = stem_.trace(t, in);
   for (const InvertedResidual& b : blocks_) s = b.trace(t, s);
   return {Shape(), s};
+}
+
+GraphValue MobileNetV2::record(GraphRecorder& g, GraphValue x) const {
+  GraphValue h = stem_.record(g, x);
+  for (const InvertedResidual& b : blocks_) h = b.record(g, h);
+  return h;
 }
 
 void MobileNetV2::init(uint64_t seed, uint64_t& offset) {

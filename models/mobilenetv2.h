@@ -29,6 +29,7 @@ class InvertedResidual {
   Tensor forward(const Tensor& x);    // x (N, inp, H, W) → (N, oup, H/stride, W/stride)
   Tensor backward(const Tensor& dy);  // → dx
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
   void init(uint64_t seed, uint64_t& offset);
   const std::string& name() const { return name_; }
 
@@ -45,6 +46,7 @@ class MobileNetV2 : public Backbone {
   Features forward(const Tensor& x) override;
   void backward(const Tensor& dc3, const Tensor& dc4) override;  // dc3 must be undefined
   FeatureShapes trace(LayerTable& t, const Shape& in) const override;
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;  // eval-mode forward as a graph: c4
   void init(uint64_t seed, uint64_t& offset) override;  // N(0, 2/(k·k·out)) convs, BN γ 1 β 0
   int c3_channels() const override { return 0; }
   int c4_channels() const override { return out_channels_; }

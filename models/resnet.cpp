@@ -56,6 +56,13 @@ Shape ResNetBlock::trace(LayerTable& t, const Shape& in) const {
   return s;
 }
 
+GraphValue ResNetBlock::record(GraphRecorder& g, GraphValue x) const {
+  GraphValue out = x;
+  for (const ConvBnAct& c : convs_) out = c.record(g, out);
+  const GraphValue identity = downsample_ ? downsample_->record(g, x) : x;
+  return g.relu(g.add(out, identity, name_ + ".add"), false, name_ + ".relu");
+}
+
 void ResNetBlock::init(uint64_t seed, uint64_t& offset) {
   for (ConvBnAct& c : convs_) c.init(true, seed, take_offset(offset));
   if (downsample_) downsample_->init(true, seed, take_offset(offset));
@@ -162,6 +169,15 @@ Backbone::FeatureShapes ResNet::trace(LayerTable& t, const Shape& in) const {
   }
   out.c4 = s;
   return out;
+}
+
+GraphValue ResNet::record(GraphRecorder& g, GraphValue x) const {
+  GraphValue h = x;
+  for (const ConvBnAct& c : stem_) h = c.record(g, h);
+  h = g.maxpool(h, maxpool_->options(), opt_.prefix + ".maxpool");
+  for (const auto& layer : layers_)
+    for (const ResNetBlock& b : layer) h = b.record(g, h);
+  return h;
 }
 
 void ResNet::init(uint64_t seed, uint64_t& offset) {

@@ -42,6 +42,7 @@ class ResNetBlock {
   Tensor forward(const Tensor& x);    // x (N, inplanes, H, W) → (N, planes·expansion, H/stride, W/stride)
   Tensor backward(const Tensor& dy);  // → dx
   Shape trace(LayerTable& t, const Shape& in) const;
+  GraphValue record(GraphRecorder& g, GraphValue x) const;  // eval-mode forward as a graph
   void init(uint64_t seed, uint64_t& offset);
   int out_channels() const { return convs_.back().out_channels(); }
   const std::string& name() const { return name_; }
@@ -62,6 +63,8 @@ class ResNet : public Backbone {
   Features forward(const Tensor& x) override;
   void backward(const Tensor& dc3, const Tensor& dc4) override;
   FeatureShapes trace(LayerTable& t, const Shape& in) const override;
+  // Eval-mode forward as a graph: returns c4 (the aux head's c3 is training-only and not recorded).
+  GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;  // Kaiming normal (fan_out) convs, BN γ 1 β 0
   int c3_channels() const override { return c3_channels_; }
   int c4_channels() const override { return c4_channels_; }

@@ -130,6 +130,10 @@ void SegModel::backward(const Tensor& d_main, const Tensor& d_aux, const Tensor&
   backbone_->backward(dc3, dc4);
 }
 
+GraphValue SegModel::record_main(GraphRecorder& g, GraphValue image) const {
+  return head_->record(g, backbone_->record(g, image));  // c4 (N, C4, H/8, W/8) → logits
+}
+
 LayerTable SegModel::trace(const Shape& in) const {
   RDD_CHECK(in.size() == 4 && in[1] == 3, name_, ": trace input must be (N, 3, H, W), got ", shape_str(in));
   LayerTable t;

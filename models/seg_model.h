@@ -27,6 +27,7 @@
 #include "engine/tensor.h"
 #include "models/backbone.h"
 #include "models/blocks.h"
+#include "models/graph_recorder.h"
 #include "models/heads.h"
 
 namespace rdd::models {
@@ -76,6 +77,9 @@ class SegModel {
 
   // Shape-only pass for `rdd info`: one row per conv unit at input `in` (N, 3, H, W).
   LayerTable trace(const Shape& in) const;
+  // The eval-mode forward of the main logits as a graph (models/graph_recorder.h): backbone and main
+  // head; the aux head is training-only and not recorded. image (N, 3, H, W) → logits (N, classes, H/8, W/8).
+  GraphValue record_main(GraphRecorder& g, GraphValue image) const;
 
  private:
   std::string name_;

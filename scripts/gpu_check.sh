@@ -46,7 +46,7 @@ has() { local s; for s in "${steps[@]}"; do [ "$s" = "$1" ] && return 0; done; r
 nvidia-smi -L || { echo "no GPU visible"; exit 1; }
 
 if has tests; then
-  for t in engine layers models rdd data dist train apps; do
+  for t in engine layers models rdd data dist train apps deploy; do
     run "test_${t}_gpu" 150 "$build/tests/test_$t" --rdd-gpu-only --test-suite=gpu,silicon
   done
 fi
@@ -60,7 +60,7 @@ if has golden; then
   run golden_losses 300 "$rdd" selftest --golden "$build/tests/golden_losses"
 fi
 if has bench; then
-  bench bench_r18_forward --model deeplabv3_resnet18 --mode forward --crop 512x1024 --batch 8 --iterations 10
+  bench bench_r18_forward --model deeplabv3_resnet18 --mode forward --crop 512x1024 --batch 8 --iterations 10 --fold-bn
   bench bench_r18_train --model deeplabv3_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10
   bench bench_r18_train_tf32 --model deeplabv3_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10 --tf32
   bench bench_psp18_train --model psp_resnet18 --mode train --crop 512x1024 --batch 8 --iterations 10

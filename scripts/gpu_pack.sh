@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pack a built tree for a GPU machine that can build nothing and install nothing (a lent machine with
 # the CUDA driver, cuDNN and NCCL but no Debian packages): the `rdd` binary, the test executables and the
-# OpenBLAS/gfortran libraries they link, xz-compressed into .gpu/carry.tar.xz (about 9 MB).
+# OpenBLAS/gfortran, ONNX and protobuf libraries they link, xz-compressed into .gpu/carry.tar.xz (about 9 MB).
 #   BUILD_DIR=build bash scripts/gpu_pack.sh
 # On the GPU machine, from the repository root (with .gpu/ carried along):
 #   bash scripts/gpu_remote.sh [gpu_check steps...]
@@ -18,7 +18,8 @@ mkdir -p "$stage/build/tests" "$stage/.gpulib"
 cp "$build/rdd" "$stage/build/"
 for t in "$build"/tests/test_*; do [ -x "$t" ] && cp "$t" "$stage/build/tests/"; done
 # The Debian libraries the lent machine lacks; CUDA, cuDNN and NCCL are found there by gpu_remote.sh.
-for lib in $(ldd "$build/rdd" | awk '/openblas|gfortran|quadmath/ {print $3}'); do cp -L "$lib" "$stage/.gpulib/"; done
+# ONNX and protobuf: `rdd export` (deploy/).
+for lib in $(ldd "$build/rdd" | awk '/openblas|gfortran|quadmath|onnx|protobuf/ {print $3}'); do cp -L "$lib" "$stage/.gpulib/"; done
 echo "$root" > "$stage/build/BUILT_AT"  # the tests name sources by this absolute path
 strip --strip-unneeded "$stage/build/rdd" "$stage"/build/tests/*
 mkdir -p .gpu

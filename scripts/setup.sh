@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs what rdd's build and tests need, from Debian packages. Idempotent: a second run checks and
-# exits quickly. The CUDA toolkit, cuDNN and NCCL are not installed here (they come with GPU machines);
+# Installs what rdd's build and tests need: Debian packages, and ONNX Runtime for Debian's Python (PyPI; the
+# `rdd export --check` runner and its tests). Idempotent: a second run checks and exits quickly. The CUDA toolkit, cuDNN and NCCL are not installed here (they come with GPU machines);
 # without them the build is CPU-only.
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libcli11-dev doctest-dev libstb-dev nlohmann-json3-dev libopenblas-dev
+  libonnx-dev libprotobuf-dev
   python3 python3-numpy python3-torch python3-matplotlib
 )
 
@@ -15,15 +16,30 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} packages present"
-  exit 0
-fi
-
-echo "setup: installing ${missing[*]}"
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ONNX Runtime for /usr/bin/python3 (Debian's Python, which the checks use): Debian has no package, PyPI
+# has wheels. Debian marks its Python externally managed, hence --break-system-packages; pip leaves Debian's
+# numpy alone when it satisfies onnxruntime. Without network access this fails: the ONNX Runtime checks
+# then report themselves skipped.
+if /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
+  echo "setup: onnxruntime present ($(/usr/bin/python3 -c 'import onnxruntime; print(onnxruntime.__version__)'))"
+else
+  echo "setup: installing onnxruntime for /usr/bin/python3 (pip)"
+  pip_flags=(--quiet --disable-pip-version-check)
+  if /usr/bin/python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+    pip_flags+=(--break-system-packages)
+  fi
+  $sudo /usr/bin/python3 -m pip install "${pip_flags[@]}" onnxruntime ||
+    echo "setup: could not install onnxruntime (no network?); the ONNX Runtime checks will be skipped"
+fi
 echo "setup: done"

@@ -126,13 +126,16 @@ method::LossTerms bench_step(StepModels& m, const ModelBenchOptions& o, int i, i
                     phase_done);
 }
 
-int run_model_bench(const ModelBenchOptions& o) {
+int run_model_bench(const ModelBenchOptions& o, const GraphForwardTimer& time_graph_forward) {
   RDD_CHECK(o.mode == "forward" || o.mode == "train" || o.mode == "distill", "bench --mode: '", o.mode,
             "' (forward, train or distill)");
   RDD_CHECK(o.mode != "distill" || !o.teacher.name.empty(), "bench --mode distill needs --teacher");
   RDD_CHECK(o.mode == "distill" || o.teacher.name.empty(), "bench --teacher is for --mode distill, not --mode ",
             o.mode);
   RDD_CHECK(o.batch >= 1 && o.iterations >= 1 && o.warmup >= 0, "bench: --batch and --iterations must be ≥ 1");
+  RDD_CHECK(!o.fold_bn || o.mode == "forward", "bench --fold-bn times the eval forward: use it with --mode forward");
+  RDD_CHECK(!o.fold_bn || time_graph_forward, "bench --fold-bn: no exported-graph forward to time (the caller "
+            "passed no GraphForwardTimer)");
   const Device device = resolve_device(o.device);
   cudnn::set_allow_tf32(o.tf32);
   StepModels m = make_bench_models(o, device);
@@ -211,6 +214,15 @@ int run_model_bench(const ModelBenchOptions& o) {
   std::printf("  %-26s %10.2f\n", "step", step_ms);
   std::printf("throughput: %.2f img/s, %.1f GFLOP/s (%.1f GFLOP per step, 2 FLOP per multiply-add)\n",
               1000.0 * o.batch / step_ms, flops / (step_ms * 1e6), flops / 1e9);
+  if (o.fold_bn) {  // the exported graph's forward: main head only, then BN folded too
+    std::printf("the exported graph's forward on %s (main head only; deploy/graph_executor.h):\n",
+                device.str().c_str());
+    for (bool fold : {false, true}) {
+      const double ms = time_graph_forward(student, images, fold, o.warmup, o.iterations);
+      std::printf("  %-26s %10.2f %6.1f%%  %.2f img/s\n", fold ? "BN folded into the convs" : "BN kept", ms,
+                  100 * ms / step_ms, 1000.0 * o.batch / ms);
+    }
+  }
   for (size_t r = 0; r < profile_rounds.size(); ++r) {
     if (profile_rounds[r] == 0) print_op_table(profiles[r], o.iterations, profiled_ms[r] / o.iterations);
     else print_layer_table(profiles[r], o.iterations, profiled_ms[r] / o.iterations, o.top_layers);

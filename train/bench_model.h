@@ -5,12 +5,16 @@
 // so phases add up to the step (this costs a little overlap; the per-step number is the honest one
 // for the loop as it runs). With `ops`, a second set of timed iterations runs with the op profile on
 // (engine/op_profile.h) and prints the time, GFLOP/s and GB/s of each kind of operation; with `layers`,
-// another round does the same per named layer (conv and batch-norm modules), slowest first.
+// another round does the same per named layer (conv and batch-norm modules), slowest first. With `fold_bn`
+// (--mode forward), the exported graph's forward is timed beside the eval forward, BN kept and folded.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "engine/tensor.h"
+#include "models/seg_model.h"
 #include "train/run_options.h"
 #include "train/train_step.h"
 
@@ -30,10 +34,18 @@ struct ModelBenchOptions {
   bool tf32 = false;              // f32 convolutions on TF32 tensor cores (bench --tf32)
   bool layers = false;            // also print the per-layer table (bench --layers)
   int top_layers = 25;            // rows of that table
+  bool fold_bn = false;           // --mode forward: also time the BN-folded forward (bench --fold-bn)
 };
 
-// Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0.
-int run_model_bench(const ModelBenchOptions& o);
+// Milliseconds per forward of the exported (main-head) graph of `model` on `images` (N, 3, H, W), BN folded or
+// kept, the mean of `iterations` runs after `warmup`. train/ does not see deploy/ (dependencies point one
+// way): apps/ hands in deploy's GraphExecutor timed (apps/bench_folded.h).
+using GraphForwardTimer = std::function<double(const models::SegModel& model, const Tensor& images, bool fold_bn,
+                                               int warmup, int iterations)>;
+
+// Prints a table (phase, ms per step, share) and img/s, GFLOP/s; returns 0. `time_graph_forward` is
+// needed with o.fold_bn only.
+int run_model_bench(const ModelBenchOptions& o, const GraphForwardTimer& time_graph_forward = {});
 
 // What a benchmarked step works on, as `rdd distill` would build it but with random weights (the student
 // from `seed`, the teacher from seed + 1): for --mode distill the TSE stage (its two OHEM selections per

@@ -79,3 +79,34 @@ TEST_CASE("bench's step and the trainer's step give identical weights after k st
     CHECK(values_of(run.student->params()) != start);
   }
 }
+
+TEST_CASE("bench --fold-bn: the graph forward it is handed runs on the eval-mode student and the bench's images") {
+  ModelBenchOptions b{.model = {"psp_mobilenetv2", 0.125},
+                      .mode = "forward",
+                      .num_classes = 5,
+                      .batch = 1,
+                      .height = 32,
+                      .width_px = 48,
+                      .iterations = 2,
+                      .warmup = 1,
+                      .device = "cpu",
+                      .fold_bn = true};
+  std::vector<bool> folds;
+  const GraphForwardTimer timer = [&](const models::SegModel& m, const Tensor& images, bool fold, int warmup,
+                                      int iterations) {
+    CHECK(m.mode() == layers::Mode::eval);
+    CHECK(images.shape() == Shape{1, 3, 32, 48});  // (N, 3, H, W) as --batch and --crop say
+    CHECK(warmup == 1);
+    CHECK(iterations == 2);
+    folds.push_back(fold);
+    return 1.0;
+  };
+  CHECK(run_model_bench(b, timer) == 0);
+  CHECK(folds == std::vector<bool>{false, true});  // BN kept, then folded
+  // train/ cannot build the exported graph itself (it does not see deploy/): without a timer it refuses.
+  CHECK(test::error_message([&] { run_model_bench(b); }).find("bench --fold-bn: no exported-graph forward") !=
+        std::string::npos);
+  b.mode = "train";
+  CHECK(test::error_message([&] { run_model_bench(b, timer); }).find("use it with --mode forward") !=
+        std::string::npos);
+}
