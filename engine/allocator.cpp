@@ -1,5 +1,6 @@
 #include "engine/allocator.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -10,6 +11,9 @@
 #if RDD_WITH_CUDA
 #include "engine/cuda_check.h"
 #include "engine/cuda_context.h"
+#endif
+#if RDD_CUDA_EMULATED
+#include "engine/emu_device.h"
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -42,11 +46,19 @@ void asan_unpoison(void* p, size_t bytes) {
 }
 }  // namespace
 
-CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, bool poison_unused)
+CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, InStreamOrder in_stream_order)
     : name_(std::move(name)),
       raw_alloc_(std::move(raw_alloc)),
       raw_free_(std::move(raw_free)),
-      poison_unused_(poison_unused) {}
+      in_stream_order_(std::move(in_stream_order)) {}
+
+void CachingAllocator::mark(void* p, size_t bytes, bool poison) {
+  if (!in_stream_order_ || bytes == 0) return;
+  in_stream_order_([p, bytes, poison] {
+    if (poison) asan_poison(p, bytes);
+    else asan_unpoison(p, bytes);
+  });
+}
 
 CachingAllocator::~CachingAllocator() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -75,10 +87,8 @@ void* CachingAllocator::allocate(size_t bytes) {
     stats_.in_use_bytes += got;
     stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
     ++stats_.cache_hits;
-    if (poison_unused_) {
-      asan_unpoison(p, bytes);
-      asan_poison(static_cast<char*>(p) + bytes, got - bytes);
-    }
+    mark(p, bytes, false);
+    mark(static_cast<char*>(p) + bytes, got - bytes, true);
     return p;
   }
   void* p = raw_alloc_(size);
@@ -92,7 +102,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   live_[p] = size;
   stats_.in_use_bytes += size;
   stats_.peak_in_use_bytes = std::max(stats_.peak_in_use_bytes, stats_.in_use_bytes);
-  if (poison_unused_) asan_poison(static_cast<char*>(p) + bytes, size - bytes);
+  mark(static_cast<char*>(p) + bytes, size - bytes, true);
   return p;
 }
 
@@ -106,7 +116,7 @@ void CachingAllocator::free(void* ptr) {
   stats_.in_use_bytes -= size;
   stats_.cached_bytes += size;
   free_blocks_.emplace(size, ptr);
-  if (poison_unused_) asan_poison(ptr, size);  // a use after free lands in poisoned memory
+  mark(ptr, size, true);  // a use after free lands in poisoned memory
 }
 
 void CachingAllocator::empty_cache() {
@@ -116,7 +126,7 @@ void CachingAllocator::empty_cache() {
 
 void CachingAllocator::empty_cache_locked() {
   for (auto& [size, p] : free_blocks_) {
-    if (poison_unused_) asan_unpoison(p, size);
+    mark(p, size, false);  // before the raw free, which waits for the stream
     raw_free_(p);
     ++stats_.raw_frees;
   }
@@ -130,6 +140,30 @@ AllocatorStats CachingAllocator::stats() const {
 }
 
 #if RDD_WITH_CUDA
+namespace {
+// The emulated device's blocks are poisoned for ASan in the order of the device's compute stream (see
+// allocator.h); a real GPU's memory is not host memory, so nothing to do there.
+CachingAllocator::InStreamOrder poison_in_stream_order(int device_index) {
+#if RDD_CUDA_EMULATED && defined(__SANITIZE_ADDRESS__)
+  // The stream is looked up once, by the first allocation: later marks make no CUDA call, so that
+  // freeing after a (sticky) kernel fault still works, and the marks run even then.
+  auto stream = std::make_shared<std::atomic<cudaStream_t>>(nullptr);
+  return [device_index, stream](std::function<void()> mark) {
+    cudaStream_t s = stream->load();
+    if (!s) {
+      CudaDeviceGuard guard(device_index);  // cuda_context() would leave device_index current
+      s = cuda_context(device_index).compute_stream();
+      stream->store(s);
+    }
+    emu::enqueue_bookkeeping(s, std::move(mark));
+  };
+#else
+  (void)device_index;
+  return nullptr;
+#endif
+}
+}  // namespace
+
 CachingAllocator& cuda_allocator(int device_index) {
   static std::mutex mu;
   // Never destroyed (see cuda_context.cpp): device memory is returned by the driver at exit.
@@ -155,7 +189,7 @@ CachingAllocator& cuda_allocator(int device_index) {
           CudaDeviceGuard guard(device_index);
           cudaFree(p);
         },
-        /*poison_unused=*/RDD_CUDA_EMULATED != 0);
+        poison_in_stream_order(device_index));
   }
   return *a;
 }

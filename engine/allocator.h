@@ -35,10 +35,14 @@ class CachingAllocator {
  public:
   using RawAlloc = std::function<void*(size_t)>;  // returns nullptr when out of memory
   using RawFree = std::function<void(void*)>;
-  // poison_unused: under AddressSanitizer, poison the slack after every block handed out and every cached
-  // block, so that an access even one element past a tensor's end is reported instead of landing in the
-  // cache (for the emulated device, whose "device" memory is host memory ASan sees). A no-op without ASan.
-  CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, bool poison_unused = false);
+  // Poisoning (the emulated device, whose "device" memory is host memory AddressSanitizer sees): poison
+  // the slack after every block handed out and every cached block, so that an access even one element
+  // past a tensor's end is reported instead of landing in the cache. The marks are made through
+  // `in_stream_order`, which runs them in the device's stream order: a block freed by the host may still
+  // be written by a kernel queued before the free (that is what stream-ordered reuse allows), so it
+  // must turn poisoned only when the stream gets there. A no-op without ASan.
+  using InStreamOrder = std::function<void(std::function<void()>)>;
+  CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free, InStreamOrder in_stream_order = nullptr);
   ~CachingAllocator();  // returns every cached block; blocks still in use are reported, not freed
 
   void* allocate(size_t bytes);  // bytes > 0; throws rdd::Error when even an emptied cache cannot serve it
@@ -53,7 +57,8 @@ class CachingAllocator {
   std::string name_;
   RawAlloc raw_alloc_;
   RawFree raw_free_;
-  bool poison_unused_;
+  InStreamOrder in_stream_order_;  // set: poison as above
+  void mark(void* p, size_t bytes, bool poison);
   mutable std::mutex mu_;
   std::multimap<size_t, void*> free_blocks_;     // size → block
   std::unordered_map<void*, size_t> live_;       // block → size

@@ -598,5 +598,12 @@ void enqueue_host_work(cudaStream_t stream, std::function<void()> work) {
   submit(s, std::move(work), false);
 }
 
+void enqueue_bookkeeping(cudaStream_t stream, std::function<void()> work) {
+  std::string error;
+  Stream* s = resolve_stream(stream, &error);
+  RDD_CHECK(s, "emulated CUDA: bookkeeping on ", error);
+  submit(s, std::move(work), true);
+}
+
 }  // namespace rdd::emu
 #endif

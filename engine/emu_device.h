@@ -69,6 +69,9 @@ void submit_launch(KernelGrid grid, cudaStream_t stream, const std::vector<Point
 
 // Host work that runs in stream order on the stream's worker (the emulated cuDNN calls).
 void enqueue_host_work(cudaStream_t stream, std::function<void()> work);
+// The emulator's own bookkeeping in stream order (the caching allocator's ASan poisoning): unlike host
+// work it still runs after a kernel fault, as completions do, so the bookkeeping never falls behind.
+void enqueue_bookkeeping(cudaStream_t stream, std::function<void()> work);
 
 // What the emulator knows about the calling thread's last failed runtime call (or the sticky kernel
 // fault): which kernel, which pointer, which rule. "" when it has nothing to add.

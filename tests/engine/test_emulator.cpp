@@ -109,9 +109,15 @@ void with_schedule(const std::string& schedule, F&& f, bool racecheck = false) {
   emu::set_racecheck(racecheck_before);
 }
 
-// The message of the sticky fault a kernel left (then cleared, so later cases start clean).
-std::string kernel_fault() {
-  const std::string m = test::error_message([] { synchronize(Device::cuda(0)); });
+// The message of the sticky fault the kernel launched by `launch_it` left (then cleared, so later cases
+// start clean). The fault may surface at the launch's own error check: the device runs ahead of the host
+// and a faulted device fails every later call, as a GPU does.
+template <class F>
+std::string kernel_fault(F&& launch_it) {
+  const std::string m = test::error_message([&] {
+    launch_it();
+    synchronize(Device::cuda(0));
+  });
   emu::clear_fault_for_tests();
   return m;
 }
@@ -171,13 +177,15 @@ GPU_TEST_CASE("emulator: the race check names a kernel whose results depend on t
   const Tensor in = test::random_tensor({n}, 4).to(Device::cuda(0));
   Tensor out = Tensor::zeros({n}, DType::f32, Device::cuda(0));
   const Tensor other = test::random_tensor({n}, 40).to(Device::cuda(0));
-  with_schedule("shuffle:2", [&] {
-    launch<rotate_kernel>(1, n, 0, stream())(in.data<float>(), out.data<float>(), true);
-    synchronize(Device::cuda(0));  // the correct kernel passes the check
-    // Another input than the one shared memory still holds (see the case above).
-    launch<rotate_kernel>(1, n, 0, stream())(other.data<float>(), out.data<float>(), false);
-  }, /*racecheck=*/true);
-  const std::string m = kernel_fault();
+  const std::string m = kernel_fault([&] {
+    with_schedule("shuffle:2", [&] {
+      launch<rotate_kernel>(1, n, 0, stream())(in.data<float>(), out.data<float>(), true);
+      synchronize(Device::cuda(0));  // the correct kernel passes the check
+      // Another input than the one shared memory still holds (see the case above).
+      launch<rotate_kernel>(1, n, 0, stream())(other.data<float>(), out.data<float>(), false);
+      synchronize(Device::cuda(0));  // under the race check's schedules
+    }, /*racecheck=*/true);
+  });
   CHECK(m.find("racecheck: kernel 'rotate_kernel' gives different results under the schedules shuffle:2 and "
                "shuffle:3") != std::string::npos);
   CHECK(m.find("argument 1") != std::string::npos);
@@ -194,8 +202,8 @@ GPU_TEST_CASE("emulator: warp collectives compute what CUDA defines (widths 32 a
     Tensor out = Tensor::zeros({7, n}, DType::i32, Device::cuda(0));
     if (n == 48) {
       // 0xffffffff names lanes 16..31 of the second warp, which do not exist: a fault, not garbage.
-      launch<warp_ops_kernel>(1, n, 0, stream())(in.data<int>(), out.data<int>());
-      const std::string m = kernel_fault();
+      const std::string m =
+          kernel_fault([&] { launch<warp_ops_kernel>(1, n, 0, stream())(in.data<int>(), out.data<int>()); });
       CHECK(m.find("kernel 'warp_ops_kernel'") != std::string::npos);
       CHECK(m.find("names lane 16, but warp 1 has only 16 threads") != std::string::npos);
       continue;
@@ -224,8 +232,7 @@ GPU_TEST_CASE("emulator: warp collectives compute what CUDA defines (widths 32 a
 
 GPU_TEST_CASE("emulator: a diverged warp shuffle is a fault naming the kernel, the call and the lane") {
   Tensor out = Tensor::zeros({32}, DType::f32, Device::cuda(0));
-  launch<diverged_shuffle_kernel>(1, 32, 0, stream())(out.data<float>());
-  const std::string m = kernel_fault();
+  const std::string m = kernel_fault([&] { launch<diverged_shuffle_kernel>(1, 32, 0, stream())(out.data<float>()); });
   CHECK(m.find("kernel 'diverged_shuffle_kernel' block (0,0,0)") != std::string::npos);
   CHECK(m.find("__shfl_down_sync at ") != std::string::npos);
   CHECK(m.find("test_emulator.cpp") != std::string::npos);
@@ -235,8 +242,7 @@ GPU_TEST_CASE("emulator: a diverged warp shuffle is a fault naming the kernel, t
 
 GPU_TEST_CASE("emulator: a __syncthreads not reached by every live thread is a fault; exited threads are not waited for") {
   Tensor out = Tensor::zeros({64}, DType::f32, Device::cuda(0));
-  launch<split_barrier_kernel>(1, 64, 0, stream())(out.data<float>());
-  const std::string m = kernel_fault();
+  const std::string m = kernel_fault([&] { launch<split_barrier_kernel>(1, 64, 0, stream())(out.data<float>()); });
   CHECK(m.find("kernel 'split_barrier_kernel'") != std::string::npos);
   CHECK(m.find("a barrier not reached by every live thread of the block") != std::string::npos);
 
@@ -250,8 +256,12 @@ GPU_TEST_CASE("emulator: a __syncthreads not reached by every live thread is a f
 
 GPU_TEST_CASE("emulator: the sticky fault fails every later call until cleared, as on a GPU") {
   Tensor out = Tensor::zeros({32}, DType::f32, Device::cuda(0));
-  launch<diverged_shuffle_kernel>(1, 32, 0, stream())(out.data<float>());
-  CHECK_THROWS_WITH_AS(synchronize(Device::cuda(0)), doctest::Contains("diverged"), Error);
+  CHECK_THROWS_WITH_AS(
+      {
+        launch<diverged_shuffle_kernel>(1, 32, 0, stream())(out.data<float>());
+        synchronize(Device::cuda(0));
+      },
+      doctest::Contains("diverged"), Error);
   CHECK_THROWS_WITH_AS(Tensor::zeros({4}, DType::f32, Device::cuda(0)).to_vector<float>(), doctest::Contains("diverged"),
                        Error);
   emu::clear_fault_for_tests();
@@ -286,6 +296,9 @@ GPU_TEST_CASE("emulator: launches are checked — a host pointer, a bad configur
 
 GPU_TEST_CASE("emulator: copies are checked against where their pointers live and the allocation's size") {
   Tensor d = Tensor::zeros({16}, DType::f32, Device::cuda(0));
+  // The zero fill runs on the compute stream, which (non-blocking) does not order itself with the legacy
+  // stream of cudaMemcpy: without this wait the fill and the first copy below race (the race check saw it).
+  synchronize(Device::cuda(0));
   std::vector<float> host(16, 1.f), big(64, 1.f);
   auto call = [](cudaError_t e) {
     cudaGetLastError();
@@ -351,6 +364,48 @@ TEST_CASE("emulator planted: one element past the end of a tensor" * doctest::sk
   Tensor t = Tensor::zeros({100}, DType::f32, Device::cuda(0));  // 400 bytes in a 512-byte cached block
   launch<out_of_range_kernel>(1, 32, 0, stream())(t.data<float>(), 100);
   synchronize(Device::cuda(0));
+}
+
+// Run by the use-after-free case below: a kernel launched after the host freed its tensor.
+TEST_CASE("emulator planted: a kernel writes a tensor the host already freed" * doctest::skip()) {
+  float* stale = nullptr;
+  {
+    Tensor t = Tensor::zeros({100}, DType::f32, Device::cuda(0));
+    stale = t.data<float>();
+  }  // back in the cache: poisoned once the stream gets past the free
+  launch<fill_kernel>(1, 32, 0, stream())(stale, 100, 1.f);
+  synchronize(Device::cuda(0));
+}
+
+// Stream-ordered reuse: the host frees a tensor while kernels that write it are still queued, and the
+// next allocation takes the same block. CUDA allows this (one stream orders the old and the new use), so
+// the poisoning must follow the stream, not the host: no report, and each user sees its own values.
+GPU_TEST_CASE("emulator: a block freed while queued kernels still write it is reused without a report") {
+  CudaContext& ctx = cuda_context(0);
+  float* first_block = nullptr;
+  {
+    Tensor a = Tensor::empty({1000}, DType::f32, Device::cuda(0));
+    first_block = a.data<float>();
+    // The stream is held back, so every kernel below runs after the host has freed `a`.
+    emu::enqueue_host_work(ctx.compute_stream(), [] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); });
+    launch<fill_kernel>(4, 256, 0, stream())(a.data<float>(), 1000, 3.f);
+  }
+  Tensor b = Tensor::empty({900}, DType::f32, Device::cuda(0));  // smaller: the slack is poisoned too
+  CHECK(b.data<float>() == first_block);                         // the same cached block
+  launch<fill_kernel>(4, 256, 0, stream())(b.data<float>(), 900, 5.f);
+  CHECK(b.to_vector<float>() == std::vector<float>(900, 5.f));
+}
+
+GPU_TEST_CASE("emulator: a kernel that writes a freed tensor is reported by AddressSanitizer") {
+  char self[4096] = {0};
+  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
+  std::string out;
+  const int rc = test::run_command(
+      std::string(self) + " --no-skip -tc='emulator planted: a kernel writes a tensor the host already freed'", &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("use-after-poison") != std::string::npos);
+  CHECK(out.find("the access above was made by kernel 'fill_kernel'") != std::string::npos);
 }
 
 GPU_TEST_CASE("emulator: an out-of-range write in a kernel is reported by AddressSanitizer, naming the kernel") {
