@@ -11,6 +11,11 @@ One safetensors file per (model, mode), `<model>_w<width>_<mode>.safetensors`, h
   - training mode only: golden.grad.main, golden.grad.aux, golden.grad.feature (upstream gradients of
     loss = Σ main·grad.main + Σ aux·grad.aux + Σ feature·grad.feature), golden.expected.grad.<param>
     for every parameter, and golden.expected.buffer.<name> (running statistics after the step);
+  - golden.f32_err.<output> ((1,) f64) for every output above (main, aux, feature, grad.<param>,
+    buffer.<name>): the reference's own float32 error envelope, the largest error of four float32 runs of
+    the same model in PyTorch (default kernels, channels_last, oneDNN off, two threads) against the
+    float64 expected values, measured as rdd's runner measures its own (models::golden_error: gradients
+    against the whole gradient's norm where their own is ~0);
 and metadata kind=model, model, num_classes, width, mode.
 
 Weights: the reference initialisation, then BN affine parameters perturbed and running statistics
@@ -19,9 +24,11 @@ in float64 from the float32-rounded weights and input, then stored as float32. T
 with dropout disabled (BN uses batch statistics).
 """
 import argparse
+import contextlib
 import os
 import sys
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,48 +74,113 @@ def make_case(name, mode, width, num_classes, shape, seed):
 
     x = torch.rand(shape, generator=gen) * 2 - 1
     tensors["golden.input"] = x.numpy()
-    model = model.double()
-    xd = x.double()
-    if mode == "eval":
-        model.eval()
-        with torch.no_grad():
-            outs = model(xd)
-    else:
-        model.train()
-        outs = model(xd)
-    main, feature = outs[0], outs[-1]
-    aux = outs[1] if len(outs) == 3 else None
-    tensors["golden.expected.main"] = main.detach().float().numpy()
-    tensors["golden.expected.feature"] = feature.detach().float().numpy()
-    if aux is not None:
-        tensors["golden.expected.aux"] = aux.detach().float().numpy()
-    if mode == "train":
-        gm = torch.randn(main.shape, generator=gen).double()
-        gf = 0.5 * torch.randn(feature.shape, generator=gen).double()
-        loss = (main * gm).sum() + (feature * gf).sum()
-        tensors["golden.grad.main"] = gm.float().numpy()
-        tensors["golden.grad.feature"] = gf.float().numpy()
-        if aux is not None:
-            ga = torch.randn(aux.shape, generator=gen).double()
-            loss = loss + (aux * ga).sum()
-            tensors["golden.grad.aux"] = ga.float().numpy()
-        loss.backward()
-        # Structurally zero gradients (e.g. the bias of a BN whose output reaches the loss only through
-        # another training-mode BN, which removes per-channel constants) come out at float64 rounding
-        # level; they are stored as exact zeros, which the runner compares against the scale of the
-        # whole gradient instead of their own.
-        total = sum(float(p.grad.norm()) ** 2 for p in model.parameters()) ** 0.5
-        for pname, p in model.named_parameters():
-            g = p.grad.float()
-            if float(p.grad.norm()) <= 1e-11 * total:
-                g = torch.zeros_like(g)
-            tensors["golden.expected.grad." + pname] = g.numpy()
-        for bname, b in model.named_buffers():
-            tensors["golden.expected.buffer." + bname] = (b.numpy() if b.dtype == torch.int64
-                                                          else b.float().numpy())
+    upstream = {}  # training mode: the upstream gradients, drawn in float64 and rounded to float32
+    ref = run_model(name, num_classes, width, mode, state, x, torch.float64, upstream, gen)
+    for k, v in upstream.items():
+        tensors["golden.grad." + k] = v.float().numpy()
+    # Structurally zero gradients (e.g. the bias of a BN whose output reaches the loss only through
+    # another training-mode BN, which removes per-channel constants) come out at float64 rounding
+    # level; they are stored as exact zeros (the runner measures every gradient against the scale of the
+    # whole gradient where its own is ~0: golden_error's floor).
+    total = group_norm([v for k, v in ref.items() if k.startswith("grad.")])
+    expected = {}
+    for k, v in ref.items():
+        if k.startswith("grad.") and float(np.sqrt(np.sum(v ** 2))) <= 1e-11 * total:
+            v = np.zeros_like(v)
+        expected[k] = v if v.dtype == np.int64 else v.astype(np.float32)
+    for k, v in expected.items():
+        tensors["golden.expected." + k] = v
+    # The reference's own float32 envelope: float32 runs of the same model (default kernels, channels_last,
+    # oneDNN off, two threads), each output's error against the float64 expected values measured as the
+    # runner measures rdd's.
+    grads = [v for k, v in expected.items() if k.startswith("grad.")]
+    total = group_norm(grads)
+    envelope = {}
+    for variant in F32_VARIANTS:
+        got = run_model(name, num_classes, width, mode, state, x, torch.float32, upstream, None, variant)
+        for k, want in expected.items():
+            e = golden_error(got[k], want, total if k.startswith("grad.") else 0.0)
+            envelope[k] = max(envelope.get(k, 0.0), e)
+    for k, e in envelope.items():
+        tensors["golden.f32_err." + k] = np.array([e], dtype=np.float64)
     meta = {"kind": "model", "model": name, "num_classes": str(num_classes), "mode": mode,
             "width": repr(float(width))}
     return tensors, meta
+
+
+F32_VARIANTS = ["default", "channels_last", "no_onednn", "threads2"]
+FLOOR = 1e-4  # models/golden.h kGoldenFloor
+
+
+def group_norm(arrays):
+    return float(np.sqrt(sum(float(np.sum(np.asarray(a, dtype=np.float64) ** 2)) for a in arrays)))
+
+
+def golden_error(got, want, group):
+    """models::golden_error: ‖got − want‖ / max(‖want‖, FLOOR·group) (absolute when that is 0)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    diff = float(np.sqrt(np.sum((got - want) ** 2)))
+    if not np.isfinite(diff):
+        return float("inf")
+    den = max(float(np.sqrt(np.sum(want ** 2))), FLOOR * group)
+    return diff / den if den > 0 else diff
+
+
+@contextlib.contextmanager
+def f32_variant(variant):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if variant == "threads2" else 1)
+    try:
+        if variant == "no_onednn":
+            with torch.backends.mkldnn.flags(enabled=False):
+                yield
+        else:
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_model(name, num_classes, width, mode, state, x, dtype, upstream, gen, variant="default"):
+    """Outputs of one pass of the model from `state` in `dtype`: main/aux/feature; training mode also
+    grad.<param> (of Σ out·upstream gradient) and buffer.<name> after the step. With `gen`, the upstream
+    gradients are drawn into `upstream` (float64 values rounded to float32); without, they are read."""
+    model = tm.build_model(name, num_classes=num_classes, width=width, dropout=(mode == "eval"))
+    model.load_state_dict(state)
+    model = model.to(dtype)
+    fmt = torch.channels_last if variant == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    xd = x.to(dtype).contiguous(memory_format=fmt)
+    out = {}
+    with f32_variant(variant):
+        if mode == "eval":
+            model.eval()
+            with torch.no_grad():
+                outs = model(xd)
+        else:
+            model.train()
+            outs = model(xd)
+        main, feature = outs[0], outs[-1]
+        aux = outs[1] if len(outs) == 3 else None
+        out["main"] = main.detach().double().numpy()
+        out["feature"] = feature.detach().double().numpy()
+        if aux is not None:
+            out["aux"] = aux.detach().double().numpy()
+        if mode == "train":
+            if gen is not None:
+                upstream["main"] = torch.randn(main.shape, generator=gen).double().float()
+                upstream["feature"] = (0.5 * torch.randn(feature.shape, generator=gen).double()).float()
+                if aux is not None:
+                    upstream["aux"] = torch.randn(aux.shape, generator=gen).double().float()
+            loss = (main * upstream["main"].to(dtype)).sum() + (feature * upstream["feature"].to(dtype)).sum()
+            if aux is not None:
+                loss = loss + (aux * upstream["aux"].to(dtype)).sum()
+            loss.backward()
+            for pname, p in model.named_parameters():
+                out["grad." + pname] = p.grad.detach().double().numpy()
+            for bname, b in model.named_buffers():
+                out["buffer." + bname] = b.numpy() if b.dtype == torch.int64 else b.detach().double().numpy()
+    return out
 
 
 def main():
