@@ -152,12 +152,14 @@ def bn_roles(model):
     return roles
 
 
-def shape_student(model, images, gen, p_on=0.75, rel_margin=0.2):
-    """p_on: the share of ReLU channels that are on (0.5 for the BN before the ResNet stem's max pooling:
-    fewer live windows, fewer near-ties)."""
+def shape_student(model, images, batch, gen, p_on=0.75, rel_margin=0.2):
+    """images: the case's batches one after the other (k·batch images), each normalised by BN on its own as
+    in training. p_on: the share of ReLU channels that are on (0.5 for the BN before the ResNet stem's max
+    pooling: fewer live windows, fewer near-ties)."""
     """Per-channel BN affine parameters that keep every ReLU/ReLU6 input away from its kinks (module doc),
-    chosen in one training-mode pass over `images` (all the case's batches) with hooks that rewrite each
-    BN's output as they set its β, so that later layers see the final values."""
+    chosen in one pass over `images` with hooks that replace each BN's output by the training-mode one of
+    each batch (its own mean and variance) with the β they set, so that later layers see what iteration 1
+    of every batch will."""
     roles = bn_roles(model)
     share = {bn: p_on for bn in roles}
     for m in model.modules():
@@ -175,11 +177,15 @@ def shape_student(model, images, gen, p_on=0.75, rel_margin=0.2):
 
     def hook(bn, inputs, out):
         role = roles[bn]
-        if role == "linear":
-            return None
         with torch.no_grad():
             g, b = bn.weight, bn.bias
-            xhat = (out - b.view(1, -1, 1, 1)) / g.view(1, -1, 1, 1)
+            x = inputs[0]
+            xb = x.reshape(-1, batch, *x.shape[1:])  # (k, N, C, H, W): BN over each batch on its own
+            mean = xb.mean(dim=(1, 3, 4), keepdim=True)
+            var = xb.var(dim=(1, 3, 4), unbiased=False, keepdim=True)
+            xhat = ((xb - mean) / torch.sqrt(var + bn.eps)).reshape(x.shape)
+            if role == "linear":
+                return g.view(1, -1, 1, 1) * xhat + b.view(1, -1, 1, 1)
             gx = g.view(1, -1, 1, 1) * xhat
             lo = gx.amin(dim=(0, 2, 3))
             hi = gx.amax(dim=(0, 2, 3))
@@ -549,7 +555,7 @@ def make_inputs(case, seed):
 
     student = tm.build_model(case["student"], num_classes=case["num_classes"], width=case["student_width"],
                              dropout=False).double()
-    shape_student(student, all_images, gen)
+    shape_student(student, all_images, n, gen)
     scale_logits(student, all_images, 1.0, train=True)
     calibrate_running_stats(student, [all_images])
     state_s = {k2: (v.float() if v.is_floating_point() else v).clone() for k2, v in student.state_dict().items()}
