@@ -14,3 +14,9 @@ add_test(NAME train_golden_steps_perturbed_fail
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train/golden_perturbed.sh $<TARGET_FILE:rdd>
                  ${RDD_GOLDEN_TRAIN_DIR}/perturbed 8)
 set_tests_properties(train_golden_steps_perturbed_fail PROPERTIES FIXTURES_REQUIRED train_golden_steps TIMEOUT 900)
+
+# scripts/study_summary.py (the end of scripts/study.sh) on a made-up study: mean ± sample std, paired
+# differences, study.json and the bar chart.
+add_test(NAME train_study_summary
+         COMMAND ${RDD_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/train/check_study_summary.py
+                 ${CMAKE_CURRENT_BINARY_DIR}/study_summary_check)
