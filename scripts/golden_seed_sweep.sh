@@ -5,6 +5,7 @@
 # envelope (over every output with an envelope, and over the outputs whose limit the envelope sets,
 # i.e. 3·envelope > rtol).
 #   bash scripts/golden_seed_sweep.sh RDD [SEEDS=20] [OUT=/tmp/rdd_golden_sweep] [extra selftest flags, e.g. --cpu-only]
+#   SWEEP_KINDS="models losses" (default) picks the generators.
 set -uo pipefail
 rdd=${1:?usage: golden_seed_sweep.sh RDD [SEEDS] [OUT] [selftest flags]}
 seeds=${2:-20}
@@ -15,7 +16,7 @@ py=/usr/bin/python3
 mkdir -p "$out"
 : > "$out/all.txt"
 status=0
-for kind in models losses; do
+for kind in ${SWEEP_KINDS:-models losses}; do
   for ((s = 0; s < seeds; ++s)); do
     dir="$out/$kind.$s"
     rm -rf "$dir"
