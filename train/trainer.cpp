@@ -73,14 +73,25 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes, const std::string& dataset,
                            Device device) {
+  const auto init_student = [&opt](models::SegModel& student) {
+    student.init_weights(opt.seed);
+    if (!opt.init.empty()) {
+      const models::WeightsReport r = models::load_weights(student.params(), opt.init, !opt.non_strict);
+      std::fprintf(stderr, "init: %s\n", r.summary().c_str());
+    }
+  };
+  const auto load_teacher = [&opt](models::SegModel& teacher) {
+    load_model_weights(teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
+  };
+  return make_run_models(opt, distill, num_classes, dataset, device, init_student, load_teacher);
+}
+
+StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes, const std::string& dataset,
+                           Device device, const ModelFill& fill_student, const ModelFill& fill_teacher) {
   StepModels m;
   m.student = models::build_model(opt.model.name, {num_classes, opt.model.width});
   m.student->params().materialize(device);
-  m.student->init_weights(opt.seed);
-  if (!opt.init.empty()) {
-    const models::WeightsReport r = models::load_weights(m.student->params(), opt.init, !opt.non_strict);
-    std::fprintf(stderr, "init: %s\n", r.summary().c_str());
-  }
+  fill_student(*m.student);
   m.sgd = std::make_unique<Sgd>(m.student->params(), opt.sgd);
   // `rdd train` has the task term alone, with its aux weight.
   LossOptions loss;
@@ -90,7 +101,7 @@ StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes,
     // Teacher (frozen, eval mode: no activations kept, never updated).
     m.teacher = models::build_model(opt.teacher.name, {num_classes, opt.teacher.width});
     m.teacher->params().materialize(device, /*with_grads=*/false);  // frozen: forward only
-    load_model_weights(*m.teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
+    fill_teacher(*m.teacher);
     m.teacher->set_mode(layers::Mode::eval);
     const std::string& stages = loss.rdd_stages;
     RDD_CHECK(m.teacher->has_aux() || stages.empty() || (stages == "tse" && !m.student->has_aux()), "--teacher ",
