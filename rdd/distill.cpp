@@ -1,6 +1,8 @@
 // The distillation terms and the RDD stage schedule (see distill.h).
 #include "rdd/distill.h"
 
+#include <chrono>
+
 #include "engine/op_profile.h"
 
 namespace rdd::method {
@@ -90,11 +92,36 @@ void ChannelWiseKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetO
   StudentGrads::accumulate(grads.main, l.grad, weight_);
 }
 
+void Distiller::materialize(Device device, uint64_t seed) {
+  if (!params_.entries().empty()) params_.materialize(device);
+  for (const auto& t : terms_) t->init(seed);
+}
+
+void Distiller::set_ranks(const RankContext& ranks) {
+  for (const auto& t : terms_) t->set_ranks(ranks);
+}
+
 LossTerms Distiller::compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher,
-                             const Tensor& labels, StudentGrads& grads) const {
+                             const Tensor& labels, StudentGrads& grads) {
   LossTerms terms;
-  for (const auto& t : terms_) t->compute(step, student, teacher, labels, terms, grads);
+  term_ms_.clear();
+  for (const auto& t : terms_) {
+    const auto start = std::chrono::steady_clock::now();
+    t->compute(step, student, teacher, labels, terms, grads);
+    term_ms_.emplace_back(t->name(),
+                          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
   return terms;
+}
+
+std::map<std::string, Tensor> Distiller::extra_state() const {
+  std::map<std::string, Tensor> out;
+  for (const auto& t : terms_) t->save_state(out);
+  return out;
+}
+
+void Distiller::load_extra_state(const std::map<std::string, Tensor>& state) {
+  for (const auto& t : terms_) t->load_state(state);
 }
 
 }  // namespace rdd::method

@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""Golden cases for rdd's comparison KD terms (kind=kd_term) from a PyTorch transcription of the CIRKD /
+RDD release's losses/ (github.com/winycg/CIRKD, github.com/sunyueue/RDD) and DIST's segmentation loss
+(github.com/hunto/DIST_KD).
+
+    /usr/bin/python3 scripts/make_golden_kd.py OUT_DIR
+
+Writes one safetensors file per case, `kd_<method>_<name>.safetensors`, holding
+  - golden.student.<slot>, golden.teacher.<slot> for the slots the method reads (main | aux | feature):
+    (N, C, h, w) f32; golden.label (N, H, W) int32, -1 = ignore;
+  - golden.param.<name>: the method's learnable parameters and buffers under the reference module's own
+    state_dict names (FitNet's and CWD's adapter `conv.weight`);
+  - golden.expected.loss (1,) f64 for a method with one term, or golden.expected.loss.<term> for each of
+    its terms (DSD: psd, csd; DIST with an aux weight: main, aux);
+    golden.expected.grad.student.<slot> and golden.expected.grad.param.<name> (f32): the gradients of the
+    plain sum of the method's unweighted terms (DIST: main + aux_weight * aux);
+and metadata kind=kd_term, method=at|fitnet|cwd|skd|ifvd|dsd|dist (cwd: variant=logit|feature), slots
+(comma-separated), case, and the hyper-parameters under the reference's argument names (cwd:
+temperature; ifvd: num_classes; dsd: tau (CSD's softmax temperature); dist: beta, gamma, tau, aux_weight;
+informational: the scripts' lambda).
+
+Everything is evaluated in float64 from the float32 inputs; autograd gives the gradients. The
+transcriptions follow the released modules' forward passes:
+  - at: F.normalize(f.pow(2).mean(1).view(N, -1)); loss (a_S - a_T)^2 .mean()
+  - fitnet: ((conv1x1(f_S) - f_T)^2).mean()
+  - cwd: CriterionCWD(norm_type='channel', divergence='kl', temperature): the adapter when the channel
+    counts differ; softmax over h*w of x/T per (n, c); KLDivLoss(reduction='sum') / (n * c) * T^2 with n, c
+    read from the student's input (before the adapter)
+  - skd: MaxPool2d(2, 2, ceil_mode=True), F.normalize(dim=1), bmm(F^T, F), mean of the squared difference
+  - ifvd: labels nearest-resized to h x w; per class centre sum/(count + 1e-6); CosineSimilarity(dim=1);
+    MSELoss. An ignored pixel's cosine (with its own feature) is taken as exactly 1 (the released code's
+    is 1 up to rounding)
+  - dsd: CriterionDoubleSimKD([aux, feature, main]): PSD with residual attention over the three pairs,
+    CSD with AvgPool2d(2, 2, ceil_mode=True), softmax(x/tau) over positions, bmm(P, P^T)
+  - dist: rows = pixels, softmax over classes at tau; 1 - mean pearson (inter) and the same over the
+    transposed matrix (intra); tau^2 * (beta * inter + gamma * intra)
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_np as st  # noqa: E402
+
+
+def normalize(x, dim=1):
+    return F.normalize(x, p=2, dim=dim)
+
+
+def attention_map(f):
+    return normalize(f.pow(2).mean(1).view(f.size(0), -1))
+
+
+def at_loss(s, t, label, params, meta):
+    return {"": (attention_map(s["feature"]) - attention_map(t["feature"])).pow(2).mean()}
+
+
+def fitnet_loss(s, t, label, params, meta):
+    y = F.conv2d(s["feature"], params["conv.weight"])
+    return {"": ((y - t["feature"]) ** 2).mean()}
+
+
+def cwd_loss(s, t, label, params, meta):
+    x_s = s["main"] if meta["variant"] == "logit" else s["feature"]
+    x_t = t["main"] if meta["variant"] == "logit" else t["feature"]
+    tau = float(meta["temperature"])
+    n, c, h, w = x_s.shape  # read before the adapter, as the released module does
+    if x_s.size(1) != x_t.size(1):
+        x_s = F.conv2d(x_s, params["conv.weight"])
+    norm_s = (x_s / tau).reshape(x_s.size(0), x_s.size(1), -1).softmax(-1)
+    norm_t = (x_t / tau).reshape(x_t.size(0), x_t.size(1), -1).softmax(-1)
+    loss = F.kl_div(norm_s.log(), norm_t, reduction="sum") / (n * c)
+    return {"": loss * tau ** 2}
+
+
+def skd_loss(s, t, label, params, meta):
+    pool = torch.nn.MaxPool2d(2, 2, 0, ceil_mode=True)
+
+    def sim(f):
+        f = normalize(pool(f))
+        f = f.reshape(f.size(0), f.size(1), -1)
+        return torch.bmm(f.transpose(1, 2), f)
+
+    return {"": ((sim(s["feature"]) - sim(t["feature"])) ** 2).mean()}
+
+
+def ifvd_loss(s, t, label, params, meta):
+    classes = int(meta["num_classes"])
+    f_s, f_t = s["feature"], t["feature"]
+    size = (f_s.shape[2], f_s.shape[3])
+    tar = F.interpolate(label.unsqueeze(1).float(), size, mode="nearest")
+
+    def cos_to_centre(f):
+        tar_f = tar.expand(f.size())
+        centre = f.clone()
+        for i in range(classes):
+            mask = (tar_f == i).double()
+            c = ((mask * f).sum(-1).sum(-1) / (mask.sum(-1).sum(-1) + 1e-6)).unsqueeze(-1).unsqueeze(-1)
+            centre = (1 - mask) * centre + mask * c
+        cos = torch.nn.CosineSimilarity(dim=1)(f, centre)
+        # A pixel without a class keeps its own feature as "centre": cos(f, f) = 1 up to rounding (1e-16)
+        # in the released code; rdd (and this script) use the exact 1, with zero gradient.
+        labelled = (tar[:, 0] >= 0) & (tar[:, 0] < classes)
+        return torch.where(labelled, cos, torch.ones_like(cos))
+
+    return {"": torch.nn.MSELoss()(cos_to_centre(f_s), cos_to_centre(f_t))}
+
+
+def dsd_loss(s, t, label, params, meta):
+    tau = float(meta["tau"])
+
+    def residuals(xs):
+        a = [attention_map(x) for x in xs]
+        return [normalize(a[m] - a[n]) for n in range(len(a) - 1) for m in range(n + 1, len(a))]
+
+    ra_s = residuals([s["aux"], s["feature"], s["main"]])
+    ra_t = residuals([t["aux"], t["feature"], t["main"]])
+    psd = sum((normalize(a) - normalize(b)).pow(2).mean() for a, b in zip(ra_s, ra_t)) / len(ra_s)
+    pool = torch.nn.AvgPool2d(2, 2, 0, ceil_mode=True)
+
+    def csim(x):
+        x = pool(x)
+        x = F.softmax(x.reshape(x.size(0), x.size(1), -1) / tau, dim=-1)
+        return torch.bmm(x, x.transpose(1, 2))
+
+    csd = ((csim(s["main"]) - csim(t["main"])) ** 2).mean()
+    return {"psd": psd, "csd": csd}
+
+
+def pearson(a, b, eps=1e-8):
+    a = a - a.mean(1).unsqueeze(1)
+    b = b - b.mean(1).unsqueeze(1)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_one(z_s, z_t, beta, gamma, tau):
+    c = z_s.shape[1]
+    y_s = (z_s.transpose(1, 3).reshape(-1, c) / tau).softmax(dim=1)
+    y_t = (z_t.transpose(1, 3).reshape(-1, c) / tau).softmax(dim=1)
+    inter = 1 - pearson(y_s, y_t).mean()
+    intra = 1 - pearson(y_s.transpose(0, 1), y_t.transpose(0, 1)).mean()
+    return tau ** 2 * (beta * inter + gamma * intra)
+
+
+def dist_loss(s, t, label, params, meta):
+    beta, gamma, tau = float(meta["beta"]), float(meta["gamma"]), float(meta["tau"])
+    out = {"main": dist_one(s["main"], t["main"], beta, gamma, tau)}
+    if float(meta["aux_weight"]) > 0:
+        out["aux"] = dist_one(s["aux"], t["aux"], beta, gamma, tau)
+    else:
+        out = {"": out["main"]}
+    return out
+
+
+METHODS = {"at": at_loss, "fitnet": fitnet_loss, "cwd": cwd_loss, "skd": skd_loss, "ifvd": ifvd_loss,
+           "dsd": dsd_loss, "dist": dist_loss}
+
+
+def evaluate(case):
+    meta = case["meta"]
+    slots = meta["slots"].split(",")
+    s = {k: torch.from_numpy(case["student." + k]).double().requires_grad_(True) for k in slots}
+    t = {k: torch.from_numpy(case["teacher." + k]).double() for k in slots}
+    params = {k: torch.from_numpy(v).double().requires_grad_(True) for k, v in case["params"].items()}
+    label = torch.from_numpy(case["label"]).long()
+    losses = METHODS[meta["method"]](s, t, label, params, meta)
+    total = 0
+    for name, value in losses.items():
+        weight = float(meta["aux_weight"]) if (meta["method"] == "dist" and name == "aux") else 1.0
+        total = total + weight * value
+    total.backward()
+    out = {}
+    for name, value in losses.items():
+        out["golden.expected.loss" + ("." + name if name else "")] = np.array([value.item()], dtype=np.float64)
+    for k in slots:
+        g = s[k].grad if s[k].grad is not None else torch.zeros_like(s[k])
+        out["golden.expected.grad.student." + k] = g.float().numpy()
+    for k, p in params.items():
+        out["golden.expected.grad.param." + k] = p.grad.float().numpy()
+    for k, v in out.items():
+        if not np.all(np.isfinite(v)):
+            raise RuntimeError("case %s: %s is not finite" % (meta["case"], k))
+    return out
+
+
+def make_case(gen, method, slots, n=2, classes=5, c_s=6, c_t=10, h=5, w=7, H=37, W=53, ignore=0.1, scale=2.0,
+              params=None, label=None, **meta):
+    def rnd(*shape, sc=scale):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * sc).float().numpy()
+
+    case = {"params": {}}
+    for side in ("student", "teacher"):
+        for slot in slots:
+            ch = classes if slot in ("main", "aux") else (c_s if side == "student" else c_t)
+            case[side + "." + slot] = rnd(n, ch, h, w, sc=scale if slot != "feature" else 1.0)
+    if label is None:
+        label = torch.randint(0, classes, (n, H, W), generator=gen, dtype=torch.int64)
+        label[torch.rand(n, H, W, generator=gen) < ignore] = -1
+    case["label"] = label.int().numpy()
+    for name, shape in (params or {}).items():
+        case["params"][name] = (torch.rand(*shape, generator=gen, dtype=torch.float64) * 0.6 - 0.3).float().numpy()
+    m = {"kind": "kd_term", "method": method, "slots": ",".join(slots)}
+    m.update({k: str(v) for k, v in meta.items()})
+    case["meta"] = m
+    return case
+
+
+def cases():
+    gen = torch.Generator().manual_seed(20260115)
+    out = []
+
+    def add(name, case):
+        case["meta"]["case"] = name
+        out.append(("kd_%s_%s" % (case["meta"]["method"], name), case))
+
+    add("basic", make_case(gen, "at", ["feature"], **{"lambda": 10000}))
+    add("batch1_odd", make_case(gen, "at", ["feature"], n=1, h=7, w=3))
+    add("basic", make_case(gen, "fitnet", ["feature"], params={"conv.weight": (10, 6, 1, 1)}))
+    add("batch1", make_case(gen, "fitnet", ["feature"], n=1, h=3, w=9, params={"conv.weight": (10, 6, 1, 1)}))
+    add("logit_T4", make_case(gen, "cwd", ["main"], variant="logit", temperature=4.0))
+    add("feature_T4", make_case(gen, "cwd", ["feature"], variant="feature", temperature=4.0,
+                                params={"conv.weight": (10, 6, 1, 1)}))
+    add("feature_T1_batch1", make_case(gen, "cwd", ["feature"], n=1, variant="feature", temperature=1.0,
+                                       params={"conv.weight": (10, 6, 1, 1)}))
+    add("basic_odd", make_case(gen, "skd", ["feature"]))  # 5x7: ceil-mode pooling keeps a half window
+    add("batch1_even", make_case(gen, "skd", ["feature"], n=1, h=6, w=8))
+    add("basic", make_case(gen, "ifvd", ["feature"], num_classes=5))
+    # class 5 never appears (labels in 0..4 while num_classes = 6), and half the pixels ignored
+    add("class_absent", make_case(gen, "ifvd", ["feature"], num_classes=6, ignore=0.5))
+    add("all_ignored", make_case(gen, "ifvd", ["feature"], num_classes=5, ignore=1.0))
+    add("batch1", make_case(gen, "ifvd", ["feature"], n=1, num_classes=5, h=6, w=6, H=45, W=45))
+    add("basic", make_case(gen, "dsd", ["aux", "feature", "main"], tau=4.0, lambda_psd=1000, lambda_csd=10))
+    add("batch1_even", make_case(gen, "dsd", ["aux", "feature", "main"], n=1, h=6, w=8, tau=4.0))
+    add("main_T1", make_case(gen, "dist", ["main"], beta=1.0, gamma=1.0, tau=1.0, aux_weight=0.0))
+    add("aux_T4", make_case(gen, "dist", ["main", "aux"], beta=1.0, gamma=2.0, tau=4.0, aux_weight=0.4))
+    add("batch1", make_case(gen, "dist", ["main"], n=1, classes=19, beta=1.0, gamma=1.0, tau=1.0, aux_weight=0.0))
+    return out
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    for name, case in cases():
+        tensors = {"golden.label": case["label"]}
+        for k, v in case.items():
+            if k.startswith("student.") or k.startswith("teacher."):
+                tensors["golden." + k] = v
+        for k, v in case["params"].items():
+            tensors["golden.param." + k] = v
+        tensors.update(evaluate(case))
+        st.save(os.path.join(out_dir, name + ".safetensors"), tensors, case["meta"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+// The comparison KD methods (rdd/kd_methods.h), their building blocks (rdd/kd_ops.h, layers/matmul.h) and
+// their distillation terms (rdd/kd_terms.h): closed forms, finite differences (f64), GPU vs CPU.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "layers/matmul.h"
+#include "rdd/distill.h"
+#include "rdd/kd_methods.h"
+#include "rdd/kd_ops.h"
+#include "rdd/kd_terms.h"
+#include "rdd/pixel_ops.h"
+
+using namespace rdd;
+using namespace rdd::method;
+
+namespace {
+
+Tensor f64(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  return test::random_tensor(shape, seed, -scale, scale, DType::f64);
+}
+
+void check_fd(const std::string& what, Tensor& x, const std::function<double()>& loss, const Tensor& analytic,
+              double eps = 1e-6) {
+  test::check_gradient(what, x, loss, analytic, eps, {1e-8, 1e-5});
+}
+
+bool close(double a, double b, double rtol = 1e-5) { return std::abs(a - b) <= rtol * std::max(1.0, std::abs(b)); }
+
+}  // namespace
+
+TEST_CASE("batched_gemm: transposes, shared operands and beta against naive loops (f64)") {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      const int64_t batch = 3, m = 4, n = 5, k = 7;
+      const Tensor a = f64({batch, m * k}, 1), b = f64({k * n}, 2);  // b shared (stride 0)
+      Tensor c = f64({batch, m * n}, 3);
+      const Tensor c0 = c.clone();
+      layers::batched_gemm(a, b, c, {.batch = batch, .m = m, .n = n, .k = k, .trans_a = ta, .trans_b = tb,
+                                     .stride_a = m * k, .stride_b = 0, .stride_c = m * n},
+                           0.5, 2.0);
+      const double* pa = a.data<double>();
+      const double* pb = b.data<double>();
+      for (int64_t i = 0; i < batch; ++i)
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t q = 0; q < n; ++q) {
+            double s = 0;
+            for (int64_t j = 0; j < k; ++j)
+              s += pa[i * m * k + (ta ? j * m + r : r * k + j)] * pb[tb ? q * k + j : j * n + q];
+            const double want = 0.5 * s + 2.0 * c0.data<double>()[i * m * n + r * n + q];
+            CHECK(c.data<double>()[i * m * n + r * n + q] == doctest::Approx(want).epsilon(1e-12));
+          }
+    }
+  }
+  Tensor small = f64({4}, 4);
+  const std::string msg = test::error_message([&] {
+    layers::batched_gemm(small, small, small, {.batch = 1, .m = 2, .n = 2, .k = 3});
+  });
+  CHECK(msg.find("does not fit") != std::string::npos);
+}
+
+TEST_CASE("kd ops: normalisation, softmax, Pearson rows, pooling and nearest labels (closed forms)") {
+  // F.normalize of (3, 4) → (0.6, 0.8); a zero row stays zero.
+  const Tensor x = Tensor::from_vector<double>({3, 4, 0, 0}, {2, 2});
+  const L2Normalized n = l2_normalize_rows(x, {2, 2, 1});
+  CHECK(n.y.data<double>()[0] == doctest::Approx(0.6));
+  CHECK(n.y.data<double>()[1] == doctest::Approx(0.8));
+  CHECK(n.y.data<double>()[2] == 0);
+  // Pearson of a row with an affine image of itself is 1, with its negation −1.
+  const Tensor a = Tensor::from_vector<double>({1, 2, 4, 8}, {1, 4});
+  const Tensor b = Tensor::from_vector<double>({3, 5, 9, 17}, {1, 4});
+  CHECK(pearson_rows(a, b, {1, 4, 1}, 1e-8, 1, false).r.data<double>()[0] == doctest::Approx(1).epsilon(1e-9));
+  const Tensor negated = Tensor::from_vector<double>({-1, -2, -4, -8}, {1, 4});
+  CHECK(pearson_rows(a, negated, {1, 4, 1}, 1e-8, 1, false).r.data<double>()[0] == doctest::Approx(-1).epsilon(1e-9));
+  // 2x2 ceil average pooling of a 3x3 plane: windows clipped to the input.
+  const Tensor p = Tensor::from_vector<double>({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3});
+  const std::vector<double> pooled = avg_pool_ceil(p, 2).to_vector<double>();
+  CHECK(pooled == std::vector<double>{3, 4.5, 7.5, 9});
+  // PyTorch's nearest: 5 → 2 picks rows floor(0·2.5) = 0 and floor(1·2.5) = 2.
+  std::vector<int32_t> lv(5 * 3);
+  for (int i = 0; i < 15; ++i) lv[size_t(i)] = i;
+  const std::vector<int32_t> near = nearest_labels(Tensor::from_vector(lv, {1, 5, 3}), 2, 2).to_vector<int32_t>();
+  CHECK(near == std::vector<int32_t>{0, 1, 6, 7});
+  // Channel mean of squares.
+  const Tensor f = Tensor::from_vector<double>({1, 2, 3, 4}, {1, 2, 1, 2});  // c0 = (1, 2), c1 = (3, 4)
+  CHECK(channel_mean_square(f).to_vector<double>() == std::vector<double>{5, 10});
+}
+
+TEST_CASE("kd ops: backward passes match finite differences (f64)") {
+  const RowView v{2, 5, 3};
+  Tensor x = f64({2, 5, 3}, 11, 2.0);
+  const Tensor w = f64({2, 5, 3}, 12);
+  const Tensor other = f64({2, 5, 3}, 13);
+  auto dot_w = [&](const Tensor& y) { return dot_all(y, w); };
+  check_fd("l2 normalize", x, [&] { return dot_w(l2_normalize_rows(x, v).y); },
+           l2_normalize_rows_backward(w, l2_normalize_rows(x, v), v));
+  check_fd("softmax rows", x, [&] { return dot_w(softmax_rows(x, v, 0.5)); },
+           softmax_rows_backward(w, softmax_rows(x, v, 0.5), v, 0.5));
+  check_fd("pearson rows", x, [&] { return 0.7 * sum_all(pearson_rows(x, other, v, 1e-8, 1, false).r); },
+           pearson_rows(x, other, v, 1e-8, 0.7, true).grad);
+  Tensor f = f64({2, 3, 4, 5}, 14);
+  const Tensor da = f64({2, 20}, 15);
+  check_fd("channel mean square", f, [&] { return dot_all(channel_mean_square(f), da); },
+           channel_mean_square_backward(da, f));
+  Tensor img = f64({1, 2, 5, 3}, 16);
+  const Tensor dy = f64({1, 2, 3, 2}, 17);
+  check_fd("avg pool ceil", img, [&] { return dot_all(avg_pool_ceil(img, 2), dy); }, avg_pool_ceil_backward(dy, 5, 3, 2));
+}
+
+TEST_CASE("AT, FitNet, CWD feature, SKD, IFVD, DSD, DIST: zero for identical inputs, gradients match finite differences (f64)") {
+  const Tensor labels = test::random_labels({2, 21, 27}, 4, 31, 0.2);
+  Tensor fs = f64({2, 3, 5, 6}, 32), ft = f64({2, 4, 5, 6}, 33);
+  Tensor w = f64({4, 3, 1, 1}, 34, 0.5);
+
+  SUBCASE("AT") {
+    CHECK(std::abs(attention_transfer(ft, ft).loss) < 1e-15);
+    const FeatureLoss l = attention_transfer(fs, ft);
+    CHECK(l.loss > 0);
+    check_fd("AT dL/dfs", fs, [&] { return attention_transfer(fs, ft).loss; }, l.grad);
+  }
+  SUBCASE("FitNet") {
+    const FeatureLoss l = fitnet(fs, ft, w);
+    check_fd("FitNet dL/dfs", fs, [&] { return fitnet(fs, ft, w).loss; }, l.grad);
+    check_fd("FitNet dL/dW", w, [&] { return fitnet(fs, ft, w).loss; }, l.grad_w);
+  }
+  SUBCASE("CWD feature") {
+    for (double tau : {1.0, 4.0}) {
+      const FeatureLoss l = cwd_feature(fs, ft, w, tau);
+      check_fd("CWD feature dL/dfs", fs, [&] { return cwd_feature(fs, ft, w, tau).loss; }, l.grad);
+      check_fd("CWD feature dL/dW", w, [&] { return cwd_feature(fs, ft, w, tau).loss; }, l.grad_w);
+    }
+    CHECK(std::abs(cwd_feature(ft, ft, Tensor(), 4.0).loss) < 1e-12);
+    CHECK(test::error_message([&] { cwd_feature(fs, ft, Tensor(), 4.0); }).find("adapter") != std::string::npos);
+  }
+  SUBCASE("SKD (odd sizes: ceil-mode pooling)") {
+    CHECK(std::abs(structural_kd(ft, ft).loss) < 1e-15);
+    Tensor odd = f64({2, 3, 5, 7}, 35);
+    const Tensor odd_t = f64({2, 6, 5, 7}, 36);
+    const FeatureLoss l = structural_kd(odd, odd_t);
+    check_fd("SKD dL/dfs", odd, [&] { return structural_kd(odd, odd_t).loss; }, l.grad);
+  }
+  SUBCASE("IFVD (class centres, ignored pixels, a class absent)") {
+    CHECK(std::abs(ifvd(ft, ft, labels, 4).loss) < 1e-15);
+    const FeatureLoss l = ifvd(fs, ft, labels, 5);  // class 4 never appears
+    CHECK(l.loss > 0);
+    check_fd("IFVD dL/dfs", fs, [&] { return ifvd(fs, ft, labels, 5).loss; }, l.grad);
+    // Every pixel ignored: every cosine is 1 on both sides.
+    const Tensor ignored = Tensor::full({2, 21, 27}, -1, DType::i32);
+    const FeatureLoss z = ifvd(fs, ft, ignored, 4);
+    CHECK(z.loss == 0);
+    for (double g : z.grad.to_vector<double>()) CHECK(g == 0);
+  }
+  SUBCASE("DSD") {
+    Tensor sa = f64({2, 4, 5, 7}, 37), sf = f64({2, 3, 5, 7}, 38), sm = f64({2, 4, 5, 7}, 39);
+    const Tensor ta = f64({2, 4, 5, 7}, 40), tf = f64({2, 6, 5, 7}, 41), tm = f64({2, 4, 5, 7}, 42);
+    const DsdLoss z = double_similarity_kd(sa, sf, sm, sa, sf, sm, 4.0);
+    CHECK(std::abs(z.psd) < 1e-15);
+    CHECK(std::abs(z.csd) < 1e-15);
+    const DsdLoss l = double_similarity_kd(sa, sf, sm, ta, tf, tm, 4.0);
+    CHECK(l.psd > 0);
+    CHECK(l.csd > 0);
+    auto total = [&] {
+      const DsdLoss d = double_similarity_kd(sa, sf, sm, ta, tf, tm, 4.0);
+      return d.psd + d.csd;
+    };
+    check_fd("DSD d/d aux", sa, total, l.grad_aux);
+    check_fd("DSD d/d feature", sf, total, l.grad_feature);
+    check_fd("DSD d/d main", sm, total, l.grad_main);
+    // The λs scale the gradients only.
+    const DsdLoss k = double_similarity_kd(sa, sf, sm, ta, tf, tm, 4.0, 1000, 10);
+    CHECK(k.psd == doctest::Approx(l.psd).epsilon(1e-12));
+    Tensor want = Tensor::zeros(sm.shape(), DType::f64);
+    axpy(want, l.grad_main, 1000);
+    axpy(want, l.grad_main_csd, 10 - 1000);
+    CHECK_TENSORS_CLOSE(k.grad_main, want, Tolerance{1e-9, 1e-9});
+  }
+  SUBCASE("DIST") {
+    Tensor s = f64({2, 5, 3, 4}, 43, 3.0);
+    const Tensor t = f64({2, 5, 3, 4}, 44, 3.0);
+    CHECK(std::abs(dist_kd(t, t, 1, 1, 1).loss) < 1e-7);
+    for (double tau : {1.0, 4.0}) {
+      const DistLoss l = dist_kd(s, t, 1.0, 2.0, tau);
+      CHECK(l.loss == doctest::Approx(tau * tau * (l.inter + 2 * l.intra)).epsilon(1e-12));
+      check_fd("DIST dL/ds", s, [&] { return dist_kd(s, t, 1.0, 2.0, tau).loss; }, l.grad);
+    }
+  }
+}
+
+TEST_CASE("KD terms: weights scale the gradients, adapters get theirs, missing slots are named") {
+  const NetOutputs s{f64({2, 4, 3, 5}, 51, 3.0).to_dtype(DType::f32), f64({2, 4, 3, 5}, 52).to_dtype(DType::f32),
+                     f64({2, 3, 3, 5}, 53).to_dtype(DType::f32)};
+  const NetOutputs t{f64({2, 4, 3, 5}, 54, 3.0).to_dtype(DType::f32), f64({2, 4, 3, 5}, 55).to_dtype(DType::f32),
+                     f64({2, 6, 3, 5}, 56).to_dtype(DType::f32)};
+  const Tensor labels = test::random_labels({2, 24, 40}, 4, 57, 0.1);
+  Distiller d;
+  d.add(std::make_unique<FitNetTerm>(d.params(), 2.0, 3, 6));
+  d.add(std::make_unique<AttentionTerm>(5.0));
+  d.materialize(Device::cpu(), 7);
+  REQUIRE(d.params().find("fitnet.conv.weight"));
+  CHECK(d.has_parameters());
+  d.params().zero_grad();
+  StudentGrads g;
+  const LossTerms terms = d.compute({}, s, t, labels, g);
+  CHECK(terms.total() == doctest::Approx(2 * terms.value("fitnet") + 5 * terms.value("at")).epsilon(1e-12));
+  const Tensor w = d.params().at("fitnet.conv.weight").value;
+  const FeatureLoss f = fitnet(s.feature, t.feature, w);
+  const FeatureLoss a = attention_transfer(s.feature, t.feature);
+  Tensor want = Tensor::zeros(s.feature.shape());
+  axpy(want, f.grad, 2.0);
+  axpy(want, a.grad, 5.0);
+  CHECK_TENSORS_CLOSE(g.feature, want, Tolerance{1e-7, 1e-6});
+  Tensor want_w = Tensor::zeros(w.shape());
+  axpy(want_w, f.grad_w, 2.0);
+  CHECK_TENSORS_CLOSE(d.params().at("fitnet.conv.weight").grad, want_w, Tolerance{1e-7, 1e-6});
+  CHECK(d.last_term_ms().size() == 2);
+  // The default Conv2d initialisation is deterministic in the seed.
+  Distiller e;
+  e.add(std::make_unique<FitNetTerm>(e.params(), 1.0, 3, 6));
+  e.materialize(Device::cpu(), 7);
+  CHECK_TENSORS_CLOSE(e.params().at("fitnet.conv.weight").value, w, Tolerance{0, 0});
+  // DSD without a student aux head.
+  DsdTerm dsd(1000, 10, 4);
+  NetOutputs no_aux = s;
+  no_aux.aux = Tensor();
+  LossTerms lt;
+  StudentGrads g2;
+  CHECK(test::error_message([&] { dsd.compute({}, no_aux, t, labels, lt, g2); }).find("aux") != std::string::npos);
+}
+
+GPU_TEST_CASE("KD methods on the GPU match the CPU reference (values and gradients, odd sizes, batch 1)") {
+  const Device g = Device::cuda(0);
+  const Tolerance tol{2e-6, 2e-4};
+  auto gpu = [&](const Tensor& t) { return t.to(g); };
+  auto cpu = [](const Tensor& t) { return t.to(Device::cpu()); };
+  for (int64_t n : {1, 2}) {
+    CAPTURE(n);
+    const Tensor fs = test::random_tensor({n, 3, 5, 7}, 61), ft = test::random_tensor({n, 6, 5, 7}, 62);
+    const Tensor w = test::random_tensor({6, 3, 1, 1}, 63, -0.5, 0.5);
+    const Tensor labels = test::random_labels({n, 37, 53}, 4, 64, 0.2);
+    {
+      const FeatureLoss c = attention_transfer(fs, ft), d = attention_transfer(gpu(fs), gpu(ft));
+      CHECK(close(d.loss, c.loss));
+      CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+    }
+    {
+      const FeatureLoss c = fitnet(fs, ft, w), d = fitnet(gpu(fs), gpu(ft), gpu(w));
+      CHECK(close(d.loss, c.loss));
+      CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+      CHECK_TENSORS_CLOSE(cpu(d.grad_w), c.grad_w, tol);
+    }
+    {
+      const FeatureLoss c = cwd_feature(fs, ft, w, 4.0), d = cwd_feature(gpu(fs), gpu(ft), gpu(w), 4.0);
+      CHECK(close(d.loss, c.loss));
+      CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+      CHECK_TENSORS_CLOSE(cpu(d.grad_w), c.grad_w, tol);
+    }
+    {
+      const FeatureLoss c = structural_kd(fs, ft), d = structural_kd(gpu(fs), gpu(ft));
+      CHECK(close(d.loss, c.loss));
+      CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+    }
+    {
+      const FeatureLoss c = ifvd(fs, ft, labels, 5), d = ifvd(gpu(fs), gpu(ft), gpu(labels), 5);
+      CHECK(close(d.loss, c.loss));
+      CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+    }
+    {
+      const Tensor sa = test::random_tensor({n, 4, 5, 7}, 65, -3, 3), sm = test::random_tensor({n, 4, 5, 7}, 66, -3, 3);
+      const Tensor ta = test::random_tensor({n, 4, 5, 7}, 67, -3, 3), tm = test::random_tensor({n, 4, 5, 7}, 68, -3, 3);
+      const DsdLoss c = double_similarity_kd(sa, fs, sm, ta, ft, tm, 4.0);
+      const DsdLoss d = double_similarity_kd(gpu(sa), gpu(fs), gpu(sm), gpu(ta), gpu(ft), gpu(tm), 4.0);
+      CHECK(close(d.psd, c.psd));
+      CHECK(close(d.csd, c.csd));
+      CHECK_TENSORS_CLOSE(cpu(d.grad_aux), c.grad_aux, tol);
+      CHECK_TENSORS_CLOSE(cpu(d.grad_feature), c.grad_feature, tol);
+      CHECK_TENSORS_CLOSE(cpu(d.grad_main), c.grad_main, tol);
+      CHECK_TENSORS_CLOSE(cpu(d.grad_main_csd), c.grad_main_csd, tol);
+      const DistLoss e = dist_kd(sm, tm, 1, 1, 1), f = dist_kd(gpu(sm), gpu(tm), 1, 1, 1);
+      CHECK(close(f.loss, e.loss));
+      CHECK_TENSORS_CLOSE(cpu(f.grad), e.grad, tol);
+    }
+  }
+  // Each op on its own, tight (kd_ops.h), on shapes that are not multiples of anything.
+  const Tolerance tight{1e-6, 1e-5};
+  const Tensor x = test::random_tensor({2, 5, 7}, 72, -2, 2), y = test::random_tensor({2, 5, 7}, 73, -2, 2);
+  for (const RowView v : {RowView{2, 5, 7}, RowView{10, 7, 1}, RowView{1, 70, 1}}) {
+    const L2Normalized nc = l2_normalize_rows(x, v), nd = l2_normalize_rows(gpu(x), v);
+    CHECK_TENSORS_CLOSE(cpu(nd.y), nc.y, tight);
+    CHECK_TENSORS_CLOSE(cpu(l2_normalize_rows_backward(gpu(y), nd, v)), l2_normalize_rows_backward(y, nc, v), tight);
+    const Tensor pc = softmax_rows(x, v, 0.25), pd = softmax_rows(gpu(x), v, 0.25);
+    CHECK_TENSORS_CLOSE(cpu(pd), pc, tight);
+    CHECK_TENSORS_CLOSE(cpu(softmax_rows_backward(gpu(y), pd, v, 0.25)), softmax_rows_backward(y, pc, v, 0.25), tight);
+    const PearsonRows rc = pearson_rows(x, y, v, 1e-8, 0.3, true), rd = pearson_rows(gpu(x), gpu(y), v, 1e-8, 0.3, true);
+    CHECK_TENSORS_CLOSE(cpu(rd.r), rc.r, tight);
+    CHECK_TENSORS_CLOSE(cpu(rd.grad), rc.grad, tight);
+  }
+  CHECK_TENSORS_CLOSE(cpu(swap_leading_dims(gpu(x), 2, 5, 7)), swap_leading_dims(x, 2, 5, 7), Tolerance{0, 0});
+  const Tensor img = test::random_tensor({2, 3, 7, 5}, 74), dimg = test::random_tensor({2, 3, 4, 3}, 75);
+  CHECK_TENSORS_CLOSE(cpu(avg_pool_ceil(gpu(img), 2)), avg_pool_ceil(img, 2), tight);
+  CHECK_TENSORS_CLOSE(cpu(avg_pool_ceil_backward(gpu(dimg), 7, 5, 2)), avg_pool_ceil_backward(dimg, 7, 5, 2), tight);
+  const Tensor da = test::random_tensor({2, 35}, 76);
+  CHECK_TENSORS_CLOSE(cpu(channel_mean_square(gpu(img))), channel_mean_square(img), tight);
+  CHECK_TENSORS_CLOSE(cpu(channel_mean_square_backward(gpu(da), gpu(img))), channel_mean_square_backward(da, img), tight);
+  const Tensor lab = test::random_labels({2, 29, 31}, 6, 77, 0.2);
+  CHECK_TENSORS_CLOSE(cpu(nearest_labels(gpu(lab), 4, 9)), nearest_labels(lab, 4, 9), Tolerance{0, 0});
+  const Tensor flat = nearest_labels(lab, 5, 7).view({2, 35});
+  CHECK_TENSORS_CLOSE(cpu(one_hot_pixels(gpu(flat), 6, DType::f32)), one_hot_pixels(flat, 6, DType::f32), Tolerance{0, 0});
+  const Tensor cnt = test::random_tensor({2, 6}, 78, 0, 3);
+  const Tensor cols = test::random_tensor({2, 4, 6}, 79);
+  CHECK_TENSORS_CLOSE(cpu(divide_columns(gpu(cols), gpu(cnt), 1e-6)), divide_columns(cols, cnt, 1e-6), tight);
+  const Tensor f3 = test::random_tensor({2, 3, 35}, 80), c3 = test::random_tensor({2, 3, 35}, 81);
+  const Tensor dc3 = test::random_tensor({2, 35}, 82);
+  CHECK_TENSORS_CLOSE(cpu(center_cosine(gpu(f3), gpu(c3), gpu(flat), 6)), center_cosine(f3, c3, flat, 6), tight);
+  const CenterCosineGrads gc = center_cosine_backward(dc3, f3, c3, flat, 6);
+  const CenterCosineGrads gd = center_cosine_backward(gpu(dc3), gpu(f3), gpu(c3), gpu(flat), 6);
+  CHECK_TENSORS_CLOSE(cpu(gd.gf), gc.gf, tight);
+  CHECK_TENSORS_CLOSE(cpu(gd.gc), gc.gc, tight);
+  // The GEMM itself, with a shared operand and accumulation.
+  const Tensor a = test::random_tensor({3, 4 * 7}, 69), b = test::random_tensor({7 * 5}, 70);
+  Tensor c = test::random_tensor({3, 4 * 5}, 71);
+  Tensor dc = gpu(c);
+  const layers::GemmShape s{.batch = 3, .m = 4, .n = 5, .k = 7, .trans_a = false, .trans_b = true, .stride_a = 28,
+                            .stride_b = 0, .stride_c = 20};
+  layers::batched_gemm(a, b, c, s, 0.5, 1.0);
+  layers::batched_gemm(gpu(a), gpu(b), dc, s, 0.5, 1.0);
+  CHECK_TENSORS_CLOSE(cpu(dc), c, Tolerance{1e-6, 1e-5});
+}
