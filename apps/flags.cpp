@@ -79,6 +79,28 @@ void add_dataset_flags(CLI::App* sub, data::DatasetSpec& spec, bool required, co
   }
 }
 
+void add_kd_method_flags(CLI::App* sub, train::LossOptions& l, const std::string& group) {
+  auto opt = [&](const char* flag, double& v, const char* help) {
+    sub->add_option(flag, v, help)->capture_default_str()->group(group);
+  };
+  opt("--cwd-feature", l.cwd_feature,
+      "CWD on the head feature through a 1x1 adapter (student to teacher channels), weight (tau: --cwd-temperature)");
+  opt("--at", l.at, "Attention transfer on the head feature, weight (the RDD scripts: 10000, with --kd 1)");
+  opt("--fitnet", l.fitnet, "FitNet: feature L2 through a 1x1 adapter (student to teacher channels), weight");
+  opt("--skd", l.skd, "SKD: pair-wise similarity of the 2x2 max-pooled head features, weight");
+  opt("--ifvd", l.ifvd, "IFVD: intra-class feature variation (cosine to the class centres), weight");
+  opt("--dsd", l.dsd, "DSD (double similarity: PSD on [aux, feature, main] + CSD on the main logits), weight "
+                      "multiplying --dsd-psd and --dsd-csd");
+  opt("--dsd-psd", l.dsd_psd, "DSD's PSD weight (times --dsd)");
+  opt("--dsd-csd", l.dsd_csd, "DSD's CSD weight (times --dsd)");
+  opt("--dsd-temperature", l.dsd_temperature, "CSD's softmax temperature");
+  opt("--dist", l.dist, "DIST (inter- and intra-class Pearson correlation of the class probabilities), weight");
+  opt("--dist-beta", l.dist_beta, "DIST's inter-class (per pixel) weight");
+  opt("--dist-gamma", l.dist_gamma, "DIST's intra-class (per class) weight");
+  opt("--dist-temperature", l.dist_temperature, "DIST's softmax temperature");
+  opt("--dist-aux-weight", l.dist_aux_weight, "DIST on the aux logits at this share of --dist (DIST's release: 0.4)");
+}
+
 void add_launch_flags(CLI::App& command, dist::LaunchOptions& launch) {
   const char* group = "Multi-GPU / multi-node";
   dist::LaunchSpec& spec = launch.spec;

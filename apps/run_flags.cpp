@@ -67,6 +67,7 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
         ->group(kd);
     sub->add_option("--cwd", l.cwd, "Channel-wise distillation weight (on the main logits)")->capture_default_str()->group(kd);
     sub->add_option("--cwd-temperature", l.cwd_temperature, "CWD temperature τ")->capture_default_str()->group(kd);
+    add_kd_method_flags(sub, l, "Distillation: comparison methods");
   }
 
   const char* run = "Run";

@@ -35,6 +35,7 @@ class SegHead {
   virtual Tensor backward(const Tensor& d_logits, const Tensor& d_feature) = 0;
   virtual Shape trace(LayerTable& t, const Shape& in) const = 0;  // returns the logits' shape
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
+  virtual int feature_channels() const = 0;  // channels of HeadOutputs::feature
 };
 
 class DeepLabHead : public SegHead {
@@ -45,6 +46,7 @@ class DeepLabHead : public SegHead {
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
   void init(uint64_t seed, uint64_t& offset) override;
+  int feature_channels() const override { return classifier_->in_channels(); }
 
  private:
   std::string prefix_;
@@ -68,6 +70,7 @@ class PSPHead : public SegHead {
   Tensor backward(const Tensor& d_logits, const Tensor& d_feature) override;
   Shape trace(LayerTable& t, const Shape& in) const override;
   void init(uint64_t seed, uint64_t& offset) override;
+  int feature_channels() const override { return classifier_->in_channels(); }
 
   static constexpr int kBins[4] = {1, 2, 3, 6};
 

@@ -31,9 +31,44 @@ void validate_run_options(const RunOptions& o, bool distill) {
             l.tse_class_weights, "' (auto or none)");
   RDD_CHECK(l.kd >= 0 && l.cwd >= 0, "--kd and --cwd must be ≥ 0");
   RDD_CHECK(l.kd_temperature > 0 && l.cwd_temperature > 0, "temperatures must be positive");
+  validate_kd_methods(l);
   RDD_CHECK(l.rdd.tse.thresh > 0 && l.rdd.tse.thresh <= 1, "--tse-thresh ", l.rdd.tse.thresh, " is outside (0, 1]");
   RDD_CHECK(l.rdd.tse.min_kept >= 0, "--min-kept must be ≥ 0");
   RDD_CHECK(l.rdd.warmup_iters >= 0, "--warmup-iters must be ≥ 0");
+}
+
+void validate_kd_methods(const LossOptions& l) {
+  const std::pair<const char*, double> weights[] = {{"--cwd-feature", l.cwd_feature}, {"--at", l.at},
+                                                    {"--fitnet", l.fitnet},           {"--skd", l.skd},
+                                                    {"--ifvd", l.ifvd},               {"--dsd", l.dsd},
+                                                    {"--dsd-psd", l.dsd_psd},         {"--dsd-csd", l.dsd_csd},
+                                                    {"--dist", l.dist},               {"--dist-beta", l.dist_beta},
+                                                    {"--dist-gamma", l.dist_gamma},   {"--dist-aux-weight", l.dist_aux_weight}};
+  for (const auto& [flag, v] : weights) RDD_CHECK(v >= 0, flag, " ", v, " must be ≥ 0");
+  RDD_CHECK(l.dsd_temperature > 0, "--dsd-temperature ", l.dsd_temperature, " must be positive");
+  RDD_CHECK(l.dist_temperature > 0, "--dist-temperature ", l.dist_temperature, " must be positive");
+}
+
+void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
+  // Only the methods that are on: configurations (and checkpoints) of runs without them keep their keys.
+  if (l.cwd_feature > 0) j["cwd_feature"] = l.cwd_feature;
+  if (l.at > 0) j["at"] = l.at;
+  if (l.fitnet > 0) j["fitnet"] = l.fitnet;
+  if (l.skd > 0) j["skd"] = l.skd;
+  if (l.ifvd > 0) j["ifvd"] = l.ifvd;
+  if (l.dsd > 0) {
+    j["dsd"] = l.dsd;
+    j["dsd_psd"] = l.dsd_psd;
+    j["dsd_csd"] = l.dsd_csd;
+    j["dsd_temperature"] = l.dsd_temperature;
+  }
+  if (l.dist > 0) {
+    j["dist"] = l.dist;
+    j["dist_beta"] = l.dist_beta;
+    j["dist_gamma"] = l.dist_gamma;
+    j["dist_temperature"] = l.dist_temperature;
+    j["dist_aux_weight"] = l.dist_aux_weight;
+  }
 }
 
 nlohmann::json RunOptions::to_json(bool distill) const {
@@ -64,6 +99,7 @@ nlohmann::json RunOptions::to_json(bool distill) const {
     j["tse_class_weights"] = loss.tse_class_weights;
     j["cwd"] = loss.cwd;
     j["cwd_temperature"] = loss.cwd_temperature;
+    add_kd_method_keys(j, loss);
   }
   return j;
 }

@@ -67,6 +67,11 @@ struct RunOptions {
 // Checks values that the flags' own checks cannot (names, ranges, combinations), naming the flag.
 void validate_run_options(const RunOptions& o, bool distill);
 
+// The comparison KD methods' weights and hyper-parameters (LossOptions), naming the flag.
+void validate_kd_methods(const LossOptions& l);
+// Their keys in the run configuration (only those of the methods that are on).
+void add_kd_method_keys(nlohmann::json& j, const LossOptions& l);
+
 // --model/--width (or --teacher/--teacher-width): a registered model and a width in (0, 4].
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag);
 

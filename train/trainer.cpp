@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -98,7 +99,12 @@ StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes,
   }
   // The class weights on the training device once, not uploaded by every CE call.
   const Tensor weights = loss.rdd_stages.empty() ? Tensor() : tse_class_weights(loss.tse_class_weights, dataset, device);
-  m.distiller = make_distiller(loss, opt.iters, weights);
+  DistillShapes shapes;
+  shapes.num_classes = num_classes;
+  shapes.student_feature_channels = m.student->feature_channels();
+  if (m.teacher) shapes.teacher_feature_channels = m.teacher->feature_channels();
+  m.distiller = make_distiller(loss, opt.iters, weights, shapes, device, opt.seed);
+  if (m.distiller->has_parameters()) m.distill_sgd = std::make_unique<Sgd>(m.distiller->params(), opt.sgd);
   return m;
 }
 
@@ -140,7 +146,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   int64_t start = 0;
   double best_miou = -1;
   if (!opt.resume.empty()) {
-    const CheckpointInfo info = load_checkpoint(opt.resume, student.params(), *m.sgd);
+    const CheckpointInfo info = load_checkpoint(opt.resume, student.params(), *m.sgd, {m.distiller.get(), m.distill_sgd.get()});
     const std::vector<std::string> diffs = config_differences(info.config, config, {});
     if (!diffs.empty()) {
       std::string msg;
@@ -163,6 +169,20 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     Tensor momentum = m.sgd->momentum_buffer();
     comm->broadcast(momentum, 0);
     student.set_stats_reducer([comm](Tensor& partial_sums) { comm->all_reduce_sum(partial_sums); });
+    // The distillation terms' parameters, buffers and optimizer likewise; terms that keep state across
+    // ranks (SyncBN in a projection head, memory queues) get the communicator's sum.
+    method::Distiller& d = *m.distiller;
+    if (d.params().materialized()) {
+      Tensor dv = d.params().flat_values();
+      comm->broadcast(dv, 0);
+      for (Param* b : d.params().buffers()) comm->broadcast(b->value, 0);
+    }
+    if (m.distill_sgd) {
+      Tensor dm = m.distill_sgd->momentum_buffer();
+      comm->broadcast(dm, 0);
+    }
+    d.set_ranks({rank, world, [comm](Tensor& t) { comm->all_reduce_sum(t); }});
+    m.comm = comm;
   }
   // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
   // is all-reduced as soon as the backward has passed it (nothing moves for one rank).
@@ -195,7 +215,8 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     info.model = student.name();
     info.config = config;
     if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
-    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info);
+    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info,
+                    {m.distiller.get(), m.distill_sgd.get()});
   };
   auto validate = [&](int64_t it) {
     EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
@@ -217,7 +238,9 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
+    const auto step_start = std::chrono::steady_clock::now();
     const method::LossTerms terms = run_step(m, opt, it, images, labels, &grad_reducer);
+    const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_start).count();
     loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
 
     // Loss terms averaged over ranks for logging.
@@ -239,6 +262,13 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
         if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
       }
       rec["img_per_s"] = progress.images_per_second() * world;
+      // What each distillation term cost this step (rank 0's wall time; the losses end on the host, so it
+      // is the device's time too) and its share of the whole step.
+      rec["step_ms"] = step_ms;
+      for (const auto& [name, ms] : m.distiller->last_term_ms()) {
+        rec["ms." + name] = ms;
+        rec["share." + name] = step_ms > 0 ? ms / step_ms : 0.0;
+      }
       progress.update(it, shown, lr, images.size(0) * world);
       metrics.write(rec);
     }
