@@ -99,6 +99,28 @@ void add_kd_method_flags(CLI::App* sub, train::LossOptions& l, const std::string
   opt("--dist-gamma", l.dist_gamma, "DIST's intra-class (per class) weight");
   opt("--dist-temperature", l.dist_temperature, "DIST's softmax temperature");
   opt("--dist-aux-weight", l.dist_aux_weight, "DIST on the aux logits at this share of --dist (DIST's release: 0.4)");
+  opt("--cirkd", l.cirkd, "CIRKD (mini-batch pixel-to-pixel + memory pixel-to-pixel and pixel-to-region contrast), "
+                          "weight multiplying --cirkd-minibatch, --cirkd-pixel, --cirkd-region");
+  opt("--cirkd-minibatch", l.cirkd_minibatch, "CIRKD mini-batch pixel-to-pixel weight (times --cirkd)");
+  opt("--cirkd-pixel", l.cirkd_pixel, "CIRKD memory pixel-to-pixel weight (times --cirkd)");
+  opt("--cirkd-region", l.cirkd_region, "CIRKD memory pixel-to-region weight (times --cirkd)");
+  auto iopt = [&](const char* flag, int64_t& v, const char* help) {
+    sub->add_option(flag, v, help)->capture_default_str()->group(group);
+  };
+  iopt("--cirkd-pixel-memory", l.cirkd_pixel_memory, "CIRKD teacher pixel queue rows per class");
+  iopt("--cirkd-region-memory", l.cirkd_region_memory, "CIRKD teacher region queue rows per class");
+  iopt("--cirkd-pixel-contrast", l.cirkd_pixel_contrast,
+       "CIRKD pixel keys per step in all (each class: this / classes + 1, as the scripts)");
+  iopt("--cirkd-region-contrast", l.cirkd_region_contrast,
+       "CIRKD region keys per step in all (each class: this / classes + 1)");
+  opt("--cirkd-temperature", l.cirkd_temperature, "CIRKD contrast temperature (similarity / tau)");
+  opt("--cirkd-kd-temperature", l.cirkd_kd_temperature, "CIRKD temperature of the KL between similarity distributions");
+  sub->add_option("--cirkd-pixel-queue", l.cirkd_pixel_queue,
+                  "released: the release's pixel-queue fill (positions 0..n_c-1 of the image, what produced the "
+                  "paper's numbers); class: K pixels of the class (the evident intent)")
+      ->check(CLI::IsMember({"released", "class"}))
+      ->capture_default_str()
+      ->group(group);
 }
 
 void add_launch_flags(CLI::App& command, dist::LaunchOptions& launch) {

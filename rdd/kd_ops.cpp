@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "engine/thread_pool.h"
 #include "rdd/kd_math.h"
@@ -463,6 +464,163 @@ CenterCosineGrads center_cosine_backward(const Tensor& dcos, const Tensor& f, co
     }, 256);
   });
   return g;
+}
+
+namespace {
+void check_index(const Tensor& idx, const Tensor& like, const char* who) {
+  require_dtype(idx, DType::i64, who, "indices");
+  require_same_device(idx, like, who);
+  RDD_CHECK(idx.ndim() == 1, who, ": indices ", idx.desc(), " must be 1-D");
+}
+// The indices on the host (CPU tensors: their data).
+std::vector<int64_t> host_indices(const Tensor& idx) { return idx.to_vector<int64_t>(); }
+}  // namespace
+
+Tensor gather_pixels(const Tensor& f, const Tensor& idx) {
+  const char* who = "gather_pixels";
+  require_float(f, who, "f");
+  RDD_CHECK(f.ndim() == 3, who, ": f ", f.desc(), " must be (N, D, P)");
+  check_index(idx, f, who);
+  const int64_t n = f.size(0), d = f.size(1), p = f.size(2), m = idx.numel();
+  Tensor rows = Tensor::empty({m, d}, f.dtype(), f.device());
+#if RDD_WITH_CUDA
+  if (f.device().is_cuda()) {
+    cuda::gather_pixels(f.data<float>(), idx.data<int64_t>(), rows.data<float>(), m, d, p, stream_of(f));
+    return rows;
+  }
+#endif
+  const std::vector<int64_t> ix = host_indices(idx);
+  by_dtype(f, [&](auto t) {
+    using T = decltype(t);
+    const T* pf = f.data<T>();
+    T* pr = rows.data<T>();
+    for (int64_t i = 0; i < m; ++i) {
+      RDD_CHECK(ix[size_t(i)] >= 0 && ix[size_t(i)] < n * p, who, ": index ", ix[size_t(i)], " outside ", n * p, " pixels");
+      const T* src = pf + (ix[size_t(i)] / p) * d * p + ix[size_t(i)] % p;
+      for (int64_t k = 0; k < d; ++k) pr[i * d + k] = src[k * p];
+    }
+  });
+  return rows;
+}
+
+Tensor scatter_pixels(const Tensor& rows, const Tensor& idx, int64_t n, int64_t d, int64_t p) {
+  const char* who = "scatter_pixels";
+  require_float(rows, who, "rows");
+  check_index(idx, rows, who);
+  RDD_CHECK(rows.ndim() == 2 && rows.size(0) == idx.numel() && rows.size(1) == d, who, ": rows ", rows.desc(), " for ",
+            idx.numel(), " indices of width ", d);
+  const int64_t m = idx.numel();
+  Tensor out = Tensor::zeros({n, d, p}, rows.dtype(), rows.device());
+#if RDD_WITH_CUDA
+  if (rows.device().is_cuda()) {
+    cuda::scatter_pixels(rows.data<float>(), idx.data<int64_t>(), out.data<float>(), m, d, p, stream_of(rows));
+    return out;
+  }
+#endif
+  const std::vector<int64_t> ix = host_indices(idx);
+  by_dtype(rows, [&](auto t) {
+    using T = decltype(t);
+    const T* pr = rows.data<T>();
+    T* po = out.data<T>();
+    for (int64_t i = 0; i < m; ++i) {
+      RDD_CHECK(ix[size_t(i)] >= 0 && ix[size_t(i)] < n * p, who, ": index ", ix[size_t(i)], " outside ", n * p, " pixels");
+      T* dst = po + (ix[size_t(i)] / p) * d * p + ix[size_t(i)] % p;
+      for (int64_t k = 0; k < d; ++k) dst[k * p] = pr[i * d + k];
+    }
+  });
+  return out;
+}
+
+Tensor take_rows(const Tensor& src, const Tensor& idx) {
+  const char* who = "take_rows";
+  require_float(src, who, "src");
+  RDD_CHECK(src.ndim() == 2, who, ": src ", src.desc(), " must be (R, D)");
+  check_index(idx, src, who);
+  const int64_t r = src.size(0), d = src.size(1), m = idx.numel();
+  Tensor out = Tensor::empty({m, d}, src.dtype(), src.device());
+#if RDD_WITH_CUDA
+  if (src.device().is_cuda()) {
+    cuda::take_rows(src.data<float>(), idx.data<int64_t>(), out.data<float>(), m, d, stream_of(src));
+    return out;
+  }
+#endif
+  const std::vector<int64_t> ix = host_indices(idx);
+  by_dtype(src, [&](auto t) {
+    using T = decltype(t);
+    for (int64_t i = 0; i < m; ++i) {
+      RDD_CHECK(ix[size_t(i)] >= 0 && ix[size_t(i)] < r, who, ": row ", ix[size_t(i)], " outside ", r, " rows");
+      std::copy(src.data<T>() + ix[size_t(i)] * d, src.data<T>() + (ix[size_t(i)] + 1) * d, out.data<T>() + i * d);
+    }
+  });
+  return out;
+}
+
+void put_rows(Tensor& dst, const Tensor& idx, const Tensor& rows) {
+  const char* who = "put_rows";
+  require_float(dst, who, "dst");
+  RDD_CHECK(dst.ndim() == 2, who, ": dst ", dst.desc(), " must be (R, D)");
+  check_index(idx, dst, who);
+  const int64_t r = dst.size(0), d = dst.size(1), m = idx.numel();
+  RDD_CHECK(rows.ndim() == 2 && rows.size(0) == m && rows.size(1) == d && rows.dtype() == dst.dtype(), who, ": rows ",
+            rows.desc(), " for ", m, " indices into ", dst.desc());
+  require_same_device(rows, dst, who);
+#if RDD_WITH_CUDA
+  if (dst.device().is_cuda()) {
+    cuda::put_rows(dst.data<float>(), idx.data<int64_t>(), rows.data<float>(), m, d, stream_of(dst));
+    return;
+  }
+#endif
+  const std::vector<int64_t> ix = host_indices(idx);
+  by_dtype(dst, [&](auto t) {
+    using T = decltype(t);
+    for (int64_t i = 0; i < m; ++i) {
+      RDD_CHECK(ix[size_t(i)] >= 0 && ix[size_t(i)] < r, who, ": row ", ix[size_t(i)], " outside ", r, " rows");
+      std::copy(rows.data<T>() + i * d, rows.data<T>() + (i + 1) * d, dst.data<T>() + ix[size_t(i)] * d);
+    }
+  });
+}
+
+Tensor class_means(const Tensor& f, const Tensor& labels, const Tensor& image, const Tensor& cls) {
+  const char* who = "class_means";
+  require_float(f, who, "f");
+  RDD_CHECK(f.ndim() == 3, who, ": f ", f.desc(), " must be (N, D, P)");
+  require_dtype(labels, DType::i32, who, "labels");
+  require_same_device(labels, f, who);
+  RDD_CHECK(labels.numel() == f.size(0) * f.size(2), who, ": labels ", labels.desc(), " for ", f.desc());
+  check_index(image, f, who);
+  check_index(cls, f, who);
+  RDD_CHECK(image.numel() == cls.numel(), who, ": ", image.numel(), " images for ", cls.numel(), " classes");
+  const int64_t n = f.size(0), d = f.size(1), p = f.size(2), e = image.numel();
+  Tensor out = Tensor::empty({e, d}, f.dtype(), f.device());
+#if RDD_WITH_CUDA
+  if (f.device().is_cuda()) {
+    cuda::class_means(f.data<float>(), labels.data<int32_t>(), image.data<int64_t>(), cls.data<int64_t>(),
+                      out.data<float>(), e, d, p, stream_of(f));
+    return out;
+  }
+#endif
+  const std::vector<int64_t> im = host_indices(image), cl = host_indices(cls);
+  const int32_t* y = labels.data<int32_t>();
+  by_dtype(f, [&](auto t) {
+    using T = decltype(t);
+    const T* pf = f.data<T>();
+    T* po = out.data<T>();
+    for (int64_t i = 0; i < e; ++i) {
+      RDD_CHECK(im[size_t(i)] >= 0 && im[size_t(i)] < n, who, ": image ", im[size_t(i)], " outside ", n);
+      const int64_t b = im[size_t(i)];
+      for (int64_t k = 0; k < d; ++k) {
+        T s = 0;
+        int64_t count = 0;
+        for (int64_t q = 0; q < p; ++q)
+          if (y[b * p + q] == cl[size_t(i)]) {
+            s += pf[(b * d + k) * p + q];
+            ++count;
+          }
+        po[i * d + k] = count > 0 ? s / T(count) : T(0);
+      }
+    }
+  });
+  return out;
 }
 
 }  // namespace rdd::method

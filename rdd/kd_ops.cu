@@ -142,7 +142,80 @@ __global__ void center_cosine_backward_kernel(const float* __restrict__ dcos, co
   }
 }
 
+__global__ void gather_pixels_kernel(const float* __restrict__ f, const int64_t* __restrict__ idx,
+                                     float* __restrict__ rows, int64_t m, int64_t d, int64_t p) {
+  RDD_GRID_LOOP(e, m * d) {
+    const int64_t i = e / d, k = e % d, at = idx[i];
+    rows[e] = f[(at / p) * d * p + k * p + at % p];
+  }
+}
+
+__global__ void scatter_pixels_kernel(const float* __restrict__ rows, const int64_t* __restrict__ idx,
+                                      float* __restrict__ out, int64_t m, int64_t d, int64_t p) {
+  RDD_GRID_LOOP(e, m * d) {
+    const int64_t i = e / d, k = e % d, at = idx[i];
+    out[(at / p) * d * p + k * p + at % p] = rows[e];
+  }
+}
+
+__global__ void take_rows_kernel(const float* __restrict__ src, const int64_t* __restrict__ idx,
+                                 float* __restrict__ out, int64_t m, int64_t d) {
+  RDD_GRID_LOOP(e, m * d) out[e] = src[idx[e / d] * d + e % d];
+}
+
+__global__ void put_rows_kernel(float* __restrict__ dst, const int64_t* __restrict__ idx,
+                                const float* __restrict__ rows, int64_t m, int64_t d) {
+  RDD_GRID_LOOP(e, m * d) dst[idx[e / d] * d + e % d] = rows[e];
+}
+
+__global__ void class_means_kernel(const float* __restrict__ f, const int32_t* __restrict__ labels,
+                                   const int64_t* __restrict__ image, const int64_t* __restrict__ cls,
+                                   float* __restrict__ out, int64_t entries, int64_t d, int64_t p) {
+  // One thread per (entry, channel); the pixel loop reads one contiguous row of f.
+  RDD_GRID_LOOP(e, entries * d) {
+    const int64_t i = e / d, k = e % d, b = image[i];
+    const int32_t c = int32_t(cls[i]);
+    const float* row = f + (b * d + k) * p;
+    const int32_t* y = labels + b * p;
+    float s = 0.f;
+    int64_t count = 0;
+    for (int64_t q = 0; q < p; ++q)
+      if (y[q] == c) {
+        s += row[q];
+        ++count;
+      }
+    out[e] = count > 0 ? s / float(count) : 0.f;
+  }
+}
+
 }  // namespace
+
+void gather_pixels(const float* f, const int64_t* idx, float* rows, int64_t m, int64_t d, int64_t p, cudaStream_t stream) {
+  if (m * d == 0) return;
+  launch<gather_pixels_kernel>(blocks_for(m * d), kThreads, 0, stream)(f, idx, rows, m, d, p);
+}
+
+void scatter_pixels(const float* rows, const int64_t* idx, float* out, int64_t m, int64_t d, int64_t p,
+                    cudaStream_t stream) {
+  if (m * d == 0) return;
+  launch<scatter_pixels_kernel>(blocks_for(m * d), kThreads, 0, stream)(rows, idx, out, m, d, p);
+}
+
+void take_rows(const float* src, const int64_t* idx, float* out, int64_t m, int64_t d, cudaStream_t stream) {
+  if (m * d == 0) return;
+  launch<take_rows_kernel>(blocks_for(m * d), kThreads, 0, stream)(src, idx, out, m, d);
+}
+
+void put_rows(float* dst, const int64_t* idx, const float* rows, int64_t m, int64_t d, cudaStream_t stream) {
+  if (m * d == 0) return;
+  launch<put_rows_kernel>(blocks_for(m * d), kThreads, 0, stream)(dst, idx, rows, m, d);
+}
+
+void class_means(const float* f, const int32_t* labels, const int64_t* image, const int64_t* cls, float* out,
+                 int64_t entries, int64_t d, int64_t p, cudaStream_t stream) {
+  if (entries * d == 0) return;
+  launch<class_means_kernel>(blocks_for(entries * d), kThreads, 0, stream)(f, labels, image, cls, out, entries, d, p);
+}
 
 void l2norm_rows(const float* x, float* y, float* norm, int64_t outer, int64_t len, int64_t inner, float eps,
                  cudaStream_t stream) {

@@ -69,4 +69,17 @@ struct CenterCosineGrads {
 CenterCosineGrads center_cosine_backward(const Tensor& dcos, const Tensor& f, const Tensor& ctr, const Tensor& labels,
                                          int64_t classes);
 
+// Rows of pixels and of memory queues (CIRKD). idx: i64 on the tensors' device.
+// gather_pixels: rows[m, :] = f[idx[m] / P, :, idx[m] % P] — f (N, D, P) → rows (M, D).
+Tensor gather_pixels(const Tensor& f, const Tensor& idx);
+// The reverse: (N, D, P) zeros except out[idx[m] / P, :, idx[m] % P] = rows[m, :] (indices distinct).
+Tensor scatter_pixels(const Tensor& rows, const Tensor& idx, int64_t n, int64_t d, int64_t p);
+// take_rows: out[m, :] = src[idx[m], :] — src (R, D) → (M, D).
+Tensor take_rows(const Tensor& src, const Tensor& idx);
+// put_rows: dst[idx[m], :] = rows[m, :] in place (indices distinct) — dst (R, D), rows (M, D).
+void put_rows(Tensor& dst, const Tensor& idx, const Tensor& rows);
+// class_means: out[e, :] = mean of f[b_e, :, p] over the pixels p with labels[b_e, p] == c_e, for the entries
+// e = (b_e, c_e) given as image[e], cls[e] (i64); a class without pixels gives zeros. f (N, D, P), labels (N, P) i32.
+Tensor class_means(const Tensor& f, const Tensor& labels, const Tensor& image, const Tensor& cls);
+
 }  // namespace rdd::method

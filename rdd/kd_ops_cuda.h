@@ -45,5 +45,14 @@ void center_cosine(const float* f, const float* ctr, const int32_t* labels, floa
 void center_cosine_backward(const float* dcos, const float* f, const float* ctr, const int32_t* labels, float* gf,
                             float* gc, int64_t n, int64_t c, int64_t p, int64_t classes, cudaStream_t stream);
 
+// CIRKD rows (kd_ops.h): f (N, D, P), rows (M, D), idx (M) i64.
+void gather_pixels(const float* f, const int64_t* idx, float* rows, int64_t m, int64_t d, int64_t p, cudaStream_t stream);
+void scatter_pixels(const float* rows, const int64_t* idx, float* out, int64_t m, int64_t d, int64_t p,
+                    cudaStream_t stream);  // out zeroed by the caller
+void take_rows(const float* src, const int64_t* idx, float* out, int64_t m, int64_t d, cudaStream_t stream);
+void put_rows(float* dst, const int64_t* idx, const float* rows, int64_t m, int64_t d, cudaStream_t stream);
+void class_means(const float* f, const int32_t* labels, const int64_t* image, const int64_t* cls, float* out,
+                 int64_t entries, int64_t d, int64_t p, cudaStream_t stream);
+
 }  // namespace rdd::method::cuda
 #endif

@@ -155,8 +155,91 @@ def dist_loss(s, t, label, params, meta):
     return out
 
 
+def cirkd_loss(s, t, label, params, meta):
+    """CriterionMiniBatchCrossImagePair + StudentSegContrast (one process: the all-gather is the identity).
+
+    The release's random choices are made irrelevant by the case: contrast sizes equal the memory sizes
+    (every row is a key; a permutation of the keys leaves the KL unchanged) and at most 16 pixels of a class
+    per image (perm[:K] covers 0..K-1): rows are written in source order. Updates params' buffers in place.
+    """
+    tau, kd_t = float(meta["contrast_temperature"]), float(meta["contrast_kd_temperature"])
+    f_s, f_t = s["feature"], t["feature"]
+    # mini-batch pixel-to-pixel
+    ns, nt = normalize(f_s), normalize(f_t)
+    b = f_s.shape[0]
+    mb = 0
+    for i in range(b):
+        for j in range(b):
+            ss = ns[i].reshape(ns.shape[1], -1).t() @ ns[j].reshape(ns.shape[1], -1)
+            st_ = nt[i].reshape(nt.shape[1], -1).t() @ nt[j].reshape(nt.shape[1], -1)
+            mb = mb + F.kl_div(F.log_softmax(ss / tau, dim=1), F.softmax(st_ / tau, dim=1), reduction="batchmean")
+    mb = mb / (b * b)
+    # memory
+    x = F.conv2d(f_s, params["project_head.0.weight"])
+    x = F.batch_norm(x, params["project_head.1.running_mean"], params["project_head.1.running_var"],
+                     params["project_head.1.weight"], params["project_head.1.bias"], training=True, momentum=0.1,
+                     eps=1e-5)
+    params["project_head.1.num_batches_tracked"] += 1
+    x = F.conv2d(F.relu(x), params["project_head.3.weight"])
+    s_feats = normalize(x)
+    t_feats = normalize(f_t)
+    h, w = s_feats.shape[2], s_feats.shape[3]
+    labels = F.interpolate(label.unsqueeze(1).double(), (h, w), mode="nearest").squeeze(1).long()
+    # enqueue (before the contrast), as _dequeue_and_enqueue on the detached teacher features
+    pq, sq = params["teacher_pixel_queue"], params["teacher_segment_queue"]
+    pptr, sptr = params["pixel_queue_ptr"], params["segment_queue_ptr"]
+    keys = t_feats.detach()
+    dim = keys.shape[1]
+    mem, rmem = pq.shape[1], sq.shape[1]
+    with torch.no_grad():
+        for bs in range(keys.shape[0]):
+            this_feat = keys[bs].reshape(dim, -1)
+            this_label = labels[bs].reshape(-1)
+            for lb in [int(v) for v in torch.unique(this_label) if v != -1]:
+                idxs = (this_label == lb).nonzero()
+                feat = torch.mean(this_feat[:, idxs], dim=1).squeeze(1)
+                ptr = int(sptr[lb])
+                sq[lb, ptr, :] = F.normalize(feat.view(-1), p=2, dim=0)
+                sptr[lb] = (ptr + 1) % rmem
+                num = idxs.shape[0]
+                k = min(num, 16)
+                assert num <= 16, "the case must keep a class at <= 16 pixels per image"
+                if meta["pixel_queue"] == "released":
+                    src = torch.arange(k)                 # this_feat[:, perm[:K]], perm a permutation of range(num)
+                else:
+                    src = idxs[:k, 0]                     # K pixels of the class
+                feat = this_feat[:, src].t()
+                ptr = int(pptr[lb])
+                if ptr + k >= mem:
+                    pq[lb, -k:, :] = F.normalize(feat, p=2, dim=1)
+                    pptr[lb] = 0
+                else:
+                    pq[lb, ptr:ptr + k, :] = F.normalize(feat, p=2, dim=1)
+                    pptr[lb] = (ptr + k) % mem
+    flat = labels.reshape(-1)
+    valid = flat != -1
+    sa = s_feats.permute(0, 2, 3, 1).reshape(-1, dim)[valid]
+    ta = t_feats.permute(0, 2, 3, 1).reshape(-1, dim)[valid]
+    if int(valid.sum()) == 0:  # the release's NaN; rdd: 0
+        zero = 0 * (s_feats ** 2).mean()
+        return {"minibatch": mb, "pixel": zero, "region": zero}
+
+    def contrast(queue):
+        xk = queue.reshape(-1, dim)  # every row of every class, class-major (as _sample_negative)
+        s_l = sa @ xk.t() / tau
+        t_l = ta @ xk.t() / tau
+        return F.kl_div(F.log_softmax(s_l / kd_t, dim=1), F.softmax(t_l.detach() / kd_t, dim=1),
+                        reduction="batchmean") * kd_t ** 2
+
+    return {"minibatch": mb, "pixel": contrast(pq), "region": contrast(sq)}
+
+
+# Buffers (no gradient; compared after the step).
+BUFFERS = {"project_head.1.running_mean", "project_head.1.running_var", "project_head.1.num_batches_tracked",
+           "teacher_pixel_queue", "pixel_queue_ptr", "teacher_segment_queue", "segment_queue_ptr"}
+
 METHODS = {"at": at_loss, "fitnet": fitnet_loss, "cwd": cwd_loss, "skd": skd_loss, "ifvd": ifvd_loss,
-           "dsd": dsd_loss, "dist": dist_loss}
+           "dsd": dsd_loss, "dist": dist_loss, "cirkd": cirkd_loss}
 
 
 def evaluate(case):
@@ -164,7 +247,14 @@ def evaluate(case):
     slots = meta["slots"].split(",")
     s = {k: torch.from_numpy(case["student." + k]).double().requires_grad_(True) for k in slots}
     t = {k: torch.from_numpy(case["teacher." + k]).double() for k in slots}
-    params = {k: torch.from_numpy(v).double().requires_grad_(True) for k, v in case["params"].items()}
+    params = {}
+    for k, v in case["params"].items():
+        if v.dtype == np.int64:
+            params[k] = torch.from_numpy(v.copy())
+        elif k in BUFFERS:
+            params[k] = torch.from_numpy(v.copy()).double()
+        else:
+            params[k] = torch.from_numpy(v).double().requires_grad_(True)
     label = torch.from_numpy(case["label"]).long()
     losses = METHODS[meta["method"]](s, t, label, params, meta)
     total = 0
@@ -179,7 +269,10 @@ def evaluate(case):
         g = s[k].grad if s[k].grad is not None else torch.zeros_like(s[k])
         out["golden.expected.grad.student." + k] = g.float().numpy()
     for k, p in params.items():
-        out["golden.expected.grad.param." + k] = p.grad.float().numpy()
+        if k in BUFFERS:
+            out["golden.expected.param." + k] = p.numpy() if p.dtype == torch.int64 else p.float().numpy()
+        else:
+            out["golden.expected.grad.param." + k] = p.grad.float().numpy()
     for k, v in out.items():
         if not np.all(np.isfinite(v)):
             raise RuntimeError("case %s: %s is not finite" % (meta["case"], k))
@@ -237,7 +330,39 @@ def cases():
     add("main_T1", make_case(gen, "dist", ["main"], beta=1.0, gamma=1.0, tau=1.0, aux_weight=0.0))
     add("aux_T4", make_case(gen, "dist", ["main", "aux"], beta=1.0, gamma=2.0, tau=4.0, aux_weight=0.4))
     add("batch1", make_case(gen, "dist", ["main"], n=1, classes=19, beta=1.0, gamma=1.0, tau=1.0, aux_weight=0.0))
+    for name, mode in (("released", "released"), ("class_fill", "class")):
+        add(name, cirkd_case(gen, mode))
+    add("batch1", cirkd_case(gen, "released", n=1))
+    add("all_ignored", cirkd_case(gen, "released", ignore=1.0))
+    add("class_absent", cirkd_case(gen, "class", classes=6, label_classes=4))
     return out
+
+
+def cirkd_case(gen, fill, n=2, classes=5, label_classes=None, ignore=0.15):
+    """CIRKD with small memories (wrap-around exercised: pointers start near the end), contrast = memory,
+    labels at the feature size x 7 so that a class has at most 16 pixels per image at 4 x 5."""
+    c_s, c_t, h, w = 6, 8, 4, 5
+    pmem, rmem = 12, 5
+    label_classes = label_classes or classes
+    lab = torch.randint(0, label_classes, (n, h * 7, w * 7), generator=gen, dtype=torch.int64)
+    lab[torch.rand(n, h * 7, w * 7, generator=gen) < ignore] = -1
+    case = make_case(gen, "cirkd", ["feature"], n=n, classes=classes, c_s=c_s, c_t=c_t, h=h, w=w, label=lab,
+                     params={"project_head.0.weight": (c_t, c_s, 1, 1), "project_head.3.weight": (c_t, c_t, 1, 1),
+                             "project_head.1.weight": (c_t,), "project_head.1.bias": (c_t,)},
+                     pixel_memory_size=pmem, region_memory_size=rmem, pixel_contrast_size=pmem,
+                     region_contrast_size=rmem, contrast_temperature=0.1, contrast_kd_temperature=1.0,
+                     pixel_queue=fill, lambda_minibatch=1, lambda_pixel=0.1, lambda_region=0.1)
+    pr = case["params"]
+    pr["project_head.1.weight"] += 1.0
+    pr["project_head.1.running_mean"] = (torch.randn(c_t, generator=gen, dtype=torch.float64) * 0.1).float().numpy()
+    pr["project_head.1.running_var"] = (1 + torch.rand(c_t, generator=gen, dtype=torch.float64)).float().numpy()
+    pr["project_head.1.num_batches_tracked"] = np.array(3, dtype=np.int64)
+    for name, size in (("teacher_pixel_queue", pmem), ("teacher_segment_queue", rmem)):
+        q = torch.randn(classes, size, c_t, generator=gen, dtype=torch.float64)
+        pr[name] = F.normalize(q, p=2, dim=2).float().numpy()
+    pr["pixel_queue_ptr"] = torch.randint(0, pmem, (classes,), generator=gen, dtype=torch.int64).numpy()
+    pr["segment_queue_ptr"] = torch.randint(0, rmem, (classes,), generator=gen, dtype=torch.int64).numpy()
+    return case
 
 
 def main():

@@ -1,5 +1,6 @@
 #include "train/distiller.h"
 
+#include "rdd/cirkd.h"
 #include "rdd/kd_terms.h"
 
 namespace rdd::train {
@@ -28,6 +29,23 @@ void add_kd_terms(method::Distiller& d, const LossOptions& o, const DistillShape
   if (o.dsd > 0) d.add(std::make_unique<DsdTerm>(o.dsd * o.dsd_psd, o.dsd * o.dsd_csd, o.dsd_temperature));
   if (o.dist > 0)
     d.add(std::make_unique<DistTerm>(o.dist, o.dist_beta, o.dist_gamma, o.dist_temperature, o.dist_aux_weight));
+  if (o.cirkd > 0) {
+    need_channels("--cirkd");
+    CirkdOptions c;
+    c.num_classes = shapes.num_classes;
+    c.pixel_memory_size = o.cirkd_pixel_memory;
+    c.region_memory_size = o.cirkd_region_memory;
+    c.pixel_contrast_size = o.cirkd_pixel_contrast / shapes.num_classes + 1;
+    c.region_contrast_size = o.cirkd_region_contrast / shapes.num_classes + 1;
+    c.contrast_temperature = o.cirkd_temperature;
+    c.contrast_kd_temperature = o.cirkd_kd_temperature;
+    RDD_CHECK(o.cirkd_pixel_queue == "released" || o.cirkd_pixel_queue == "class", "--cirkd-pixel-queue: '",
+              o.cirkd_pixel_queue, "' (released or class)");
+    c.fill = o.cirkd_pixel_queue == "class" ? PixelQueueFill::klass : PixelQueueFill::released;
+    d.add(std::make_unique<CirkdTerm>(d.params(), o.cirkd * o.cirkd_minibatch, o.cirkd * o.cirkd_pixel,
+                                      o.cirkd * o.cirkd_region, c, shapes.student_feature_channels,
+                                      shapes.teacher_feature_channels));
+  }
 }
 
 std::unique_ptr<method::Distiller> make_distiller(const LossOptions& o, int64_t iters, const Tensor& tse_class_weights,

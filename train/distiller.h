@@ -32,6 +32,15 @@ struct LossOptions {
   double dsd_psd = 1000, dsd_csd = 10, dsd_temperature = 4;
   double dist = 0;                         // DIST on the main logits (+ dist_aux_weight on the aux logits)
   double dist_beta = 1, dist_gamma = 1, dist_temperature = 1, dist_aux_weight = 0.4;
+  // CIRKD (rdd/cirkd.h): its three terms at cirkd·cirkd_minibatch, cirkd·cirkd_pixel, cirkd·cirkd_region.
+  double cirkd = 0;
+  double cirkd_minibatch = 1, cirkd_pixel = 0.1, cirkd_region = 0.1;
+  int64_t cirkd_pixel_memory = 20000, cirkd_region_memory = 2000;  // rows per class
+  // Contrast rows in all, as the scripts' flags: each class contributes size / classes + 1 (what the
+  // scripts hand the module).
+  int64_t cirkd_pixel_contrast = 4096, cirkd_region_contrast = 1024;
+  double cirkd_temperature = 0.1, cirkd_kd_temperature = 1;
+  std::string cirkd_pixel_queue = "released";  // released | class (rdd/cirkd.h PixelQueueFill)
 };
 
 // What the terms with parameters need to know of the models.
@@ -47,7 +56,7 @@ std::unique_ptr<method::Distiller> make_distiller(const LossOptions& o, int64_t 
                                                   const DistillShapes& shapes = {}, Device device = Device::cpu(),
                                                   uint64_t seed = 1);
 // Every distillation term whose weight is positive, in a fixed order: KD, CWD, CWD feature, AT, FitNet,
-// SKD, IFVD, DSD, DIST. Terms with parameters register them in d.params() (materialize afterwards).
+// SKD, IFVD, DSD, DIST, CIRKD. Terms with parameters register them in d.params() (materialize afterwards).
 void add_kd_terms(method::Distiller& d, const LossOptions& o, const DistillShapes& shapes);
 
 // --tfe-direction's names: "released" (KL(aux‖main), the released code) and "paper" (KL(main‖aux), Eq. 6).

@@ -126,8 +126,26 @@ std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const 
     } else {
       terms.push_back({"", "dist"});
     }
+  } else if (method == "cirkd") {
+    // The module's own sizes (per class) through the flags' totals: total = (per class − 1)·classes gives
+    // total / classes + 1 = per class.
+    const Tensor queue = c.tensor("golden.param.teacher_pixel_queue", Device::cpu());
+    shapes.num_classes = int(queue.size(0));
+    o.cirkd = 1;
+    o.cirkd_minibatch = o.cirkd_pixel = o.cirkd_region = 1;
+    o.cirkd_pixel_memory = int64_t(c.number("pixel_memory_size"));
+    o.cirkd_region_memory = int64_t(c.number("region_memory_size"));
+    o.cirkd_pixel_contrast = (int64_t(c.number("pixel_contrast_size")) - 1) * shapes.num_classes;
+    o.cirkd_region_contrast = (int64_t(c.number("region_contrast_size")) - 1) * shapes.num_classes;
+    o.cirkd_temperature = c.number("contrast_temperature");
+    o.cirkd_kd_temperature = c.number("contrast_kd_temperature");
+    o.cirkd_pixel_queue = c.meta("pixel_queue") == "class" ? "class" : "released";
+    RDD_CHECK(c.meta("pixel_queue") == "class" || c.meta("pixel_queue") == "released", what, ": pixel_queue '",
+              c.meta("pixel_queue"), "' is not released or class");
+    terms = {{"minibatch", "cirkd_minibatch"}, {"pixel", "cirkd_pixel"}, {"region", "cirkd_region"}};
+    param_prefix = "cirkd.";
   } else {
-    fail(what, ": method '", method, "' is not one of at, fitnet, cwd, skd, ifvd, dsd, dist");
+    fail(what, ": method '", method, "' is not one of at, fitnet, cwd, skd, ifvd, dsd, dist, cirkd");
   }
   method::Distiller d;
   add_kd_terms(d, o, shapes);

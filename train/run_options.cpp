@@ -47,6 +47,15 @@ void validate_kd_methods(const LossOptions& l) {
   for (const auto& [flag, v] : weights) RDD_CHECK(v >= 0, flag, " ", v, " must be ≥ 0");
   RDD_CHECK(l.dsd_temperature > 0, "--dsd-temperature ", l.dsd_temperature, " must be positive");
   RDD_CHECK(l.dist_temperature > 0, "--dist-temperature ", l.dist_temperature, " must be positive");
+  for (const auto& [flag, v] : {std::pair<const char*, double>{"--cirkd", l.cirkd}, {"--cirkd-minibatch", l.cirkd_minibatch},
+                                {"--cirkd-pixel", l.cirkd_pixel}, {"--cirkd-region", l.cirkd_region}})
+    RDD_CHECK(v >= 0, flag, " ", v, " must be ≥ 0");
+  RDD_CHECK(l.cirkd_pixel_memory >= 16 && l.cirkd_region_memory >= 1, "--cirkd-pixel-memory (", l.cirkd_pixel_memory,
+            ") must be ≥ 16 (one step's pixels of a class) and --cirkd-region-memory (", l.cirkd_region_memory, ") ≥ 1");
+  RDD_CHECK(l.cirkd_pixel_contrast >= 0 && l.cirkd_region_contrast >= 0, "--cirkd-pixel-contrast and --cirkd-region-contrast must be ≥ 0");
+  RDD_CHECK(l.cirkd_temperature > 0 && l.cirkd_kd_temperature > 0, "--cirkd-temperature and --cirkd-kd-temperature must be positive");
+  RDD_CHECK(l.cirkd_pixel_queue == "released" || l.cirkd_pixel_queue == "class", "--cirkd-pixel-queue: '",
+            l.cirkd_pixel_queue, "' (released or class)");
 }
 
 void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
@@ -68,6 +77,19 @@ void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
     j["dist_gamma"] = l.dist_gamma;
     j["dist_temperature"] = l.dist_temperature;
     j["dist_aux_weight"] = l.dist_aux_weight;
+  }
+  if (l.cirkd > 0) {
+    j["cirkd"] = l.cirkd;
+    j["cirkd_minibatch"] = l.cirkd_minibatch;
+    j["cirkd_pixel"] = l.cirkd_pixel;
+    j["cirkd_region"] = l.cirkd_region;
+    j["cirkd_pixel_memory"] = l.cirkd_pixel_memory;
+    j["cirkd_region_memory"] = l.cirkd_region_memory;
+    j["cirkd_pixel_contrast"] = l.cirkd_pixel_contrast;
+    j["cirkd_region_contrast"] = l.cirkd_region_contrast;
+    j["cirkd_temperature"] = l.cirkd_temperature;
+    j["cirkd_kd_temperature"] = l.cirkd_kd_temperature;
+    j["cirkd_pixel_queue"] = l.cirkd_pixel_queue;
   }
 }
 

@@ -31,9 +31,11 @@ declare -A FLAGS=(
   [ifvd]="--ifvd 10"                     [ifvd_terms]="ifvd"
   [dsd]="--dsd 1"                        [dsd_terms]="psd csd"
   [dist]="--dist 1"                      [dist_terms]="dist dist_aux"
+  [cirkd]="--cirkd 1 --kd 1 --cirkd-pixel-memory 64 --cirkd-region-memory 16 --cirkd-pixel-contrast 200 --cirkd-region-contrast 40"
+  [cirkd_terms]="cirkd_minibatch cirkd_pixel cirkd_region"
 )
 METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist)
+[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist cirkd)
 
 for m in "${METHODS[@]}"; do
   [ -n "${FLAGS[$m]:-}" ] || fail "unknown method $m"
@@ -48,7 +50,7 @@ for m in "${METHODS[@]}"; do
     for term in ${FLAGS[${m}_terms]}; do
       grep -q "\"$term\":" "$d/full/metrics.jsonl" || fail "$m $variant: no '$term' in metrics.jsonl"
     done
-    grep -q "\"ms.${FLAGS[${m}_terms]%% *}\"\\|\"ms.dsd\"\\|\"ms.cwd\"" "$d/full/metrics.jsonl" || fail "$m $variant: no term cost logged"
+    grep -q "\"ms.${FLAGS[${m}_terms]%% *}\"\\|\"ms.dsd\"\\|\"ms.cwd\"\\|\"ms.cirkd\"" "$d/full/metrics.jsonl" || fail "$m $variant: no term cost logged"
     grep -q '"share.rdd_task"' "$d/full/metrics.jsonl" || fail "$m $variant: no share of the step logged"
     if grep -q 'nan\|inf' "$d/full/metrics.jsonl"; then fail "$m $variant: a non-finite value in metrics.jsonl"; fi
     "${run[@]}" --out "$d/part" --stop-after 3 > "$d.part1.txt" 2>&1 || { cat "$d.part1.txt"; fail "$m $variant: first half"; }

@@ -184,7 +184,8 @@ TEST_CASE("comparison KD methods on 2 ranks through the trainer: every term logg
   std::vector<std::string> s = data;
   for (const char* a : {"--model", "deeplabv3_resnet18", "--width", "0.125", "--teacher", "deeplabv3_resnet18",
                         "--teacher-width", "0.25", "--iters", "3", "--fitnet", "1", "--cwd-feature", "1", "--at", "100",
-                        "--skd", "1", "--ifvd", "10", "--dsd", "1", "--dist", "1", "--rdd", "tfe,tse",
+                        "--skd", "1", "--ifvd", "10", "--dsd", "1", "--dist", "1", "--cirkd", "1",
+                        "--cirkd-pixel-memory", "32", "--cirkd-region-memory", "8", "--rdd", "tfe,tse",
                         "--warmup-iters", "2", "--min-kept", "200", "--out"})
     s.push_back(a);
   s.push_back(dir + "/kd");
@@ -197,7 +198,7 @@ TEST_CASE("comparison KD methods on 2 ranks through the trainer: every term logg
     if (!rec.contains("loss")) continue;
     ++logged;
     for (const char* term : {"fitnet", "cwd_feature", "at", "skd", "ifvd", "psd", "csd", "dist", "dist_aux",
-                             "ms.fitnet", "share.dsd"}) {
+                             "cirkd_minibatch", "cirkd_pixel", "cirkd_region", "ms.fitnet", "share.dsd", "ms.cirkd"}) {
       INFO(term);
       CHECK(rec.contains(term));
     }
@@ -207,4 +208,6 @@ TEST_CASE("comparison KD methods on 2 ranks through the trainer: every term logg
   CHECK(ck.tensors.count("distill.fitnet.conv.weight"));
   CHECK(ck.tensors.count("distill.cwd_feature.conv.weight"));
   CHECK(ck.tensors.count("optim.distill_momentum"));
+  CHECK(ck.tensors.count("distill.cirkd.teacher_pixel_queue"));
+  CHECK(ck.tensors.count("distill.cirkd.pixel_queue_ptr"));
 }

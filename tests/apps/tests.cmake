@@ -36,6 +36,7 @@ set_tests_properties(apps_e2e_kd_methods PROPERTIES TIMEOUT 900)
 add_test(NAME apps_bench_ops_kd_methods
          COMMAND $<TARGET_FILE:rdd> bench --model deeplabv3_resnet18 --width 0.125 --mode distill
                  --teacher deeplabv3_resnet18 --teacher-width 0.25 --crop 32x64 --batch 2 --iterations 1
-                 --warmup 1 --device cpu --ops --at 1 --fitnet 1 --cwd-feature 1 --skd 1 --ifvd 1 --dsd 1 --dist 1)
+                 --warmup 1 --device cpu --ops --at 1 --fitnet 1 --cwd-feature 1 --skd 1 --ifvd 1 --dsd 1 --dist 1
+                 --cirkd 1 --cirkd-pixel-memory 64 --cirkd-region-memory 16)
 set_tests_properties(apps_bench_ops_kd_methods PROPERTIES PASS_REGULAR_EXPRESSION
-  "loss: CWD \\(feature\\) .*loss: AT .*loss: FitNet .*loss: SKD .*loss: IFVD .*loss: DSD \\(PSD \\+ CSD\\) .*loss: DIST ")
+  "loss: CWD \\(feature\\) .*loss: AT .*loss: FitNet .*loss: SKD .*loss: IFVD .*loss: DSD \\(PSD \\+ CSD\\) .*loss: DIST .*loss: CIRKD \\(mini-batch \\+ memory\\) ")

@@ -6,6 +6,7 @@
 
 #include "harness.h"
 #include "layers/matmul.h"
+#include "rdd/cirkd.h"
 #include "rdd/distill.h"
 #include "rdd/kd_methods.h"
 #include "rdd/kd_ops.h"
@@ -327,4 +328,128 @@ GPU_TEST_CASE("KD methods on the GPU match the CPU reference (values and gradien
   layers::batched_gemm(a, b, c, s, 0.5, 1.0);
   layers::batched_gemm(gpu(a), gpu(b), dc, s, 0.5, 1.0);
   CHECK_TENSORS_CLOSE(cpu(dc), c, Tolerance{1e-6, 1e-5});
+}
+
+TEST_CASE("CIRKD: mini-batch and memory contrasts match finite differences (f64); no anchors gives 0") {
+  Tensor fs = f64({2, 3, 3, 4}, 91, 1.0);
+  const Tensor ft = f64({2, 5, 3, 4}, 92, 1.0);
+  for (double tau : {0.1, 1.0}) {
+    CAPTURE(tau);
+    const CirkdMiniBatch m = cirkd_minibatch(fs, ft, tau);
+    CHECK(m.loss > 0);
+    check_fd("mini-batch d/d f_s", fs, [&] { return cirkd_minibatch(fs, ft, tau).loss; }, m.grad, 1e-7);
+  }
+  CHECK(std::abs(cirkd_minibatch(ft, ft, 0.1).loss) < 1e-12);
+  Tensor sp = f64({2, 5, 3, 4}, 93);
+  const Tensor labels = test::random_labels({2, 12}, 3, 94, 0.25);
+  const Tensor kp = l2_normalize_rows(f64({9, 5}, 95), {9, 5, 1}).y, kr = l2_normalize_rows(f64({6, 5}, 96), {6, 5, 1}).y;
+  const CirkdMemory mem = cirkd_memory_contrast(sp, ft, labels, kp, kr, 0.1, 2.0, -1, 0.3, 0.7);
+  CHECK(mem.anchors > 0);
+  CHECK(mem.anchors < 24);
+  check_fd("memory d/d s_proj", sp, [&] {
+    const CirkdMemory r = cirkd_memory_contrast(sp, ft, labels, kp, kr, 0.1, 2.0, -1, 0.3, 0.7);
+    return 0.3 * r.pixel + 0.7 * r.region;
+  }, mem.grad, 1e-7);
+  const Tensor ignored = Tensor::full({2, 12}, -1, DType::i32);
+  const CirkdMemory none = cirkd_memory_contrast(sp, ft, ignored, kp, kr, 0.1, 1.0, -1);
+  CHECK(none.pixel == 0);
+  CHECK(none.region == 0);
+  for (double g : none.grad.to_vector<double>()) CHECK(g == 0);
+}
+
+TEST_CASE("CIRKD enqueue: region means at the pointer, pixel rows in source order, wrap-around, released vs class fill") {
+  // One image of 2×3 pixels, 2 classes: class 0 at positions 1, 4; class 1 at 0, 2, 5; position 3 ignored.
+  const std::vector<float> feat = {3, 0, 0, 4, 1, 0,   // channel 0 (positions 0..5)
+                                   4, 1, 2, 0, 0, 1};  // channel 1
+  const Tensor t = Tensor::from_vector(feat, {1, 2, 2, 3});
+  const Tensor y = Tensor::from_vector<int32_t>({1, 0, 1, -1, 0, 1}, {1, 6});
+  for (PixelQueueFill fill : {PixelQueueFill::released, PixelQueueFill::klass}) {
+    CAPTURE(pixel_queue_fill_name(fill));
+    CirkdOptions o;
+    o.num_classes = 2;
+    o.fill = fill;
+    Tensor pq = Tensor::zeros({2, 4, 2}), rq = Tensor::zeros({2, 3, 2});
+    Tensor pp = Tensor::from_vector<int64_t>({1, 2}, {2}), rp = Tensor::from_vector<int64_t>({2, 0}, {2});
+    cirkd_enqueue(t, y, pq, pp, rq, rp, o, 1, 2);
+    // Pointers: class 0 had 1 + 2 = 3 < 4 → 3; class 1: 2 + 3 ≥ 4 → the last 3 rows, pointer 0. Regions + 1 mod 3.
+    CHECK(pp.to_vector<int64_t>() == std::vector<int64_t>{3, 0});
+    CHECK(rp.to_vector<int64_t>() == std::vector<int64_t>{0, 1});
+    auto unit = [](float a, float b) {
+      const float n = std::sqrt(a * a + b * b);
+      return std::vector<float>{a / n, b / n};
+    };
+    auto row = [](const Tensor& q, int64_t c, int64_t r) {
+      const std::vector<float> v = q.to_vector<float>();
+      const int64_t rows = q.size(1);
+      return std::vector<float>{v[size_t((c * rows + r) * 2)], v[size_t((c * rows + r) * 2 + 1)]};
+    };
+    // Region of class 0: mean of the unit features at positions 1, 4 = ((0,1) + (1,0))/2, normalised.
+    const std::vector<float> r0 = row(rq, 0, 2), want0 = unit(0.5f, 0.5f);
+    CHECK(r0[0] == doctest::Approx(want0[0]));
+    CHECK(r0[1] == doctest::Approx(want0[1]));
+    // Pixel rows of class 0 at rows 1, 2: released = image positions 0, 1; class = positions 1, 4.
+    const std::vector<float> a = row(pq, 0, 1), b = row(pq, 0, 2);
+    const std::vector<float> wa = fill == PixelQueueFill::released ? unit(3, 4) : unit(0, 1);
+    const std::vector<float> wb = fill == PixelQueueFill::released ? unit(0, 1) : unit(1, 0);
+    CHECK(a[0] == doctest::Approx(wa[0]));
+    CHECK(a[1] == doctest::Approx(wa[1]));
+    CHECK(b[0] == doctest::Approx(wb[0]));
+    CHECK(b[1] == doctest::Approx(wb[1]));
+    // Class 1 (3 pixels) wrapped into rows 1..3; row 0 untouched.
+    CHECK(row(pq, 1, 0) == std::vector<float>{0, 0});
+    const std::vector<float> c1 = row(pq, 1, 3);
+    const std::vector<float> wc = fill == PixelQueueFill::released ? unit(0, 2) : unit(0, 1);  // position 2, or 5
+    CHECK(c1[0] == doctest::Approx(wc[0]));
+    CHECK(c1[1] == doctest::Approx(wc[1]));
+  }
+}
+
+GPU_TEST_CASE("CIRKD on the GPU matches the CPU reference (contrasts, enqueue, row ops)") {
+  const Device g = Device::cuda(0);
+  const Tolerance tol{2e-6, 2e-4};
+  auto gpu = [&](const Tensor& t) { return t.to(g); };
+  auto cpu = [](const Tensor& t) { return t.to(Device::cpu()); };
+  const Tensor fs = test::random_tensor({2, 3, 5, 7}, 101), ft = test::random_tensor({2, 6, 5, 7}, 102);
+  {
+    const CirkdMiniBatch c = cirkd_minibatch(fs, ft, 0.1), d = cirkd_minibatch(gpu(fs), gpu(ft), 0.1);
+    CHECK(close(d.loss, c.loss, 1e-4));
+    CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+  }
+  const Tensor sp = test::random_tensor({2, 6, 5, 7}, 103);
+  const Tensor labels = test::random_labels({2, 35}, 4, 104, 0.2);
+  const Tensor kp = test::random_tensor({12, 6}, 105), kr = test::random_tensor({8, 6}, 106);
+  {
+    const CirkdMemory c = cirkd_memory_contrast(sp, ft, labels, kp, kr, 0.1, 1.0, -1, 0.1, 0.1);
+    const CirkdMemory d = cirkd_memory_contrast(gpu(sp), gpu(ft), gpu(labels), gpu(kp), gpu(kr), 0.1, 1.0, -1, 0.1, 0.1);
+    CHECK(close(d.pixel, c.pixel, 1e-4));
+    CHECK(close(d.region, c.region, 1e-4));
+    CHECK_TENSORS_CLOSE(cpu(d.grad), c.grad, tol);
+  }
+  for (PixelQueueFill fill : {PixelQueueFill::released, PixelQueueFill::klass}) {
+    CirkdOptions o;
+    o.num_classes = 4;
+    o.fill = fill;
+    o.pixel_update_freq = 3;  // fewer than a class's pixels: the random choice is exercised
+    Tensor pq = test::random_tensor({4, 10, 6}, 107), rq = test::random_tensor({4, 3, 6}, 108);
+    Tensor pp = Tensor::from_vector<int64_t>({0, 5, 8, 9}, {4}), rp = Tensor::from_vector<int64_t>({0, 1, 2, 0}, {4});
+    Tensor gpq = gpu(pq), grq = gpu(rq), gpp = gpu(pp), grp = gpu(rp);
+    cirkd_enqueue(ft, labels, pq, pp, rq, rp, o, 3, 4);
+    cirkd_enqueue(gpu(ft), gpu(labels), gpq, gpp, grq, grp, o, 3, 4);
+    CHECK_TENSORS_CLOSE(cpu(gpq), pq, Tolerance{1e-6, 1e-5});
+    CHECK_TENSORS_CLOSE(cpu(grq), rq, Tolerance{1e-6, 1e-5});
+    CHECK(cpu(gpp).to_vector<int64_t>() == pp.to_vector<int64_t>());
+    CHECK(cpu(grp).to_vector<int64_t>() == rp.to_vector<int64_t>());
+  }
+  const Tensor rows = test::random_tensor({5, 6}, 109);
+  const Tensor idx = Tensor::from_vector<int64_t>({69, 0, 34, 35, 12}, {5});
+  CHECK_TENSORS_CLOSE(cpu(gather_pixels(gpu(ft.view({2, 6, 35})), gpu(idx))), gather_pixels(ft.view({2, 6, 35}), idx),
+                      Tolerance{0, 0});
+  CHECK_TENSORS_CLOSE(cpu(scatter_pixels(gpu(rows), gpu(idx), 2, 6, 35)), scatter_pixels(rows, idx, 2, 6, 35),
+                      Tolerance{0, 0});
+  const Tensor ridx = Tensor::from_vector<int64_t>({3, 0, 11}, {3});
+  CHECK_TENSORS_CLOSE(cpu(take_rows(gpu(kp), gpu(ridx))), take_rows(kp, ridx), Tolerance{0, 0});
+  Tensor dst = kp.clone(), gdst = gpu(kp);
+  put_rows(dst, ridx, rows.slice(0, 3));
+  put_rows(gdst, gpu(ridx), gpu(rows.slice(0, 3)));
+  CHECK_TENSORS_CLOSE(cpu(gdst), dst, Tolerance{0, 0});
 }

@@ -63,6 +63,16 @@ TEST_CASE("KD methods on N ranks train what one rank trains with the whole batch
   SUBCASE("AT") { loss.at = 10; }
   SUBCASE("SKD") { loss.skd = 1; }
   SUBCASE("IFVD") { loss.ifvd = 10; }
+  // CIRKD's mini-batch term pairs the images of a rank (as the release does per GPU): not decomposable, so
+  // weight 0 here; its memory terms and the queue update (all-gathered, rank order) are.
+  SUBCASE("CIRKD (memory terms, queues)") {
+    loss.cirkd = 1;
+    loss.cirkd_minibatch = 0;
+    loss.cirkd_pixel_memory = 40;
+    loss.cirkd_region_memory = 6;
+    loss.cirkd_pixel_contrast = 50;
+    loss.cirkd_region_contrast = 20;
+  }
   SUBCASE("DSD") {
     loss.dsd = 1;
     loss.dsd_psd = 10;
@@ -94,6 +104,13 @@ TEST_CASE("KD methods on N ranks train what one rank trains with the whole batch
       CAPTURE(r);
       CHECK_TENSORS_CLOSE(ranks[size_t(r)].student->params().flat_values(), ref.student->params().flat_values(),
                           Tolerance{2e-6, 2e-4});
+      for (Param* b : ranks[size_t(r)].distiller->params().buffers()) {  // queues, pointers, BN statistics
+        CAPTURE(b->name);
+        const Param* want = ref.distiller->params().find(b->name);
+        REQUIRE(want);
+        if (b->dtype == DType::i64) CHECK(b->value.to_vector<int64_t>() == want->value.to_vector<int64_t>());
+        else CHECK_TENSORS_CLOSE(b->value, want->value, Tolerance{2e-6, 2e-4});
+      }
       if (ref.distill_sgd) {
         CHECK_TENSORS_CLOSE(ranks[size_t(r)].distiller->params().flat_values(), ref.distiller->params().flat_values(),
                             Tolerance{2e-6, 2e-4});
