@@ -115,6 +115,13 @@ void add_kd_method_flags(CLI::App* sub, train::LossOptions& l, const std::string
        "CIRKD region keys per step in all (each class: this / classes + 1)");
   opt("--cirkd-temperature", l.cirkd_temperature, "CIRKD contrast temperature (similarity / tau)");
   opt("--cirkd-kd-temperature", l.cirkd_kd_temperature, "CIRKD temperature of the KL between similarity distributions");
+  opt("--adv", l.adv, "Adversarial term: the student's hinge loss against a SAGAN discriminator on the main logits, "
+                      "weight (the CIRKD scripts with SKD / IFVD / CWD: 0.001)");
+  opt("--adv-d", l.adv_d, "The discriminator's hinge loss weight (the scripts: 0.1)");
+  opt("--adv-lr", l.adv_lr, "The discriminator's Adam learning rate (betas 0.9, 0.99; constant)");
+  sub->add_option("--adv-width", l.adv_width, "The discriminator's first width (the release: 64; doubles per layer)")
+      ->capture_default_str()
+      ->group(group);
   sub->add_option("--cirkd-pixel-queue", l.cirkd_pixel_queue,
                   "released: the release's pixel-queue fill (positions 0..n_c-1 of the image, what produced the "
                   "paper's numbers); class: K pixels of the class (the evident intent)")

@@ -226,7 +226,7 @@ CirkdTerm::CirkdTerm(ParamStore& store, double minibatch_weight, double pixel_we
   region_ptr_ = store.add_buffer("cirkd.segment_queue_ptr", {o.num_classes}, DType::i64);
 }
 
-void CirkdTerm::init(uint64_t seed) {
+void CirkdTerm::init(Device, uint64_t seed) {
   conv0_.reset_parameters(seed, kInitOffset);
   conv3_.reset_parameters(seed, kInitOffset + 1);
   bn_.reset_parameters();

@@ -90,7 +90,7 @@ class CirkdTerm : public DistillTerm {
             int student_channels, int teacher_channels);
   std::string name() const override { return "cirkd"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
-  void init(uint64_t seed) override;
+  void init(Device device, uint64_t seed) override;
   void set_ranks(const RankContext& ranks) override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;

@@ -94,7 +94,11 @@ void ChannelWiseKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetO
 
 void Distiller::materialize(Device device, uint64_t seed) {
   if (!params_.entries().empty()) params_.materialize(device);
-  for (const auto& t : terms_) t->init(seed);
+  for (const auto& t : terms_) t->init(device, seed);
+}
+
+void Distiller::update(const StepInfo& step) {
+  for (const auto& t : terms_) t->update(step);
 }
 
 void Distiller::set_ranks(const RankContext& ranks) {

@@ -81,8 +81,11 @@ class DistillTerm {
                        const Tensor& labels, LossTerms& terms, StudentGrads& grads) = 0;
   // The student outputs it reads: any of "main", "aux", "feature".
   virtual std::vector<std::string> slots() const { return {"main"}; }
-  // Once the store is materialized: initialise the term's parameters and buffers from Philox(seed, ...).
-  virtual void init(uint64_t seed) {}
+  // Once the store is materialized (on `device`): initialise the term's parameters and buffers from
+  // Philox(seed, ...), and anything the term keeps outside the store.
+  virtual void init(Device device, uint64_t seed) {}
+  // After the student's backward: the term's own optimizer step (e.g. the discriminator's Adam).
+  virtual void update(const StepInfo& step) {}
   virtual void set_ranks(const RankContext& ranks) {}
   // State outside the store (an optimizer of its own): checkpointed under these names.
   virtual void save_state(std::map<std::string, Tensor>& out) const {}
@@ -157,6 +160,8 @@ class Distiller {
   // each term from `seed`.
   void materialize(Device device, uint64_t seed);
   void set_ranks(const RankContext& ranks);
+  // After the student's backward: each term's own optimizer (DistillTerm::update).
+  void update(const StepInfo& step);
   // Runs every term; `grads` is accumulated into (pass a fresh StudentGrads each step), and so are the
   // store's gradients (zero them first: params().zero_grad()).
   LossTerms compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,

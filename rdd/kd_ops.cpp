@@ -466,6 +466,44 @@ CenterCosineGrads center_cosine_backward(const Tensor& dcos, const Tensor& f, co
   return g;
 }
 
+Tensor leaky_relu(const Tensor& x, double slope) {
+  require_float(x, "leaky_relu", "x");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+#if RDD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda::leaky_relu(x.data<float>(), y.data<float>(), x.numel(), float(slope), stream_of(x));
+    return y;
+  }
+#endif
+  by_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) py[i] = px[i] > T(0) ? px[i] : T(slope) * px[i];
+  });
+  return y;
+}
+
+Tensor leaky_relu_backward(const Tensor& dy, const Tensor& x, double slope) {
+  const char* who = "leaky_relu_backward";
+  require_float(dy, who, "dy");
+  require_like(dy, x, who, "dy");
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+#if RDD_WITH_CUDA
+  if (x.device().is_cuda()) {
+    cuda::leaky_relu_backward(dy.data<float>(), x.data<float>(), dx.data<float>(), x.numel(), float(slope), stream_of(x));
+    return dx;
+  }
+#endif
+  by_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    const T *px = x.data<T>(), *pd = dy.data<T>();
+    T* po = dx.data<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) po[i] = px[i] > T(0) ? pd[i] : T(slope) * pd[i];
+  });
+  return dx;
+}
+
 namespace {
 void check_index(const Tensor& idx, const Tensor& like, const char* who) {
   require_dtype(idx, DType::i64, who, "indices");

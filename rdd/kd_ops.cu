@@ -142,6 +142,15 @@ __global__ void center_cosine_backward_kernel(const float* __restrict__ dcos, co
   }
 }
 
+__global__ void leaky_relu_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float slope) {
+  RDD_GRID_LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : slope * x[i];
+}
+
+__global__ void leaky_relu_backward_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+                                           float* __restrict__ dx, int64_t n, float slope) {
+  RDD_GRID_LOOP(i, n) dx[i] = x[i] > 0.f ? dy[i] : slope * dy[i];
+}
+
 __global__ void gather_pixels_kernel(const float* __restrict__ f, const int64_t* __restrict__ idx,
                                      float* __restrict__ rows, int64_t m, int64_t d, int64_t p) {
   RDD_GRID_LOOP(e, m * d) {
@@ -189,6 +198,16 @@ __global__ void class_means_kernel(const float* __restrict__ f, const int32_t* _
 }
 
 }  // namespace
+
+void leaky_relu(const float* x, float* y, int64_t n, float slope, cudaStream_t stream) {
+  if (n == 0) return;
+  launch<leaky_relu_kernel>(blocks_for(n), kThreads, 0, stream)(x, y, n, slope);
+}
+
+void leaky_relu_backward(const float* dy, const float* x, float* dx, int64_t n, float slope, cudaStream_t stream) {
+  if (n == 0) return;
+  launch<leaky_relu_backward_kernel>(blocks_for(n), kThreads, 0, stream)(dy, x, dx, n, slope);
+}
 
 void gather_pixels(const float* f, const int64_t* idx, float* rows, int64_t m, int64_t d, int64_t p, cudaStream_t stream) {
   if (m * d == 0) return;

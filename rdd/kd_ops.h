@@ -69,6 +69,10 @@ struct CenterCosineGrads {
 CenterCosineGrads center_cosine_backward(const Tensor& dcos, const Tensor& f, const Tensor& ctr, const Tensor& labels,
                                          int64_t classes);
 
+// nn.LeakyReLU(slope): y = x > 0 ? x : slope·x; backward from the input (dx = dy·(x > 0 ? 1 : slope)).
+Tensor leaky_relu(const Tensor& x, double slope);
+Tensor leaky_relu_backward(const Tensor& dy, const Tensor& x, double slope);
+
 // Rows of pixels and of memory queues (CIRKD). idx: i64 on the tensors' device.
 // gather_pixels: rows[m, :] = f[idx[m] / P, :, idx[m] % P] — f (N, D, P) → rows (M, D).
 Tensor gather_pixels(const Tensor& f, const Tensor& idx);

@@ -45,6 +45,8 @@ void center_cosine(const float* f, const float* ctr, const int32_t* labels, floa
 void center_cosine_backward(const float* dcos, const float* f, const float* ctr, const int32_t* labels, float* gf,
                             float* gc, int64_t n, int64_t c, int64_t p, int64_t classes, cudaStream_t stream);
 
+void leaky_relu(const float* x, float* y, int64_t n, float slope, cudaStream_t stream);
+void leaky_relu_backward(const float* dy, const float* x, float* dx, int64_t n, float slope, cudaStream_t stream);
 // CIRKD rows (kd_ops.h): f (N, D, P), rows (M, D), idx (M) i64.
 void gather_pixels(const float* f, const int64_t* idx, float* rows, int64_t m, int64_t d, int64_t p, cudaStream_t stream);
 void scatter_pixels(const float* rows, const int64_t* idx, float* out, int64_t m, int64_t d, int64_t p,

@@ -38,7 +38,7 @@ void AttentionTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutpu
 FitNetTerm::FitNetTerm(ParamStore& store, double weight, int student_channels, int teacher_channels)
     : weight_(weight), conv_(store, "fitnet.conv", student_channels, teacher_channels, 1) {}
 
-void FitNetTerm::init(uint64_t seed) { conv_.reset_parameters(seed, kFitNetInitOffset); }
+void FitNetTerm::init(Device, uint64_t seed) { conv_.reset_parameters(seed, kFitNetInitOffset); }
 
 void FitNetTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&, LossTerms& terms,
                          StudentGrads& grads) {
@@ -57,7 +57,7 @@ CwdFeatureTerm::CwdFeatureTerm(ParamStore& store, double weight, double temperat
     conv_ = std::make_unique<layers::Conv2d>(store, "cwd_feature.conv", student_channels, teacher_channels, 1);
 }
 
-void CwdFeatureTerm::init(uint64_t seed) {
+void CwdFeatureTerm::init(Device, uint64_t seed) {
   if (conv_) conv_->reset_parameters(seed, kCwdInitOffset);
 }
 

@@ -39,7 +39,7 @@ class FitNetTerm : public DistillTerm {
   FitNetTerm(ParamStore& store, double weight, int student_channels, int teacher_channels);
   std::string name() const override { return "fitnet"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
-  void init(uint64_t seed) override;
+  void init(Device device, uint64_t seed) override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
   Param* adapter() const { return conv_.weight(); }
@@ -54,7 +54,7 @@ class CwdFeatureTerm : public DistillTerm {
   CwdFeatureTerm(ParamStore& store, double weight, double temperature, int student_channels, int teacher_channels);
   std::string name() const override { return "cwd_feature"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
-  void init(uint64_t seed) override;
+  void init(Device device, uint64_t seed) override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
   Param* adapter() const { return conv_ ? conv_->weight() : nullptr; }

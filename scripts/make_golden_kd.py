@@ -34,6 +34,10 @@ transcriptions follow the released modules' forward passes:
     CSD with AvgPool2d(2, 2, ceil_mode=True), softmax(x/tau) over positions, bmm(P, P^T)
   - dist: rows = pixels, softmax over classes at tau; 1 - mean pearson (inter) and the same over the
     transposed matrix (intra); tau^2 * (beta * inter + gamma * intra)
+  - cirkd: CriterionMiniBatchCrossImagePair + StudentSegContrast (see cirkd_loss)
+  - adv_g: utils/sagan.py's Discriminator (conv_dim from the metadata) and losses/adv.py's hinge losses
+    (see adv_step): expected.loss.g, expected.loss.d, the student's gradient, the discriminator's
+    gradients (of g + d) and its buffers after the three forwards (u, v, BN statistics)
 """
 import os
 import sys
@@ -234,6 +238,130 @@ def cirkd_loss(s, t, label, params, meta):
     return {"minibatch": mb, "pixel": contrast(pq), "region": contrast(sq)}
 
 
+class SnConv(torch.nn.Module):
+    """SpectralNorm(nn.Conv2d(..., 4, 2, 1)) as utils/sagan.py (state_dict names module.bias,
+    module.weight_u, module.weight_v, module.weight_bar): weight_bar trained; weight_u, weight_v
+    Parameters without gradient whose .data each forward replaces (one power iteration)."""
+
+    def __init__(self, cin, cout, k=4, stride=2, pad=1):
+        super().__init__()
+        self.stride, self.pad = stride, pad
+        m = torch.nn.Module()
+        m.bias = torch.nn.Parameter(torch.zeros(cout, dtype=torch.float64))
+        m.weight_u = torch.nn.Parameter(torch.zeros(cout, dtype=torch.float64), requires_grad=False)
+        m.weight_v = torch.nn.Parameter(torch.zeros(cin * k * k, dtype=torch.float64), requires_grad=False)
+        m.weight_bar = torch.nn.Parameter(torch.zeros(cout, cin, k, k, dtype=torch.float64))
+        self.module = m
+
+    def forward(self, x):
+        def l2n(v):
+            return v / (v.norm() + 1e-12)
+        m = self.module
+        h = m.weight_bar.shape[0]
+        m.weight_v.data = l2n(torch.mv(torch.t(m.weight_bar.view(h, -1).data), m.weight_u.data))
+        m.weight_u.data = l2n(torch.mv(m.weight_bar.view(h, -1).data, m.weight_v.data))
+        sigma = m.weight_u.dot(m.weight_bar.view(h, -1).mv(m.weight_v))
+        return F.conv2d(x, m.weight_bar / sigma.expand_as(m.weight_bar), m.bias, self.stride, self.pad)
+
+
+class SelfAttn(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.query_conv = torch.nn.Conv2d(c, c // 8, 1).double()
+        self.key_conv = torch.nn.Conv2d(c, c // 8, 1).double()
+        self.value_conv = torch.nn.Conv2d(c, c, 1).double()
+        self.gamma = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x):
+        b, c, h, w = x.size()
+        q = self.query_conv(x).view(b, -1, h * w).permute(0, 2, 1)
+        k = self.key_conv(x).view(b, -1, h * w)
+        att = F.softmax(torch.bmm(q, k), dim=-1)
+        v = self.value_conv(x).view(b, -1, h * w)
+        out = torch.bmm(v, att.permute(0, 2, 1)).view(b, c, h, w)
+        return self.gamma * out + x
+
+
+class Discriminator(torch.nn.Module):
+    """utils/sagan.py's Discriminator (preprocess_GAN_mode=1: BN), conv_dim as a parameter."""
+
+    def __init__(self, k, d):
+        super().__init__()
+        self.l1 = torch.nn.Sequential(SnConv(k, d), torch.nn.LeakyReLU(0.1))
+        self.l2 = torch.nn.Sequential(SnConv(d, 2 * d), torch.nn.LeakyReLU(0.1))
+        self.l3 = torch.nn.Sequential(SnConv(2 * d, 4 * d), torch.nn.LeakyReLU(0.1))
+        self.l4 = torch.nn.Sequential(SnConv(4 * d, 8 * d), torch.nn.LeakyReLU(0.1))
+        self.last = torch.nn.Sequential(torch.nn.Conv2d(8 * d, 1, 4).double())
+        self.attn1 = SelfAttn(4 * d)
+        self.attn2 = SelfAttn(8 * d)
+        self.preprocess_additional = torch.nn.BatchNorm2d(k).double()
+
+    def forward(self, x):
+        out = self.l3(self.l2(self.l1(self.preprocess_additional(x))))
+        out = self.attn1(out)
+        out = self.attn2(self.l4(out))
+        return self.last(out)
+
+
+def adv_step(case):
+    """One step of the release's adversarial terms (weights 1): G's hinge on D(s), D's on D(t), D(s.detach()),
+    three forwards then the backwards of both (G's reaches the discriminator too)."""
+    meta = case["meta"]
+    k, d = case["student.main"].shape[1], int(meta["conv_dim"])
+    net = Discriminator(k, d)
+    state = {name: torch.from_numpy(v.copy()) for name, v in case["params"].items()}
+    net.load_state_dict({n: (v.double() if v.dtype != torch.int64 else v) for n, v in state.items()})
+    net.train()
+    s = torch.from_numpy(case["student.main"]).double().requires_grad_(True)
+    t = torch.from_numpy(case["teacher.main"]).double()
+    g = -net(s).mean()
+    out_fake, out_real = net(s.detach()), net(t)
+    dl = F.relu(1.0 - out_real).mean() + F.relu(1.0 + out_fake).mean()
+    (g + dl).backward()
+    out = {"golden.expected.loss.g": np.array([g.item()]), "golden.expected.loss.d": np.array([dl.item()]),
+           "golden.expected.grad.student.main": s.grad.float().numpy()}
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            g = p.grad.float().numpy()
+            if name.endswith("key_conv.bias"):
+                # The key bias adds the same q_i·b to every energy of row i: the row softmax cancels it, so
+                # its gradient is exactly 0 (autograd leaves rounding noise, ~1e-18, that a relative
+                # comparison would blow up).
+                g = np.zeros_like(g)
+            out["golden.expected.grad.param." + name] = g
+    for name, v in net.state_dict().items():
+        if "weight_u" in name or "weight_v" in name or name.startswith("preprocess_additional.running") or \
+                name.endswith("num_batches_tracked"):
+            out["golden.expected.param." + name] = v.numpy() if v.dtype == torch.int64 else v.float().numpy()
+    return out
+
+
+def adv_case(gen, n=2, k=5, d=8, h=64, w=64):
+    """Random discriminator weights (PyTorch's defaults would leave gamma 0: a non-zero gamma exercises the
+    attention's backward), logits at the smallest size the release's discriminator takes."""
+    net = Discriminator(k, d)
+    params = {}
+    for name, v in net.state_dict().items():
+        if v.dtype == torch.int64:
+            params[name] = np.array(2, dtype=np.int64)
+        elif "weight_u" in name or "weight_v" in name:
+            u = torch.randn(v.shape, generator=gen, dtype=torch.float64)
+            params[name] = (u / u.norm()).float().numpy()
+        elif name.endswith("running_var"):
+            params[name] = (1 + torch.rand(v.shape, generator=gen, dtype=torch.float64)).float().numpy()
+        elif name.endswith("gamma"):
+            params[name] = np.array([0.5], dtype=np.float32)
+        else:
+            fan = max(1, int(np.prod(v.shape[1:]))) if v.dim() > 1 else 16
+            params[name] = (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 2 - 1).mul(
+                1 / np.sqrt(fan)).float().numpy()
+    params["preprocess_additional.weight"] += 1
+    case = make_case(gen, "adv_g", ["main"], n=n, classes=k, h=h, w=w, H=h * 2, W=w * 2, conv_dim=d,
+                     lambda_adv=0.001, lambda_d=0.1)
+    case["params"] = params
+    return case
+
+
 # Buffers (no gradient; compared after the step).
 BUFFERS = {"project_head.1.running_mean", "project_head.1.running_var", "project_head.1.num_batches_tracked",
            "teacher_pixel_queue", "pixel_queue_ptr", "teacher_segment_queue", "segment_queue_ptr"}
@@ -244,6 +372,8 @@ METHODS = {"at": at_loss, "fitnet": fitnet_loss, "cwd": cwd_loss, "skd": skd_los
 
 def evaluate(case):
     meta = case["meta"]
+    if meta["method"] == "adv_g":
+        return adv_step(case)
     slots = meta["slots"].split(",")
     s = {k: torch.from_numpy(case["student." + k]).double().requires_grad_(True) for k in slots}
     t = {k: torch.from_numpy(case["teacher." + k]).double() for k in slots}
@@ -335,6 +465,8 @@ def cases():
     add("batch1", cirkd_case(gen, "released", n=1))
     add("all_ignored", cirkd_case(gen, "released", ignore=1.0))
     add("class_absent", cirkd_case(gen, "class", classes=6, label_classes=4))
+    add("basic", adv_case(gen))
+    add("batch1_wide", adv_case(gen, n=1, h=64, w=96))
     return out
 
 

@@ -1,5 +1,6 @@
 #include "train/distiller.h"
 
+#include "rdd/adversarial.h"
 #include "rdd/cirkd.h"
 #include "rdd/kd_terms.h"
 
@@ -46,6 +47,9 @@ void add_kd_terms(method::Distiller& d, const LossOptions& o, const DistillShape
                                       o.cirkd * o.cirkd_region, c, shapes.student_feature_channels,
                                       shapes.teacher_feature_channels));
   }
+  if (o.adv > 0)
+    d.add(std::make_unique<AdversarialTerm>(o.adv, o.adv_d, shapes.num_classes, o.adv_width,
+                                            AdamOptions{o.adv_lr, 0.9, 0.99, 1e-8}));
 }
 
 std::unique_ptr<method::Distiller> make_distiller(const LossOptions& o, int64_t iters, const Tensor& tse_class_weights,

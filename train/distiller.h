@@ -41,6 +41,10 @@ struct LossOptions {
   int64_t cirkd_pixel_contrast = 4096, cirkd_region_contrast = 1024;
   double cirkd_temperature = 0.1, cirkd_kd_temperature = 1;
   std::string cirkd_pixel_queue = "released";  // released | class (rdd/cirkd.h PixelQueueFill)
+  // The adversarial term (rdd/adversarial.h): the student's hinge term at `adv` (the CIRKD scripts: 0.001),
+  // the discriminator's at adv_d (0.1), trained by Adam at adv_lr; adv_width: its first width (64).
+  double adv = 0, adv_d = 0.1, adv_lr = 4e-4;
+  int adv_width = 64;
 };
 
 // What the terms with parameters need to know of the models.
@@ -56,7 +60,7 @@ std::unique_ptr<method::Distiller> make_distiller(const LossOptions& o, int64_t 
                                                   const DistillShapes& shapes = {}, Device device = Device::cpu(),
                                                   uint64_t seed = 1);
 // Every distillation term whose weight is positive, in a fixed order: KD, CWD, CWD feature, AT, FitNet,
-// SKD, IFVD, DSD, DIST, CIRKD. Terms with parameters register them in d.params() (materialize afterwards).
+// SKD, IFVD, DSD, DIST, CIRKD, adversarial. Terms with parameters register them in d.params() (materialize afterwards).
 void add_kd_terms(method::Distiller& d, const LossOptions& o, const DistillShapes& shapes);
 
 // --tfe-direction's names: "released" (KL(aux‖main), the released code) and "paper" (KL(main‖aux), Eq. 6).

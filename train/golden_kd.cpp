@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "rdd/adversarial.h"
 #include "train/distiller.h"
 
 namespace rdd::train {
@@ -144,19 +145,28 @@ std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const 
               c.meta("pixel_queue"), "' is not released or class");
     terms = {{"minibatch", "cirkd_minibatch"}, {"pixel", "cirkd_pixel"}, {"region", "cirkd_region"}};
     param_prefix = "cirkd.";
+  } else if (method == "adv_g") {
+    o.adv = 1;
+    o.adv_d = 1;
+    o.adv_width = int(c.number("conv_dim"));
+    shapes.num_classes = int(s.main.size(1));
+    terms = {{"g", "adv_g"}, {"d", "adv_d"}};
   } else {
-    fail(what, ": method '", method, "' is not one of at, fitnet, cwd, skd, ifvd, dsd, dist, cirkd");
+    fail(what, ": method '", method, "' is not one of at, fitnet, cwd, skd, ifvd, dsd, dist, cirkd, adv_g");
   }
   method::Distiller d;
   add_kd_terms(d, o, shapes);
   RDD_CHECK(d.terms().size() == 1, what, ": expected one term for method ", method);
   d.materialize(device, 1);
+  // The discriminator keeps its own store (its own optimizer); every other method's is the distiller's.
+  ParamStore* store = &d.params();
+  if (auto* adv = dynamic_cast<method::AdversarialTerm*>(d.terms()[0].get())) store = &adv->params();
   // The case's parameters and buffers replace the initialisation.
   for (const auto& [name, value] : file.tensors) {
     const std::string key = "golden.param.";
     if (name.rfind(key, 0) != 0) continue;
     const std::string local = name.substr(key.size());
-    Param* p = d.params().find(param_prefix + local);
+    Param* p = store->find(param_prefix + local);
     RDD_CHECK(p, what, ": golden.param.", local, " is not a parameter or buffer of method ", method, " (rdd has ",
               param_prefix, "...)");
     RDD_CHECK(p->value.shape() == value.shape(), what, ": golden.param.", local, " is ", value.desc(), ", rdd's ",
@@ -164,6 +174,7 @@ std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const 
     p->value.copy_from(value.to(device).to_dtype(p->value.dtype()));
   }
   if (d.has_parameters()) d.params().zero_grad();
+  if (store != &d.params()) store->zero_grad();
 
   method::StudentGrads grads;
   const method::LossTerms logged = d.compute({1, 1, 1}, s, t, labels, grads);
@@ -184,7 +195,7 @@ std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const 
     const std::string key = "golden.expected.grad.param.";
     if (name.rfind(key, 0) != 0) continue;
     const std::string local = name.substr(key.size());
-    const Param* p = d.params().find(param_prefix + local);
+    const Param* p = store->find(param_prefix + local);
     RDD_CHECK(p && p->grad.defined(), what, ": no parameter ", param_prefix + local, " with a gradient");
     out.push_back(golden_compare("grad." + local, p->grad, expected, rtol));
   }
@@ -192,7 +203,7 @@ std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const 
     const std::string key = "golden.expected.param.";
     if (name.rfind(key, 0) != 0) continue;
     const std::string local = name.substr(key.size());
-    const Param* p = d.params().find(param_prefix + local);
+    const Param* p = store->find(param_prefix + local);
     RDD_CHECK(p, what, ": no buffer ", param_prefix + local);
     out.push_back(golden_compare(local, p->value, expected, rtol));
   }

@@ -56,6 +56,9 @@ void validate_kd_methods(const LossOptions& l) {
   RDD_CHECK(l.cirkd_temperature > 0 && l.cirkd_kd_temperature > 0, "--cirkd-temperature and --cirkd-kd-temperature must be positive");
   RDD_CHECK(l.cirkd_pixel_queue == "released" || l.cirkd_pixel_queue == "class", "--cirkd-pixel-queue: '",
             l.cirkd_pixel_queue, "' (released or class)");
+  RDD_CHECK(l.adv >= 0 && l.adv_d >= 0, "--adv and --adv-d must be ≥ 0");
+  RDD_CHECK(l.adv_lr > 0, "--adv-lr ", l.adv_lr, " must be positive");
+  RDD_CHECK(l.adv_width >= 8 && l.adv_width % 8 == 0, "--adv-width ", l.adv_width, " must be a positive multiple of 8");
 }
 
 void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
@@ -90,6 +93,12 @@ void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
     j["cirkd_temperature"] = l.cirkd_temperature;
     j["cirkd_kd_temperature"] = l.cirkd_kd_temperature;
     j["cirkd_pixel_queue"] = l.cirkd_pixel_queue;
+  }
+  if (l.adv > 0) {
+    j["adv"] = l.adv;
+    j["adv_d"] = l.adv_d;
+    j["adv_lr"] = l.adv_lr;
+    j["adv_width"] = l.adv_width;
   }
 }
 

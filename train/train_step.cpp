@@ -34,6 +34,7 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
   if (grad_reducer) grad_reducer->finish();  // the last buckets, then the compute stream waits for all
   done(StepPhase::backward);
   m.sgd->step(at.lr);
+  m.distiller->update({at.iteration, at.iterations, at.seed});  // the terms' own optimizers (discriminator)
   if (m.distill_sgd) {
     if (m.comm && m.comm->data_parallel()) {
       Tensor g = m.distiller->params().flat_grads();

@@ -35,9 +35,10 @@ declare -A FLAGS=(
   [cirkd_terms]="cirkd_minibatch cirkd_pixel cirkd_region"
 )
 METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist cirkd)
+[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist cirkd adv)
 
 for m in "${METHODS[@]}"; do
+  [ "$m" = adv ] && continue  # below: the discriminator needs logits of at least 64x64
   [ -n "${FLAGS[$m]:-}" ] || fail "unknown method $m"
   for variant in alone rdd; do
     extra=()
@@ -63,6 +64,33 @@ for m in "${METHODS[@]}"; do
     echo "$m $variant: trains, logs ${FLAGS[${m}_terms]}, resumes exactly"
   done
 done
+# The adversarial term (SKD's recipe: KD 1, SKD 10, adversarial 0.001 / 0.1): the release's discriminator
+# needs logits of at least 64x64, so 512x512 crops (fewer, slower iterations; a narrow discriminator).
+if [[ " ${METHODS[*]} " == *" adv "* ]]; then
+  "$RDD" synth --out "$W/data512" --train 4 --val 2 --size 512x512 --seed 5 > /dev/null
+  D512=(--dataset cityscapes --data-root "$W/data512" --crop 512 --crop-w 512 --batch 2 --workers 2 --print-every 1000)
+  "$RDD" train "${D512[@]}" --model deeplabv3_resnet18 --width 0.125 --iters 1 --out "$W/teacher512" \
+    > "$W/teacher512.txt" 2>&1 || { cat "$W/teacher512.txt"; fail "teacher (512)"; }
+  for variant in alone rdd; do
+    extra=()
+    [ "$variant" = rdd ] && extra=(--rdd tfe,tse --warmup-iters 2 --min-kept 5000)
+    run=("$RDD" distill "${D512[@]}" --model deeplabv3_resnet18 --width 0.125 --teacher deeplabv3_resnet18
+         --teacher-width 0.125 --teacher-weights "$W/teacher512/weights.safetensors" --iters 4 --save-every 2 --seed 9
+         --kd 1 --skd 10 --adv 0.001 --adv-d 0.1 --adv-width 8 "${extra[@]}")
+    d="$W/adv-$variant"
+    "${run[@]}" --out "$d/full" > "$d.full.txt" 2>&1 || { cat "$d.full.txt"; fail "adv $variant: training"; }
+    for term in adv_g adv_d ms.adv share.adv; do
+      grep -q "\"$term\":" "$d/full/metrics.jsonl" || fail "adv $variant: no '$term' in metrics.jsonl"
+    done
+    "${run[@]}" --out "$d/part" --stop-after 2 > "$d.part1.txt" 2>&1 || { cat "$d.part1.txt"; fail "adv $variant: first half"; }
+    "${run[@]}" --out "$d/part" --resume "$d/part/checkpoint.safetensors" > "$d.part2.txt" 2>&1 \
+      || { cat "$d.part2.txt"; fail "adv $variant: resumed half"; }
+    cmp "$d/full/weights.safetensors" "$d/part/weights.safetensors" || fail "adv $variant: resumed weights differ"
+    cmp "$d/full/checkpoint.safetensors" "$d/part/checkpoint.safetensors" \
+      || fail "adv $variant: the final checkpoints differ (discriminator or Adam state not restored exactly?)"
+    echo "adv $variant: trains, logs adv_g adv_d, resumes exactly (discriminator and Adam state included)"
+  done
+fi
 # A method's parameters are in the checkpoint; resuming without the method is refused by name.
 if [ -d "$W/fitnet-alone" ]; then
   "$RDD" distill "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --out "$W/nofit" --resume "$W/fitnet-alone/part/checkpoint.safetensors" \

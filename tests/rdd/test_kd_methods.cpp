@@ -6,6 +6,7 @@
 
 #include "harness.h"
 #include "layers/matmul.h"
+#include "rdd/adversarial.h"
 #include "rdd/cirkd.h"
 #include "rdd/distill.h"
 #include "rdd/kd_methods.h"
@@ -452,4 +453,153 @@ GPU_TEST_CASE("CIRKD on the GPU matches the CPU reference (contrasts, enqueue, r
   put_rows(dst, ridx, rows.slice(0, 3));
   put_rows(gdst, gpu(ridx), gpu(rows.slice(0, 3)));
   CHECK_TENSORS_CLOSE(cpu(gdst), dst, Tolerance{0, 0});
+}
+
+namespace {
+// A small discriminator (K classes, width d) with random weights in dtype `dt` (γ non-zero: the attention
+// contributes), its u, v and statistics set.
+DiscriminatorWeights random_discriminator(int64_t k, int64_t d, DType dt, uint64_t seed) {
+  auto r = [&](const Shape& s, double scale) { return test::random_tensor(s, seed++, -scale, scale, dt); };
+  DiscriminatorWeights w;
+  w.bn_weight = test::random_tensor({k}, seed++, 0.5, 1.5, dt);
+  w.bn_bias = r({k}, 0.2);
+  w.bn_mean = Tensor::zeros({k}, dt);
+  w.bn_var = Tensor::full({k}, 1.0, dt);
+  const int64_t ch[5] = {k, d, 2 * d, 4 * d, 8 * d};
+  for (int i = 0; i < 4; ++i) {
+    w.l[i] = {r({ch[i + 1], ch[i], 4, 4}, 0.3), r({ch[i + 1]}, 0.1), r({ch[i + 1]}, 1.0), r({ch[i] * 16}, 1.0)};
+  }
+  for (auto [a, c] : {std::pair{&w.attn1, 4 * d}, std::pair{&w.attn2, 8 * d}})
+    *a = {r({c / 8, c, 1, 1}, 0.3), r({c / 8}, 0.1), r({c / 8, c, 1, 1}, 0.3), r({c / 8}, 0.1),
+          r({c, c, 1, 1}, 0.3),     r({c}, 0.1),     Tensor::full({1}, 0.7, dt)};
+  w.last_w = r({1, 8 * d, 4, 4}, 0.2);
+  w.last_b = r({1}, 0.1);
+  return w;
+}
+
+// ⟨analytic, r⟩ against the central difference of f along r (a directional finite-difference check, for
+// inputs too large to perturb one element at a time).
+void check_directional(const std::string& what, Tensor& x, const std::function<double()>& f, const Tensor& analytic,
+                       uint64_t seed) {
+  const Tensor dir = test::random_tensor(x.shape(), seed, -1, 1, DType::f64);
+  const double eps = 1e-7;  // small: LeakyReLU kinks near 0 spoil larger steps (errors grow with eps)
+  axpy(x, dir, eps);
+  const double fp = f();
+  axpy(x, dir, -2 * eps);
+  const double fm = f();
+  axpy(x, dir, eps);
+  const double numeric = (fp - fm) / (2 * eps), exact = dot_all(analytic, dir);
+  INFO(what << ": analytic " << exact << ", finite differences " << numeric);
+  CHECK(std::abs(numeric - exact) <= 1e-6 * std::max(1.0, std::abs(exact)));
+}
+}  // namespace
+
+TEST_CASE("discriminator: gradients into its input and every kind of parameter match finite differences (f64)") {
+  DiscriminatorWeights w = random_discriminator(3, 8, DType::f64, 200);
+  Tensor x = f64({2, 3, 64, 72}, 201, 2.0);
+  DiscriminatorTape tape;
+  const Tensor out = discriminator_forward(w, x, /*update_uv=*/true, &tape);
+  CHECK(out.shape() == Shape({2, 1, 1, 1}));
+  CHECK(w.num_batches_tracked == 1);
+  const Tensor dout = f64(out.shape(), 202);
+  // From here on u, v stay (the release's autograd treats them as constants).
+  auto f = [&] { return dot_all(discriminator_forward(w, x, false, nullptr), dout); };
+  DiscriminatorTape t2;
+  discriminator_forward(w, x, false, &t2);
+  DiscriminatorWeights g = discriminator_zero_grads(w);
+  const Tensor dx = discriminator_backward(w, t2, dout, g, true);
+  check_directional("d/dx", x, f, dx, 203);
+  check_directional("d/d l2.weight_bar", w.l[1].w_bar, f, g.l[1].w_bar, 204);
+  check_directional("d/d l4.weight_bar", w.l[3].w_bar, f, g.l[3].w_bar, 205);
+  check_directional("d/d l1.weight_bar", w.l[0].w_bar, f, g.l[0].w_bar, 215);
+  check_directional("d/d l3.weight_bar", w.l[2].w_bar, f, g.l[2].w_bar, 225);
+  check_directional("d/d l2.weight_bar (2)", w.l[1].w_bar, f, g.l[1].w_bar, 235);
+  check_directional("d/d l2.bias", w.l[1].bias, f, g.l[1].bias, 245);
+  check_directional("d/d attn1.query", w.attn1.wq, f, g.attn1.wq, 206);
+  check_directional("d/d attn2.value", w.attn2.wv, f, g.attn2.wv, 207);
+  check_fd("d/d attn1.gamma", w.attn1.gamma, f, g.attn1.gamma);
+  check_fd("d/d attn2.key bias (0: the row softmax cancels it)", w.attn2.bk, f, g.attn2.bk);
+  check_fd("d/d bn weight", w.bn_weight, f, g.bn_weight);
+  check_fd("d/d last bias", w.last_b, f, g.last_b);
+  check_fd("d/d l1 bias", w.l[0].bias, f, g.l[0].bias);
+  // Logits too small for the architecture are refused with the size it needs.
+  CHECK(test::error_message([&] { discriminator_forward(w, f64({1, 3, 32, 32}, 208), true, nullptr); })
+            .find("h, w >= 64") != std::string::npos);
+}
+
+TEST_CASE("adversarial term: hinge values, the student's gradient, the discriminator's Adam step and its state") {
+  const NetOutputs s{f64({2, 4, 64, 64}, 211, 3.0).to_dtype(DType::f32), Tensor(), Tensor()};
+  const NetOutputs t{f64({2, 4, 64, 64}, 212, 3.0).to_dtype(DType::f32), Tensor(), Tensor()};
+  const Tensor labels = test::random_labels({2, 128, 128}, 4, 213);
+  Distiller d;
+  d.add(std::make_unique<AdversarialTerm>(0.5, 0.1, 4, 8));
+  d.materialize(Device::cpu(), 3);
+  auto* adv = dynamic_cast<AdversarialTerm*>(d.terms()[0].get());
+  REQUIRE(adv);
+  const Tensor before = adv->params().flat_values().clone();
+  StudentGrads g;
+  const LossTerms terms = d.compute({1, 10, 3}, s, t, labels, g);
+  CHECK(terms.has("adv_g"));
+  CHECK(terms.has("adv_d"));
+  CHECK(terms.total() == doctest::Approx(0.5 * terms.value("adv_g")));  // adv_d is the discriminator's
+  CHECK(terms.value("adv_d") >= 0);
+  REQUIRE(g.main.defined());
+  // γ starts at 0 and every u, v got three power iterations.
+  CHECK(adv->params().at("attn1.gamma").value.to_vector<float>()[0] == 0);
+  CHECK(adv->params().at("preprocess_additional.num_batches_tracked").value.to_vector<int64_t>()[0] == 3);
+  d.update({1, 10, 3});
+  REQUIRE(adv->adam());
+  CHECK(adv->adam()->steps() == 1);
+  const Tensor after = adv->params().flat_values();
+  double moved = 0;
+  const std::vector<float> a = after.to_vector<float>(), b = before.to_vector<float>();
+  for (size_t i = 0; i < a.size(); ++i) moved = std::max(moved, double(std::abs(a[i] - b[i])));
+  CHECK(moved > 1e-5);   // Adam's first step moves each weight by ≈ lr where its gradient is not 0
+  CHECK(moved < 5e-4);
+  // The state round-trips.
+  std::map<std::string, Tensor> state = d.extra_state();
+  CHECK(state.count("adv.adam_m"));
+  CHECK(state.count("adv.l1.0.module.weight_bar"));
+  Distiller e;
+  e.add(std::make_unique<AdversarialTerm>(0.5, 0.1, 4, 8));
+  e.materialize(Device::cpu(), 99);
+  std::map<std::string, Tensor> copy;
+  for (const auto& [k, v] : state) copy[k] = v.clone();
+  e.load_extra_state(copy);
+  auto* adv2 = dynamic_cast<AdversarialTerm*>(e.terms()[0].get());
+  CHECK_TENSORS_CLOSE(adv2->params().flat_values(), after, Tolerance{0, 0});
+  CHECK(adv2->adam()->steps() == 1);
+}
+
+GPU_TEST_CASE("discriminator and adversarial losses on the GPU match the CPU reference") {
+  const Device gd = Device::cuda(0);
+  DiscriminatorWeights wc = random_discriminator(3, 8, DType::f32, 300);
+  DiscriminatorWeights wg;
+  auto to_gpu = [&](const DiscriminatorWeights& w) {
+    DiscriminatorWeights o = w;
+    auto mv = [&](Tensor& t) { if (t.defined()) t = t.to(gd); };
+    mv(o.bn_weight), mv(o.bn_bias), mv(o.bn_mean), mv(o.bn_var), mv(o.last_w), mv(o.last_b);
+    for (auto& l : o.l) mv(l.w_bar), mv(l.bias), mv(l.u), mv(l.v);
+    for (auto* a : {&o.attn1, &o.attn2}) mv(a->wq), mv(a->bq), mv(a->wk), mv(a->bk), mv(a->wv), mv(a->bv), mv(a->gamma);
+    return o;
+  };
+  wg = to_gpu(wc);
+  const Tensor s = test::random_tensor({2, 3, 64, 72}, 301, -3, 3), t = test::random_tensor({2, 3, 64, 72}, 302, -3, 3);
+  DiscriminatorWeights gc = discriminator_zero_grads(wc), gg = discriminator_zero_grads(wg);
+  const AdversarialLoss c = adversarial_losses(wc, gc, s, t, 0.3, 0.7);
+  const AdversarialLoss d = adversarial_losses(wg, gg, s.to(gd), t.to(gd), 0.3, 0.7);
+  CHECK(close(d.g, c.g, 1e-4));
+  CHECK(close(d.d, c.d, 1e-4));
+  const Tolerance tol{1e-5, 1e-3};
+  CHECK_TENSORS_CLOSE(d.grad_student.to(Device::cpu()), c.grad_student, tol);
+  CHECK_TENSORS_CLOSE(gg.l[1].w_bar.to(Device::cpu()), gc.l[1].w_bar, tol);
+  CHECK_TENSORS_CLOSE(gg.attn1.wq.to(Device::cpu()), gc.attn1.wq, tol);
+  CHECK_TENSORS_CLOSE(gg.attn2.gamma.to(Device::cpu()), gc.attn2.gamma, tol);
+  CHECK_TENSORS_CLOSE(gg.bn_weight.to(Device::cpu()), gc.bn_weight, tol);
+  CHECK_TENSORS_CLOSE(wg.l[3].u.to(Device::cpu()), wc.l[3].u, Tolerance{1e-6, 1e-4});
+  CHECK_TENSORS_CLOSE(wg.bn_var.to(Device::cpu()), wc.bn_var, Tolerance{1e-6, 1e-4});
+  const Tensor x = test::random_tensor({5, 7}, 303);
+  CHECK_TENSORS_CLOSE(leaky_relu(x.to(gd), 0.1).to(Device::cpu()), leaky_relu(x, 0.1), Tolerance{0, 0});
+  CHECK_TENSORS_CLOSE(leaky_relu_backward(x.to(gd), x.to(gd), 0.1).to(Device::cpu()), leaky_relu_backward(x, x, 0.1),
+                      Tolerance{0, 0});
 }
