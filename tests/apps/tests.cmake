@@ -43,7 +43,7 @@ set_tests_properties(apps_bench_ops_kd_methods PROPERTIES PASS_REGULAR_EXPRESSIO
 # The adversarial term (its discriminator needs 64x64 logits: 512x512 crops) and its Adam are rows too.
 add_test(NAME apps_bench_ops_adversarial
          COMMAND $<TARGET_FILE:rdd> bench --model deeplabv3_resnet18 --width 0.125 --mode distill
-                 --teacher deeplabv3_resnet18 --teacher-width 0.125 --crop 512x512 --batch 1 --iterations 1
+                 --teacher deeplabv3_resnet18 --teacher-width 0.125 --crop 512x512 --batch 2 --iterations 1
                  --warmup 1 --device cpu --ops --adv 0.001 --adv-width 8)
 set_tests_properties(apps_bench_ops_adversarial PROPERTIES PASS_REGULAR_EXPRESSION
   "loss: adversarial \\(discriminator\\) .*optimizer: Adam \\(discriminator\\) ")
