@@ -359,6 +359,26 @@ void AdversarialTerm::compute(const StepInfo&, const NetOutputs& s, const NetOut
   StudentGrads::accumulate(grads.main, l.grad_student, 1.0);  // already λ_adv-weighted
 }
 
+double AdversarialTerm::step_flops(const OutputShapes& s) const {
+  // Multiply-adds of one forward per image: the four 4×4 stride-2 convolutions, the attention (1×1
+  // convolutions and two N×N products), the last 4×4 convolution; three forwards and three backwards
+  // (≈ 2 forwards each) per step.
+  const double k = double(s.classes), dd = double(conv_dim_);
+  double h = double(s.h), w = double(s.w), macs = 0;
+  const double cin[4] = {k, dd, 2 * dd, 4 * dd}, cout[4] = {dd, 2 * dd, 4 * dd, 8 * dd};
+  for (int i = 0; i < 4; ++i) {
+    h = std::floor((h - 2) / 2) + 1;
+    w = std::floor((w - 2) / 2) + 1;
+    macs += h * w * cout[i] * cin[i] * 16;
+    if (i >= 2) {
+      const double n = h * w, c = cout[i];
+      macs += n * c * (c / 4 + c) + 2 * n * n * (c / 8 + c);
+    }
+  }
+  macs += std::max(0.0, (h - 3) * (w - 3)) * 8 * dd * 16;
+  return 2.0 * macs * double(s.n) * 9.0;
+}
+
 void AdversarialTerm::update(const StepInfo&) {
   if (!have_grads_) return;
   if (ranks_.world > 1 && ranks_.sum) {  // the release's DDP discriminator: gradients averaged over ranks

@@ -105,6 +105,7 @@ class AdversarialTerm : public DistillTerm {
   void update(const StepInfo& step) override;
   void save_state(std::map<std::string, Tensor>& out) const override;
   void load_state(const std::map<std::string, Tensor>& in) override;
+  double step_flops(const OutputShapes& s) const override;
   ParamStore& params() { return store_; }
   const Adam* adam() const { return adam_.get(); }
 

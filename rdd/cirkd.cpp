@@ -306,4 +306,15 @@ void CirkdTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOutp
   terms.add("cirkd_region", mem.region, region_weight_);
 }
 
+double CirkdTerm::step_flops(const OutputShapes& s) const {
+  const double n = double(s.n), p = double(s.h * s.w), cs = double(s.student_channels), ct = double(teacher_channels_);
+  // Mini-batch: N² similarity maps of p × p per side, the student's backward twice that.
+  const double minibatch = 2.0 * n * n * p * p * (cs + ct) + 4.0 * n * n * p * p * cs + 10.0 * n * n * p * p;
+  // Projection head (two 1×1 convolutions, forward and backward) and the contrasts against the keys.
+  const double head = 6.0 * n * p * (cs * ct + ct * ct);
+  const double keys = double(opt_.num_classes) * double(opt_.pixel_contrast_size + opt_.region_contrast_size);
+  const double contrast = 6.0 * n * p * keys * ct;
+  return minibatch + head + contrast;
+}
+
 }  // namespace rdd::method

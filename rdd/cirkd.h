@@ -95,6 +95,7 @@ class CirkdTerm : public DistillTerm {
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
   const CirkdOptions& options() const { return opt_; }
+  double step_flops(const OutputShapes& s) const override;
 
  private:
   double minibatch_weight_, pixel_weight_, region_weight_;

@@ -69,6 +69,14 @@ struct RankContext {
   std::function<void(Tensor&)> sum;
 };
 
+// The sizes the terms of a step see, for their FLOP counts (step_flops).
+struct OutputShapes {
+  int64_t n = 1, classes = 19, h = 1, w = 1;           // logits (N, classes, h, w), one rank's batch
+  int64_t student_channels = 0, teacher_channels = 0;  // the head features (N, C, h, w)
+  int64_t label_h = 1, label_w = 1;                    // the labels (N, H, W)
+  bool student_aux = true;
+};
+
 // A method's learnable parameters (adapters, projection heads) and buffers (BN statistics, memory queues)
 // live in the Distiller's ParamStore under "<term>.<the reference module's state_dict name>", registered
 // by the term's constructor; the trainer updates the parameters with the student's SGD settings and
@@ -90,11 +98,15 @@ class DistillTerm {
   // State outside the store (an optimizer of its own): checkpointed under these names.
   virtual void save_state(std::map<std::string, Tensor>& out) const {}
   virtual void load_state(const std::map<std::string, Tensor>& in) {}
+  // The term's FLOPs in one step (forward and backward, 2 per multiply-add), an estimate from its
+  // dominant operations: what --budget-tflop counts beside the models.
+  virtual double step_flops(const OutputShapes& s) const { return 0; }
 };
 
 struct RddConfig {
   bool enabled = true;          // false: the baseline task loss (plain CE over valid pixels)
   int64_t warmup_iters = 4000;  // TFE for iteration < warmup_iters (the scripts' 10% of 40k)
+  double warmup_fraction = 0;   // > 0: warmup_iters = round(fraction · the run's iterations) instead (budgets)
   bool soft_switch = false;     // the released warmup_lamda variant (see above)
   TfeOptions tfe;
   TseOptions tse;
@@ -115,6 +127,7 @@ class RddTaskTerm : public DistillTerm {
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
   const RddConfig& config() const { return config_; }
+  double step_flops(const OutputShapes& s) const override;  // softmax, CE and resize at the label size
 
  private:
   RddConfig config_;
@@ -125,6 +138,7 @@ class LogitKDTerm : public DistillTerm {
  public:
   LogitKDTerm(double weight, double temperature) : weight_(weight), temperature_(temperature) {}
   std::string name() const override { return "kd"; }
+  double step_flops(const OutputShapes& s) const override { return 20.0 * double(s.n * s.classes * s.h * s.w); }
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
 
@@ -137,6 +151,7 @@ class ChannelWiseKDTerm : public DistillTerm {
  public:
   ChannelWiseKDTerm(double weight, double temperature) : weight_(weight), temperature_(temperature) {}
   std::string name() const override { return "cwd"; }
+  double step_flops(const OutputShapes& s) const override { return 20.0 * double(s.n * s.classes * s.h * s.w); }
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
 
@@ -169,6 +184,8 @@ class Distiller {
   // Wall milliseconds of each term in the last compute(), in order (each term's value reaches the host
   // inside compute, so this is its device time too).
   const std::vector<std::pair<std::string, double>>& last_term_ms() const { return term_ms_; }
+  // Σ of the terms' step_flops.
+  double step_flops(const OutputShapes& s) const;
   // Every term's state outside the store, by name.
   std::map<std::string, Tensor> extra_state() const;
   void load_extra_state(const std::map<std::string, Tensor>& state);

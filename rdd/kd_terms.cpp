@@ -119,4 +119,42 @@ void DistTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t
   }
 }
 
+// FLOP estimates (forward + backward, 2 per multiply-add): the GEMMs and convolutions at full weight, a
+// few FLOPs per element for the elementwise and row passes.
+namespace {
+double d(int64_t v) { return double(v); }
+}  // namespace
+
+double AttentionTerm::step_flops(const OutputShapes& s) const {
+  return 10.0 * d(s.n * s.h * s.w) * d(s.student_channels + s.teacher_channels);
+}
+
+double FitNetTerm::step_flops(const OutputShapes& s) const {
+  return 6.0 * d(s.n * s.h * s.w) * d(s.student_channels * s.teacher_channels) + 5.0 * d(s.n * s.h * s.w * s.teacher_channels);
+}
+
+double CwdFeatureTerm::step_flops(const OutputShapes& s) const {
+  const double adapter = conv_ ? 6.0 * d(s.n * s.h * s.w) * d(s.student_channels * s.teacher_channels) : 0.0;
+  return adapter + 20.0 * d(s.n * s.h * s.w * s.teacher_channels);
+}
+
+double SkdTerm::step_flops(const OutputShapes& s) const {
+  const double p = d(((s.h + 1) / 2) * ((s.w + 1) / 2));
+  return 2.0 * d(s.n) * p * p * d(s.student_channels + s.teacher_channels) + 4.0 * d(s.n) * p * p * d(s.student_channels);
+}
+
+double IfvdTerm::step_flops(const OutputShapes& s) const {
+  const double p = d(s.h * s.w), k = d(num_classes_);
+  return 8.0 * d(s.n) * p * k * d(s.student_channels + s.teacher_channels) + 8.0 * d(s.n) * p * k * d(s.student_channels);
+}
+
+double DsdTerm::step_flops(const OutputShapes& s) const {
+  const double q = d(((s.h + 1) / 2) * ((s.w + 1) / 2)), k = d(s.classes);
+  return 20.0 * d(s.n * s.h * s.w) * d(2 * s.classes + s.student_channels + s.teacher_channels) + 6.0 * d(s.n) * k * k * q;
+}
+
+double DistTerm::step_flops(const OutputShapes& s) const {
+  return (aux_weight_ > 0 && s.student_aux ? 2.0 : 1.0) * 40.0 * d(s.n * s.classes * s.h * s.w);
+}
+
 }  // namespace rdd::method

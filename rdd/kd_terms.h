@@ -27,6 +27,7 @@ class AttentionTerm : public DistillTerm {
   explicit AttentionTerm(double weight) : weight_(weight) {}
   std::string name() const override { return "at"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
 
@@ -40,6 +41,7 @@ class FitNetTerm : public DistillTerm {
   std::string name() const override { return "fitnet"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
   void init(Device device, uint64_t seed) override;
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
   Param* adapter() const { return conv_.weight(); }
@@ -55,6 +57,7 @@ class CwdFeatureTerm : public DistillTerm {
   std::string name() const override { return "cwd_feature"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
   void init(Device device, uint64_t seed) override;
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
   Param* adapter() const { return conv_ ? conv_->weight() : nullptr; }
@@ -69,6 +72,7 @@ class SkdTerm : public DistillTerm {
   explicit SkdTerm(double weight) : weight_(weight) {}
   std::string name() const override { return "skd"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
 
@@ -81,6 +85,7 @@ class IfvdTerm : public DistillTerm {
   IfvdTerm(double weight, int num_classes) : weight_(weight), num_classes_(num_classes) {}
   std::string name() const override { return "ifvd"; }
   std::vector<std::string> slots() const override { return {"feature"}; }
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
 
@@ -95,6 +100,7 @@ class DsdTerm : public DistillTerm {
       : psd_weight_(psd_weight), csd_weight_(csd_weight), temperature_(csd_temperature) {}
   std::string name() const override { return "dsd"; }
   std::vector<std::string> slots() const override { return {"aux", "feature", "main"}; }
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
 
@@ -108,6 +114,7 @@ class DistTerm : public DistillTerm {
       : weight_(weight), beta_(beta), gamma_(gamma), temperature_(temperature), aux_weight_(aux_weight) {}
   std::string name() const override { return "dist"; }
   std::vector<std::string> slots() const override { return {"main"}; }
+  double step_flops(const OutputShapes& s) const override;
   void compute(const StepInfo& step, const NetOutputs& s, const NetOutputs& t, const Tensor& labels, LossTerms& terms,
                StudentGrads& grads) override;
 

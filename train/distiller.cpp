@@ -1,5 +1,8 @@
 #include "train/distiller.h"
 
+#include <algorithm>
+#include <limits>
+
 #include "rdd/adversarial.h"
 #include "rdd/cirkd.h"
 #include "rdd/kd_terms.h"
@@ -56,8 +59,9 @@ std::unique_ptr<method::Distiller> make_distiller(const LossOptions& o, int64_t 
                                                   const DistillShapes& shapes, Device device, uint64_t seed) {
   method::RddConfig task = o.rdd;
   task.enabled = !o.rdd_stages.empty();
-  if (o.rdd_stages == "tse") task.warmup_iters = 0;          // TSE from iteration 1
-  if (o.rdd_stages == "tfe") task.warmup_iters = iters + 1;  // TFE to the end
+  if (o.rdd_stages == "tse") task.warmup_iters = 0;  // TSE from iteration 1
+  if (o.rdd_stages == "tfe") task.warmup_iters = std::max<int64_t>(iters + 1, std::numeric_limits<int64_t>::max() / 2);  // TFE to the end
+  if (o.rdd_stages != "tfe,tse") task.warmup_fraction = 0;
   task.tse.class_weights = tse_class_weights;
   auto d = std::make_unique<method::Distiller>();
   d->add(std::make_unique<method::RddTaskTerm>(task));

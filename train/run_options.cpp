@@ -21,7 +21,11 @@ void validate_run_options(const RunOptions& o, bool distill) {
   RDD_CHECK(o.lr > 0, "--lr must be positive");
   RDD_CHECK(o.save_every >= 1, "--save-every must be ≥ 1");
   RDD_CHECK(o.val_every >= 0, "--val-every must be ≥ 0");
-  RDD_CHECK(o.stop_after >= 0 && o.stop_after <= o.iters, "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
+  RDD_CHECK(o.budget_seconds >= 0 && o.budget_tflop >= 0, "--budget-seconds and --budget-tflop must be ≥ 0");
+  RDD_CHECK(o.budget_seconds == 0 || o.budget_tflop == 0, "--budget-seconds and --budget-tflop: give one budget, not both");
+  RDD_CHECK(o.loss.rdd.warmup_fraction >= 0 && o.loss.rdd.warmup_fraction < 1, "--warmup-fraction ",
+            o.loss.rdd.warmup_fraction, " is outside [0, 1)");
+  RDD_CHECK(o.stop_after >= 0 && (o.budget_seconds > 0 || o.budget_tflop > 0 || o.stop_after <= o.iters), "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
   if (!distill) return;
   check_model_choice(o.teacher, "--teacher", "--teacher-width");
   const LossOptions& l = o.loss;
@@ -114,6 +118,14 @@ nlohmann::json RunOptions::to_json(bool distill) const {
       {"aux_weight", loss.rdd.aux_weight}, {"seed", seed},
   };
   if (tf32) j["tf32"] = true;  // only when on: checkpoints from before the flag still match
+  if (budget_seconds > 0) {
+    j["budget_seconds"] = budget_seconds;
+    j["budget_step_seconds"] = budget_step_seconds;
+  }
+  if (budget_tflop > 0) {
+    j["budget_tflop"] = budget_tflop;
+    j["budget_step_gflop"] = budget_step_gflop;
+  }
   if (distill) {
     j["teacher"] = teacher.name;
     j["teacher_weights"] = teacher_weights;
@@ -122,6 +134,7 @@ nlohmann::json RunOptions::to_json(bool distill) const {
     j["kd_temperature"] = loss.kd_temperature;
     j["rdd"] = loss.rdd_stages;
     j["warmup_iters"] = loss.rdd.warmup_iters;
+    if (loss.rdd.warmup_fraction > 0) j["warmup_fraction"] = loss.rdd.warmup_fraction;
     j["soft_switch"] = loss.rdd.soft_switch;
     j["tfe_direction"] = tfe_direction_name(loss.rdd.tfe.direction);
     j["tse_mode"] = method::tse_mode_name(loss.rdd.tse.mode);

@@ -35,10 +35,11 @@ declare -A FLAGS=(
   [cirkd_terms]="cirkd_minibatch cirkd_pixel cirkd_region"
 )
 METHODS=("$@")
-[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist cirkd adv)
+[ ${#METHODS[@]} -gt 0 ] || METHODS=(at fitnet cwd cwd_feature skd ifvd dsd dist cirkd adv budget)
 
 for m in "${METHODS[@]}"; do
-  [ "$m" = adv ] && continue  # below: the discriminator needs logits of at least 64x64
+  [ "$m" = adv ] && continue     # below: the discriminator needs logits of at least 64x64
+  [ "$m" = budget ] && continue  # below
   [ -n "${FLAGS[$m]:-}" ] || fail "unknown method $m"
   for variant in alone rdd; do
     extra=()
@@ -90,6 +91,31 @@ if [[ " ${METHODS[*]} " == *" adv "* ]]; then
       || fail "adv $variant: the final checkpoints differ (discriminator or Adam state not restored exactly?)"
     echo "adv $variant: trains, logs adv_g adv_d, resumes exactly (discriminator and Adam state included)"
   done
+fi
+# Equal-compute budgets: --budget-tflop resolves the iterations from the traces and the terms' counts
+# (deterministic: 3 + resume equals the whole run), --budget-seconds from a timed calibration (a resume keeps
+# the saved iterations instead of timing again); both land in config.json and the checkpoint.
+if [[ " ${METHODS[*]} " == *" budget "* ]]; then
+  B=("$RDD" distill "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --kd 1 --fitnet 1 --rdd tfe,tse --warmup-fraction 0.1
+     --min-kept 500 --budget-tflop 0.01)
+  "${B[@]}" --out "$W/budget/full" > "$W/budget.full.txt" 2>&1 || { cat "$W/budget.full.txt"; fail "budget: training"; }
+  grep -q "budget: 0.01 TFLOP -> [0-9]* iterations" "$W/budget.full.txt" || { cat "$W/budget.full.txt"; fail "budget: no resolution logged"; }
+  grep -q '"budget_tflop": 0.01' "$W/budget/full/config.json" || fail "budget: not in config.json"
+  n=$(grep -c '"loss"' "$W/budget/full/metrics.jsonl")
+  iters=$(sed -n 's/.*"iters": \([0-9]*\).*/\1/p' "$W/budget/full/config.json")
+  [ "$n" = "$iters" ] && [ "$iters" -gt 3 ] || fail "budget: $n iterations logged, config says $iters"
+  "${B[@]}" --out "$W/budget/part" --stop-after 3 > /dev/null 2>&1 || fail "budget: first half"
+  "${B[@]}" --out "$W/budget/part" --resume "$W/budget/part/checkpoint.safetensors" > /dev/null 2>&1 || fail "budget: resumed half"
+  cmp "$W/budget/full/weights.safetensors" "$W/budget/part/weights.safetensors" || fail "budget: resumed weights differ"
+  T=("$RDD" distill "${DATA[@]}" "${SMALL[@]}" "${S[@]}" --kd 1 --budget-seconds 2)
+  "${T[@]}" --out "$W/budget/sec" --stop-after 2 > "$W/budget.sec.txt" 2>&1 || { cat "$W/budget.sec.txt"; fail "budget seconds"; }
+  grep -q "budget: 2 s -> [0-9]* iterations (.* s and" "$W/budget.sec.txt" || fail "budget seconds: no resolution logged"
+  first=$(sed -n 's/.*"iters": \([0-9]*\).*/\1/p' "$W/budget/sec/config.json")
+  "${T[@]}" --out "$W/budget/sec" --resume "$W/budget/sec/checkpoint.safetensors" > "$W/budget.sec2.txt" 2>&1 \
+    || { cat "$W/budget.sec2.txt"; fail "budget seconds: resume"; }
+  grep -q "budget:" "$W/budget.sec2.txt" && fail "budget seconds: the resume timed again"
+  [ "$(grep -c '"loss"' "$W/budget/sec/metrics.jsonl")" = "$first" ] || fail "budget seconds: the resume did not keep $first iterations"
+  echo "budget: TFLOP resolution resumes exactly; a seconds budget keeps its iterations on resume"
 fi
 # A method's parameters are in the checkpoint; resuming without the method is refused by name.
 if [ -d "$W/fitnet-alone" ]; then
