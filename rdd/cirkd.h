@@ -18,6 +18,11 @@
 //   KL(softmax(t/T) ‖ softmax(s/T))·T² 'batchmean' (÷ anchors), T = contrast_kd_temperature. No anchors
 //   (every pixel ignored): 0 and no gradient (after the update). Queue rows of one step are written in
 //   ascending source position.
+//
+// On the GPU the products and row operations are device work (cuBLAS GEMMs, kd_ops kernels); the list of
+// anchors and the queue update's plan (which rows go where) are made on the host from the labels at the
+// feature size (N·h·w integers per step), and the pointers live on the host between uses: a few small
+// copies and synchronisations per step.
 #pragma once
 
 #include <cstdint>

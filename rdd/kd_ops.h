@@ -6,6 +6,9 @@
 // Rows: a tensor viewed as (outer, len, inner) has outer·inner rows of `len` elements with stride
 // `inner` (kd_math.h). Channels of an NCHW map: (N, C, H·W); positions of each (n, c) plane: (N·C, H·W, 1).
 // The big products (similarity maps, contrasts) are layers::batched_gemm (layers/matmul.h).
+// GPU kernels: one thread per row (or pixel, or element), grid-stride loops — correct first; the long rows
+// of a few operations (AT's per-image normalisation, DIST's per-class correlation) leave most of a GPU idle
+// and are the first candidates for a block-per-row version, as kl_rows has.
 #pragma once
 
 #include <cstdint>
