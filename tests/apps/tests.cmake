@@ -23,6 +23,11 @@ if(RDD_CUDA_EMULATED)
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated.sh $<TARGET_FILE:rdd>
                    ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_gpu)
   set_tests_properties(apps_e2e_emulated_gpu PROPERTIES TIMEOUT 900)
+  # The comparison KD methods on the emulated device against the CPU, and their exact resume there.
+  add_test(NAME apps_e2e_emulated_kd_methods
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated_kd.sh $<TARGET_FILE:rdd>
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_kd_methods)
+  set_tests_properties(apps_e2e_emulated_kd_methods PROPERTIES TIMEOUT 900)
 endif()
 
 # Every comparison KD method trains alone and with RDD, logs its terms and their cost, and resumes exactly
