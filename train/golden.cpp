@@ -10,12 +10,14 @@
 #include "engine/error.h"
 #include "models/golden.h"
 #include "train/distiller.h"
+#include "train/golden_kd.h"
 
 namespace rdd::train {
 
 const std::map<std::string, GoldenRunner>& golden_runners() {
   static const std::map<std::string, GoldenRunner> runners = {
       {"loss", run_golden_loss},
+      {"kd_term", run_golden_kd_term},
       {"model", run_golden_model},
       {"train_steps", run_golden_train_steps},
   };
