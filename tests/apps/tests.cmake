@@ -32,10 +32,10 @@ if(RDD_CUDA_EMULATED)
   set_tests_properties(apps_info_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
     "build: emulated CUDA.*no cuDNN.*cuda:0 \\(emulated\\)  rdd emulated CUDA device")
   # The comparison KD methods on the emulated device against the CPU, and their exact resume there.
-  add_test(NAME apps_e2e_emulated_kd_methods
+  add_test(NAME apps_e2e_kd_methods_emulated_gpu
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated_kd.sh $<TARGET_FILE:rdd>
-                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_emulated_kd_methods)
-  set_tests_properties(apps_e2e_emulated_kd_methods PROPERTIES TIMEOUT 900)
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_kd_methods_emulated_gpu)
+  set_tests_properties(apps_e2e_kd_methods_emulated_gpu PROPERTIES TIMEOUT 900)
 endif()
 
 # Every comparison KD method trains alone and with RDD, logs its terms and their cost, and resumes exactly
