@@ -21,12 +21,6 @@ namespace {
 cudaStream_t stream_of(const Tensor& t) { return cuda_context(t.device().index).compute_stream(); }
 #endif
 
-void require_float(const Tensor& t, const char* who, const char* what) {
-  RDD_CHECK(t.defined(), who, ": ", what, " is undefined");
-  RDD_CHECK(t.dtype() == DType::f32 || (t.dtype() == DType::f64 && t.device().is_cpu()), who, ": ", what, " is ",
-            t.desc(), "; expected f32 (or f64 on the CPU)");
-}
-
 void require_like(const Tensor& a, const Tensor& b, const char* who, const char* what) {
   RDD_CHECK(a.shape() == b.shape() && a.dtype() == b.dtype(), who, ": ", what, " ", a.desc(), " does not match ",
             b.desc());
@@ -44,7 +38,7 @@ constexpr int64_t kRowGrain = 64;
 
 L2Normalized l2_normalize_rows(const Tensor& x, RowView v, double eps) {
   const char* who = "l2_normalize_rows";
-  require_float(x, who, "x");
+  require_float_compute(x, who, "x");
   check_view(x, v, who);
   L2Normalized r{Tensor::empty(x.shape(), x.dtype(), x.device()), Tensor::empty({v.rows()}, x.dtype(), x.device())};
 #if RDD_WITH_CUDA
@@ -69,7 +63,7 @@ L2Normalized l2_normalize_rows(const Tensor& x, RowView v, double eps) {
 
 Tensor l2_normalize_rows_backward(const Tensor& dy, const L2Normalized& n, RowView v, double eps) {
   const char* who = "l2_normalize_rows_backward";
-  require_float(dy, who, "dy");
+  require_float_compute(dy, who, "dy");
   require_like(dy, n.y, who, "dy");
   check_view(dy, v, who);
   RDD_CHECK(n.norm.numel() == v.rows(), who, ": ", n.norm.numel(), " norms for ", v.rows(), " rows");
@@ -96,7 +90,7 @@ Tensor l2_normalize_rows_backward(const Tensor& dy, const L2Normalized& n, RowVi
 
 Tensor channel_mean_square(const Tensor& f) {
   const char* who = "channel_mean_square";
-  require_float(f, who, "f");
+  require_float_compute(f, who, "f");
   require_ndim(f, 4, who, "f");
   const int64_t n = f.size(0), c = f.size(1), hw = f.size(2) * f.size(3);
   Tensor a = Tensor::empty({n, hw}, f.dtype(), f.device());
@@ -124,7 +118,7 @@ Tensor channel_mean_square(const Tensor& f) {
 
 Tensor channel_mean_square_backward(const Tensor& da, const Tensor& f) {
   const char* who = "channel_mean_square_backward";
-  require_float(f, who, "f");
+  require_float_compute(f, who, "f");
   require_ndim(f, 4, who, "f");
   const int64_t n = f.size(0), c = f.size(1), hw = f.size(2) * f.size(3);
   RDD_CHECK(da.shape() == Shape({n, hw}) && da.dtype() == f.dtype(), who, ": da ", da.desc(), " vs f ", f.desc());
@@ -151,7 +145,7 @@ Tensor channel_mean_square_backward(const Tensor& da, const Tensor& f) {
 
 Tensor softmax_rows(const Tensor& x, RowView v, double inv_t) {
   const char* who = "softmax_rows";
-  require_float(x, who, "x");
+  require_float_compute(x, who, "x");
   check_view(x, v, who);
   Tensor p = Tensor::empty(x.shape(), x.dtype(), x.device());
 #if RDD_WITH_CUDA
@@ -174,7 +168,7 @@ Tensor softmax_rows(const Tensor& x, RowView v, double inv_t) {
 
 Tensor softmax_rows_backward(const Tensor& dp, const Tensor& p, RowView v, double inv_t) {
   const char* who = "softmax_rows_backward";
-  require_float(dp, who, "dp");
+  require_float_compute(dp, who, "dp");
   require_like(dp, p, who, "dp");
   check_view(dp, v, who);
   Tensor dx = Tensor::empty(dp.shape(), dp.dtype(), dp.device());
@@ -199,7 +193,7 @@ Tensor softmax_rows_backward(const Tensor& dp, const Tensor& p, RowView v, doubl
 
 PearsonRows pearson_rows(const Tensor& a, const Tensor& b, RowView v, double eps, double grad_scale, bool need_grad) {
   const char* who = "pearson_rows";
-  require_float(a, who, "a");
+  require_float_compute(a, who, "a");
   require_like(b, a, who, "b");
   check_view(a, v, who);
   PearsonRows r;
@@ -228,7 +222,7 @@ PearsonRows pearson_rows(const Tensor& a, const Tensor& b, RowView v, double eps
 
 Tensor swap_leading_dims(const Tensor& x, int64_t a, int64_t b, int64_t r) {
   const char* who = "swap_leading_dims";
-  require_float(x, who, "x");
+  require_float_compute(x, who, "x");
   RDD_CHECK(a * b * r == x.numel(), who, ": (", a, ", ", b, ", ", r, ") does not cover ", x.desc());
   Tensor y = Tensor::empty({b, a, r}, x.dtype(), x.device());
 #if RDD_WITH_CUDA
@@ -274,7 +268,7 @@ Tensor nearest_labels(const Tensor& labels, int64_t h, int64_t w) {
 
 Tensor avg_pool_ceil(const Tensor& x, int k) {
   const char* who = "avg_pool_ceil";
-  require_float(x, who, "x");
+  require_float_compute(x, who, "x");
   require_ndim(x, 4, who, "x");
   RDD_CHECK(k >= 1, who, ": kernel ", k);
   const int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
@@ -305,7 +299,7 @@ Tensor avg_pool_ceil(const Tensor& x, int k) {
 
 Tensor avg_pool_ceil_backward(const Tensor& dy, int64_t H, int64_t W, int k) {
   const char* who = "avg_pool_ceil_backward";
-  require_float(dy, who, "dy");
+  require_float_compute(dy, who, "dy");
   require_ndim(dy, 4, who, "dy");
   const int64_t oh = (H + k - 1) / k, ow = (W + k - 1) / k;
   RDD_CHECK(dy.size(2) == oh && dy.size(3) == ow, who, ": dy ", dy.desc(), " is not the pooled size of ", H, "x", W);
@@ -357,7 +351,7 @@ Tensor one_hot_pixels(const Tensor& labels, int64_t classes, DType dtype) {
 
 Tensor divide_columns(const Tensor& x, const Tensor& d, double eps) {
   const char* who = "divide_columns";
-  require_float(x, who, "x");
+  require_float_compute(x, who, "x");
   require_ndim(x, 3, who, "x");
   const int64_t n = x.size(0), r = x.size(1), k = x.size(2);
   RDD_CHECK(d.numel() == n * k && d.dtype() == x.dtype(), who, ": divisors ", d.desc(), " for x ", x.desc());
@@ -385,7 +379,7 @@ namespace {
 constexpr double kCosineEps = 1e-8;  // torch.nn.CosineSimilarity's default
 
 void check_center_cosine(const Tensor& f, const Tensor& ctr, const Tensor& labels, const char* who) {
-  require_float(f, who, "f");
+  require_float_compute(f, who, "f");
   require_like(ctr, f, who, "centres");
   RDD_CHECK(f.ndim() == 3, who, ": f ", f.desc(), " must be (N, C, P)");
   require_dtype(labels, DType::i32, who, "labels");
@@ -458,7 +452,7 @@ CenterCosineGrads center_cosine_backward(const Tensor& dcos, const Tensor& f, co
 }
 
 Tensor leaky_relu(const Tensor& x, double slope) {
-  require_float(x, "leaky_relu", "x");
+  require_float_compute(x, "leaky_relu", "x");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
 #if RDD_WITH_CUDA
   if (x.device().is_cuda()) {
@@ -477,7 +471,7 @@ Tensor leaky_relu(const Tensor& x, double slope) {
 
 Tensor leaky_relu_backward(const Tensor& dy, const Tensor& x, double slope) {
   const char* who = "leaky_relu_backward";
-  require_float(dy, who, "dy");
+  require_float_compute(dy, who, "dy");
   require_like(dy, x, who, "dy");
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
 #if RDD_WITH_CUDA
@@ -507,7 +501,7 @@ std::vector<int64_t> host_indices(const Tensor& idx) { return idx.to_vector<int6
 
 Tensor gather_pixels(const Tensor& f, const Tensor& idx) {
   const char* who = "gather_pixels";
-  require_float(f, who, "f");
+  require_float_compute(f, who, "f");
   RDD_CHECK(f.ndim() == 3, who, ": f ", f.desc(), " must be (N, D, P)");
   check_index(idx, f, who);
   const int64_t n = f.size(0), d = f.size(1), p = f.size(2), m = idx.numel();
@@ -534,7 +528,7 @@ Tensor gather_pixels(const Tensor& f, const Tensor& idx) {
 
 Tensor scatter_pixels(const Tensor& rows, const Tensor& idx, int64_t n, int64_t d, int64_t p) {
   const char* who = "scatter_pixels";
-  require_float(rows, who, "rows");
+  require_float_compute(rows, who, "rows");
   check_index(idx, rows, who);
   RDD_CHECK(rows.ndim() == 2 && rows.size(0) == idx.numel() && rows.size(1) == d, who, ": rows ", rows.desc(), " for ",
             idx.numel(), " indices of width ", d);
@@ -562,7 +556,7 @@ Tensor scatter_pixels(const Tensor& rows, const Tensor& idx, int64_t n, int64_t 
 
 Tensor take_rows(const Tensor& src, const Tensor& idx) {
   const char* who = "take_rows";
-  require_float(src, who, "src");
+  require_float_compute(src, who, "src");
   RDD_CHECK(src.ndim() == 2, who, ": src ", src.desc(), " must be (R, D)");
   check_index(idx, src, who);
   const int64_t r = src.size(0), d = src.size(1), m = idx.numel();
@@ -586,7 +580,7 @@ Tensor take_rows(const Tensor& src, const Tensor& idx) {
 
 void put_rows(Tensor& dst, const Tensor& idx, const Tensor& rows) {
   const char* who = "put_rows";
-  require_float(dst, who, "dst");
+  require_float_compute(dst, who, "dst");
   RDD_CHECK(dst.ndim() == 2, who, ": dst ", dst.desc(), " must be (R, D)");
   check_index(idx, dst, who);
   const int64_t r = dst.size(0), d = dst.size(1), m = idx.numel();
@@ -611,7 +605,7 @@ void put_rows(Tensor& dst, const Tensor& idx, const Tensor& rows) {
 
 Tensor class_means(const Tensor& f, const Tensor& labels, const Tensor& image, const Tensor& cls) {
   const char* who = "class_means";
-  require_float(f, who, "f");
+  require_float_compute(f, who, "f");
   RDD_CHECK(f.ndim() == 3, who, ": f ", f.desc(), " must be (N, D, P)");
   require_dtype(labels, DType::i32, who, "labels");
   require_same_device(labels, f, who);

@@ -11,33 +11,6 @@ namespace rdd::train {
 
 namespace {
 
-struct KdCase {
-  const SafetensorsFile& f;
-  const std::string& what;
-
-  std::string meta(const std::string& key) const {
-    const auto it = f.metadata.find(key);
-    RDD_CHECK(it != f.metadata.end(), what, ": metadata '", key, "' is missing");
-    return it->second;
-  }
-  double number(const std::string& key) const {
-    const std::string v = meta(key);
-    try {
-      size_t used = 0;
-      const double d = std::stod(v, &used);
-      if (used == v.size()) return d;
-    } catch (const std::exception&) {
-    }
-    fail(what, ": metadata '", key, "' = '", v, "' is not a number");
-  }
-  bool has(const std::string& name) const { return f.tensors.count(name) > 0; }
-  Tensor tensor(const std::string& name, Device d) const {
-    const auto it = f.tensors.find(name);
-    RDD_CHECK(it != f.tensors.end(), what, ": tensor '", name, "' is missing");
-    return it->second.to(d);
-  }
-};
-
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -56,7 +29,7 @@ struct TermMap {
 
 std::vector<GoldenOutput> run_golden_kd_term(const SafetensorsFile& file, const std::string& what, Device device,
                                              double rtol) {
-  const KdCase c{file, what};
+  const CaseReader c{file, what};
   const std::string method = c.meta("method");
   const std::vector<std::string> slots = split_commas(c.meta("slots"));
   NetOutputs s, t;
