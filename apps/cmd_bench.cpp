@@ -110,6 +110,7 @@ Command add_bench_command(CLI::App& app) {
   sub->add_option("--warmup", m.warmup, "Batches before timing")->capture_default_str();
   add_cache_flag(sub, a->cache);
   sub->add_option("--seed", m.seed, "Sampling/augmentation seed")->capture_default_str();
+  add_kd_method_flags(sub, m.methods, "--mode distill: comparison KD terms (each a row of --ops)");
   return {sub, [a] { return run_bench(*a); }};
 }
 

@@ -79,6 +79,57 @@ void add_dataset_flags(CLI::App* sub, data::DatasetSpec& spec, bool required, co
   }
 }
 
+void add_kd_method_flags(CLI::App* sub, train::LossOptions& l, const std::string& group) {
+  auto opt = [&](const char* flag, double& v, const char* help) {
+    sub->add_option(flag, v, help)->capture_default_str()->group(group);
+  };
+  opt("--cwd-feature", l.cwd_feature,
+      "CWD on the head feature through a 1x1 adapter (student to teacher channels), weight (tau: --cwd-temperature)");
+  opt("--at", l.at, "Attention transfer on the head feature, weight (the RDD scripts: 10000, with --kd 1)");
+  opt("--fitnet", l.fitnet, "FitNet: feature L2 through a 1x1 adapter (student to teacher channels), weight");
+  opt("--skd", l.skd, "SKD: pair-wise similarity of the 2x2 max-pooled head features, weight");
+  opt("--ifvd", l.ifvd, "IFVD: intra-class feature variation (cosine to the class centres), weight");
+  opt("--dsd", l.dsd, "DSD (double similarity: PSD on [aux, feature, main] + CSD on the main logits), weight "
+                      "multiplying --dsd-psd and --dsd-csd");
+  opt("--dsd-psd", l.dsd_psd, "DSD's PSD weight (times --dsd)");
+  opt("--dsd-csd", l.dsd_csd, "DSD's CSD weight (times --dsd)");
+  opt("--dsd-temperature", l.dsd_temperature, "CSD's softmax temperature");
+  opt("--dist", l.dist, "DIST (inter- and intra-class Pearson correlation of the class probabilities), weight");
+  opt("--dist-beta", l.dist_beta, "DIST's inter-class (per pixel) weight");
+  opt("--dist-gamma", l.dist_gamma, "DIST's intra-class (per class) weight");
+  opt("--dist-temperature", l.dist_temperature, "DIST's softmax temperature");
+  opt("--dist-aux-weight", l.dist_aux_weight, "DIST on the aux logits at this share of --dist (DIST's release: 0.4)");
+  opt("--cirkd", l.cirkd, "CIRKD (mini-batch pixel-to-pixel + memory pixel-to-pixel and pixel-to-region contrast), "
+                          "weight multiplying --cirkd-minibatch, --cirkd-pixel, --cirkd-region");
+  opt("--cirkd-minibatch", l.cirkd_minibatch, "CIRKD mini-batch pixel-to-pixel weight (times --cirkd)");
+  opt("--cirkd-pixel", l.cirkd_pixel, "CIRKD memory pixel-to-pixel weight (times --cirkd)");
+  opt("--cirkd-region", l.cirkd_region, "CIRKD memory pixel-to-region weight (times --cirkd)");
+  auto iopt = [&](const char* flag, int64_t& v, const char* help) {
+    sub->add_option(flag, v, help)->capture_default_str()->group(group);
+  };
+  iopt("--cirkd-pixel-memory", l.cirkd_pixel_memory, "CIRKD teacher pixel queue rows per class");
+  iopt("--cirkd-region-memory", l.cirkd_region_memory, "CIRKD teacher region queue rows per class");
+  iopt("--cirkd-pixel-contrast", l.cirkd_pixel_contrast,
+       "CIRKD pixel keys per step in all (each class: this / classes + 1, as the scripts)");
+  iopt("--cirkd-region-contrast", l.cirkd_region_contrast,
+       "CIRKD region keys per step in all (each class: this / classes + 1)");
+  opt("--cirkd-temperature", l.cirkd_temperature, "CIRKD contrast temperature (similarity / tau)");
+  opt("--cirkd-kd-temperature", l.cirkd_kd_temperature, "CIRKD temperature of the KL between similarity distributions");
+  opt("--adv", l.adv, "Adversarial term: the student's hinge loss against a SAGAN discriminator on the main logits, "
+                      "weight (the CIRKD scripts with SKD / IFVD / CWD: 0.001)");
+  opt("--adv-d", l.adv_d, "The discriminator's hinge loss weight (the scripts: 0.1)");
+  opt("--adv-lr", l.adv_lr, "The discriminator's Adam learning rate (betas 0.9, 0.99; constant)");
+  sub->add_option("--adv-width", l.adv_width, "The discriminator's first width (the release: 64; doubles per layer)")
+      ->capture_default_str()
+      ->group(group);
+  sub->add_option("--cirkd-pixel-queue", l.cirkd_pixel_queue,
+                  "released: the release's pixel-queue fill (positions 0..n_c-1 of the image, what produced the "
+                  "paper's numbers); class: K pixels of the class (the evident intent)")
+      ->check(CLI::IsMember({"released", "class"}))
+      ->capture_default_str()
+      ->group(group);
+}
+
 void add_launch_flags(CLI::App& command, dist::LaunchOptions& launch) {
   const char* group = "Multi-GPU / multi-node";
   dist::LaunchSpec& spec = launch.spec;

@@ -39,6 +39,11 @@ void add_dataset_flags(CLI::App* sub, data::DatasetSpec& spec, bool required, co
 CLI::Option* add_dataset_kind_flag(CLI::App* sub, std::string& kind, const std::string& help);
 CLI::Option* add_num_classes_flag(CLI::App* sub, int& num_classes);
 
+// The comparison KD methods (train/distiller.h LossOptions, rdd/kd_terms.h): --cwd-feature, --at,
+// --fitnet, --skd, --ifvd, --dsd (+ --dsd-psd, --dsd-csd, --dsd-temperature), --dist (+ --dist-beta,
+// --dist-gamma, --dist-temperature, --dist-aux-weight); each weight 0 = off (distill, bench).
+void add_kd_method_flags(CLI::App* sub, train::LossOptions& l, const std::string& group);
+
 // --gpus, --nnodes, --node-rank, --master-addr, --master-port, --rendezvous-timeout, --nccl-timeout
 // (train, distill, eval).
 void add_launch_flags(CLI::App& command, dist::LaunchOptions& launch);

@@ -30,6 +30,14 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
       ->capture_default_str()
       ->group(schedule);
   sub->add_option("--power", o.power, "Poly LR power")->capture_default_str()->group(schedule);
+  sub->add_option("--budget-seconds", o.budget_seconds,
+                  "Equal-compute runs: the iterations (--iters ignored) that fit this many seconds of training "
+                  "steps, from a timed calibration of a few steps at the start (fixed then, saved, kept on resume)")
+      ->group(schedule);
+  sub->add_option("--budget-tflop", o.budget_tflop,
+                  "Equal-compute runs: the iterations that fit this many TFLOP (teacher forward, student forward "
+                  "and backward from the models' traces, plus the distillation terms' own counts)")
+      ->group(schedule);
   method::RddConfig& rdd = o.loss.rdd;
   sub->add_option("--aux-weight", rdd.aux_weight, "Weight of the aux head's CE")->capture_default_str()->group(schedule);
 
@@ -45,6 +53,10 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
     sub->add_option("--rdd", l.rdd_stages, "RDD stages: tfe,tse (the method), tse, tfe, or empty (plain CE)")->group(kd);
     sub->add_option("--warmup-iters", rdd.warmup_iters, "TFE for iterations < this, TSE after")
         ->capture_default_str()
+        ->group(kd);
+    sub->add_option("--warmup-fraction", rdd.warmup_fraction,
+                    "TFE for this share of the run instead of --warmup-iters (0: off); with a budget, of the "
+                    "resolved iterations")
         ->group(kd);
     sub->add_flag("--soft-switch", rdd.soft_switch, "Blend TFE into TSE linearly after the switch (released variant)")
         ->group(kd);
@@ -67,6 +79,7 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
         ->group(kd);
     sub->add_option("--cwd", l.cwd, "Channel-wise distillation weight (on the main logits)")->capture_default_str()->group(kd);
     sub->add_option("--cwd-temperature", l.cwd_temperature, "CWD temperature τ")->capture_default_str()->group(kd);
+    add_kd_method_flags(sub, l, "Distillation: comparison methods");
   }
 
   const char* run = "Run";

@@ -3,7 +3,7 @@
 // CPU tests exercise the GPU's arithmetic and indexing. Under nvcc it is host + device; for the host
 // compiler (CPU builds, the emulated device) a plain inline function. C++17 (included by .cu files).
 //
-// hd::exp / hd::log / hd::sqrt (double) / hd::max: the math those headers share, the same call on both sides (the device's
+// hd::exp / hd::log / hd::sqrt / hd::max: the math those headers share, the same call on both sides (the device's
 // expf/logf, the host's std::exp/std::log; max as a < b ? b : a, so NaN handling is the same too).
 #pragma once
 
@@ -43,6 +43,13 @@ RDD_HD double log(double x) {
   return ::log(x);
 #else
   return std::log(x);
+#endif
+}
+RDD_HD float sqrt(float x) {
+#if defined(__CUDA_ARCH__)
+  return sqrtf(x);
+#else
+  return std::sqrt(x);
 #endif
 }
 RDD_HD double sqrt(double x) {

@@ -356,4 +356,10 @@ void require_same_device(const Tensor& a, const Tensor& b, const char* who) {
   RDD_CHECK(a.device() == b.device(), who, ": tensors on different devices (", a.desc(), " and ", b.desc(), ")");
 }
 
+void require_float_compute(const Tensor& t, const char* who, const char* what) {
+  RDD_CHECK(t.defined(), who, ": ", what, " is undefined");
+  RDD_CHECK(t.dtype() == DType::f32 || (t.dtype() == DType::f64 && t.device().is_cpu()), who, ": ", what, " is ",
+            t.desc(), "; expected f32 (or f64 on the CPU)");
+}
+
 }  // namespace rdd

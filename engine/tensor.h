@@ -121,6 +121,8 @@ void require_dtype(const Tensor& t, DType dtype, const char* who, const char* wh
 void require_layout(const Tensor& t, Layout layout, const char* who, const char* what);
 void require_ndim(const Tensor& t, int ndim, const char* who, const char* what);
 void require_same_device(const Tensor& a, const Tensor& b, const char* who);
+// The element types the losses compute in: f32, or f64 on the CPU (their finite-difference checks).
+void require_float_compute(const Tensor& t, const char* who, const char* what);
 
 // Synchronise the device's compute stream (no-op on the CPU).
 void synchronize(Device d);

@@ -37,6 +37,7 @@ class SegHead {
   // Eval-mode forward as a graph (graph_recorder.h): returns the logits.
   virtual GraphValue record(GraphRecorder& g, GraphValue x) const = 0;
   virtual void init(uint64_t seed, uint64_t& offset) = 0;
+  virtual int feature_channels() const = 0;  // channels of HeadOutputs::feature
 };
 
 class DeepLabHead : public SegHead {
@@ -48,6 +49,7 @@ class DeepLabHead : public SegHead {
   Shape trace(LayerTable& t, const Shape& in) const override;
   GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
+  int feature_channels() const override { return classifier_->in_channels(); }
 
  private:
   std::string prefix_;
@@ -72,6 +74,7 @@ class PSPHead : public SegHead {
   Shape trace(LayerTable& t, const Shape& in) const override;
   GraphValue record(GraphRecorder& g, GraphValue x) const override;
   void init(uint64_t seed, uint64_t& offset) override;
+  int feature_channels() const override { return classifier_->in_channels(); }
 
   static constexpr int kBins[4] = {1, 2, 3, 6};
 

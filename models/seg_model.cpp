@@ -69,6 +69,8 @@ SegModel::SegModel(const std::string& name, const ModelOptions& opt) : name_(nam
   if (c3 > 0) aux_ = std::make_unique<FCNHead>(mods_, store_, dropout_, "auxlayer", c3, opt.num_classes);
 }
 
+int SegModel::feature_channels() const { return head_->feature_channels(); }
+
 void SegModel::set_mode(layers::Mode mode) {
   mode_ = mode;
   mods_.set_mode(mode);

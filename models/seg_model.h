@@ -46,6 +46,7 @@ class SegModel {
   const std::string& name() const { return name_; }
   const ModelOptions& options() const { return opt_; }
   bool has_aux() const { return aux_ != nullptr; }
+  int feature_channels() const;  // channels of NetOutputs::feature (the head's classifier input)
   ParamStore& params() { return store_; }
   const ParamStore& params() const { return store_; }
 

@@ -1,6 +1,9 @@
 // The distillation terms and the RDD stage schedule (see distill.h).
 #include "rdd/distill.h"
 
+#include <chrono>
+#include <cmath>
+
 #include "engine/op_profile.h"
 
 namespace rdd::method {
@@ -34,11 +37,16 @@ double LossTerms::value(const std::string& name) const {
 StageMix rdd_stage_mix(const RddConfig& c, const StepInfo& step) {
   RDD_CHECK(step.iteration >= 1, "rdd schedule: iteration ", step.iteration, " must be ≥ 1 (iterations are 1-based)");
   if (!c.enabled) return {0, 0, 1};
-  if (step.iteration < c.warmup_iters) return {1, 0, 0};
+  int64_t warmup = c.warmup_iters;
+  if (c.warmup_fraction > 0) {
+    RDD_CHECK(step.max_iterations > 0, "rdd schedule: warmup_fraction needs the run's iterations");
+    warmup = std::llround(c.warmup_fraction * double(step.max_iterations));
+  }
+  if (step.iteration < warmup) return {1, 0, 0};
   if (!c.soft_switch) return {0, 1, 0};
-  RDD_CHECK(step.max_iterations > c.warmup_iters, "rdd schedule: the soft switch needs max_iterations (",
-            step.max_iterations, ") > warmup_iters (", c.warmup_iters, ")");
-  const double lambda = double(step.iteration - step.max_iterations) / double(c.warmup_iters - step.max_iterations);
+  RDD_CHECK(step.max_iterations > warmup, "rdd schedule: the soft switch needs max_iterations (",
+            step.max_iterations, ") > warmup_iters (", warmup, ")");
+  const double lambda = double(step.iteration - step.max_iterations) / double(warmup - step.max_iterations);
   return {lambda, 1 - lambda, 0};
 }
 
@@ -72,6 +80,11 @@ void RddTaskTerm::compute(const StepInfo& step, const NetOutputs& s, const NetOu
   terms.add("task.tfe_share", mix.tfe, 0.0);
 }
 
+double RddTaskTerm::step_flops(const OutputShapes& s) const {
+  // Per head: the bilinear upsampling of the logits (forward and backward), softmax and CE at the label size.
+  return (s.student_aux ? 2.0 : 1.0) * 30.0 * double(s.n * s.classes * s.label_h * s.label_w);
+}
+
 void LogitKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetOutputs& t, const Tensor&, LossTerms& terms,
                           StudentGrads& grads) {
   RDD_CHECK(t.main.defined(), "kd: the teacher's main logits are missing");
@@ -90,11 +103,46 @@ void ChannelWiseKDTerm::compute(const StepInfo&, const NetOutputs& s, const NetO
   StudentGrads::accumulate(grads.main, l.grad, weight_);
 }
 
+void Distiller::materialize(Device device, uint64_t seed) {
+  if (!params_.entries().empty()) params_.materialize(device);
+  for (const auto& t : terms_) t->init(device, seed);
+}
+
+void Distiller::update(const StepInfo& step) {
+  for (const auto& t : terms_) t->update(step);
+}
+
+void Distiller::set_ranks(const RankContext& ranks) {
+  for (const auto& t : terms_) t->set_ranks(ranks);
+}
+
 LossTerms Distiller::compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher,
-                             const Tensor& labels, StudentGrads& grads) const {
+                             const Tensor& labels, StudentGrads& grads) {
   LossTerms terms;
-  for (const auto& t : terms_) t->compute(step, student, teacher, labels, terms, grads);
+  term_ms_.clear();
+  for (const auto& t : terms_) {
+    const auto start = std::chrono::steady_clock::now();
+    t->compute(step, student, teacher, labels, terms, grads);
+    term_ms_.emplace_back(t->name(),
+                          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
   return terms;
+}
+
+double Distiller::step_flops(const OutputShapes& s) const {
+  double f = 0;
+  for (const auto& t : terms_) f += t->step_flops(s);
+  return f;
+}
+
+std::map<std::string, Tensor> Distiller::extra_state() const {
+  std::map<std::string, Tensor> out;
+  for (const auto& t : terms_) t->save_state(out);
+  return out;
+}
+
+void Distiller::load_extra_state(const std::map<std::string, Tensor>& state) {
+  for (const auto& t : terms_) t->load_state(state);
 }
 
 }  // namespace rdd::method

@@ -22,11 +22,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/net_outputs.h"
+#include "engine/params.h"
 #include "engine/tensor.h"
 #include "rdd/losses.h"
 
@@ -56,19 +59,54 @@ struct LossTerms {
 struct StepInfo {
   int64_t iteration = 1;       // 1-based
   int64_t max_iterations = 0;  // needed by the soft switch only
+  uint64_t seed = 0;           // the run's seed: a term's random choices are Philox(seed, iteration)
 };
 
+// How a term reaches the other data-parallel ranks (train/ hands it over; rdd/ knows no communicator):
+// `sum` adds a tensor over the ranks in place (every rank calls it in the same order); empty with one rank.
+struct RankContext {
+  int rank = 0, world = 1;
+  std::function<void(Tensor&)> sum;
+};
+
+// The sizes the terms of a step see, for their FLOP counts (step_flops).
+struct OutputShapes {
+  int64_t n = 1, classes = 19, h = 1, w = 1;           // logits (N, classes, h, w), one rank's batch
+  int64_t student_channels = 0, teacher_channels = 0;  // the head features (N, C, h, w)
+  int64_t label_h = 1, label_w = 1;                    // the labels (N, H, W)
+  bool student_aux = true;
+};
+
+// A method's learnable parameters (adapters, projection heads) and buffers (BN statistics, memory queues)
+// live in the Distiller's ParamStore under "<term>.<the reference module's state_dict name>", registered
+// by the term's constructor; the trainer updates the parameters with the student's SGD settings and
+// all-reduces their gradients like the student's. compute() ACCUMULATES weight·dL/dθ into Param::grad.
 class DistillTerm {
  public:
   virtual ~DistillTerm() = default;
   virtual std::string name() const = 0;
   virtual void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher,
                        const Tensor& labels, LossTerms& terms, StudentGrads& grads) = 0;
+  // The student outputs it reads: any of "main", "aux", "feature".
+  virtual std::vector<std::string> slots() const { return {"main"}; }
+  // Once the store is materialized (on `device`): initialise the term's parameters and buffers from
+  // Philox(seed, ...), and anything the term keeps outside the store.
+  virtual void init(Device device, uint64_t seed) {}
+  // After the student's backward: the term's own optimizer step (e.g. the discriminator's Adam).
+  virtual void update(const StepInfo& step) {}
+  virtual void set_ranks(const RankContext& ranks) {}
+  // State outside the store (an optimizer of its own): checkpointed under these names.
+  virtual void save_state(std::map<std::string, Tensor>& out) const {}
+  virtual void load_state(const std::map<std::string, Tensor>& in) {}
+  // The term's FLOPs in one step (forward and backward, 2 per multiply-add), an estimate from its
+  // dominant operations: what --budget-tflop counts beside the models.
+  virtual double step_flops(const OutputShapes& s) const { return 0; }
 };
 
 struct RddConfig {
   bool enabled = true;          // false: the baseline task loss (plain CE over valid pixels)
   int64_t warmup_iters = 4000;  // TFE for iteration < warmup_iters (the scripts' 10% of 40k)
+  double warmup_fraction = 0;   // > 0: warmup_iters = round(fraction · the run's iterations) instead (budgets)
   bool soft_switch = false;     // the released warmup_lamda variant (see above)
   TfeOptions tfe;
   TseOptions tse;
@@ -89,6 +127,7 @@ class RddTaskTerm : public DistillTerm {
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
   const RddConfig& config() const { return config_; }
+  double step_flops(const OutputShapes& s) const override;  // softmax, CE and resize at the label size
 
  private:
   RddConfig config_;
@@ -99,6 +138,7 @@ class LogitKDTerm : public DistillTerm {
  public:
   LogitKDTerm(double weight, double temperature) : weight_(weight), temperature_(temperature) {}
   std::string name() const override { return "kd"; }
+  double step_flops(const OutputShapes& s) const override { return 20.0 * double(s.n * s.classes * s.h * s.w); }
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
 
@@ -111,6 +151,7 @@ class ChannelWiseKDTerm : public DistillTerm {
  public:
   ChannelWiseKDTerm(double weight, double temperature) : weight_(weight), temperature_(temperature) {}
   std::string name() const override { return "cwd"; }
+  double step_flops(const OutputShapes& s) const override { return 20.0 * double(s.n * s.classes * s.h * s.w); }
   void compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
                LossTerms& terms, StudentGrads& grads) override;
 
@@ -120,14 +161,39 @@ class ChannelWiseKDTerm : public DistillTerm {
 
 class Distiller {
  public:
+  Distiller() = default;
+  Distiller(const Distiller&) = delete;
+  Distiller& operator=(const Distiller&) = delete;
+
   void add(std::unique_ptr<DistillTerm> term) { terms_.push_back(std::move(term)); }
   const std::vector<std::unique_ptr<DistillTerm>>& terms() const { return terms_; }
-  // Runs every term; `grads` is accumulated into (pass a fresh StudentGrads each step).
+  // The terms' parameters and buffers (see DistillTerm). Terms register into it when constructed.
+  ParamStore& params() { return params_; }
+  const ParamStore& params() const { return params_; }
+  bool has_parameters() const { return params_.parameter_count() > 0; }
+  // After every term is added: lays out the store on `device` (when it holds anything) and initialises
+  // each term from `seed`.
+  void materialize(Device device, uint64_t seed);
+  void set_ranks(const RankContext& ranks);
+  // After the student's backward: each term's own optimizer (DistillTerm::update).
+  void update(const StepInfo& step);
+  // Runs every term; `grads` is accumulated into (pass a fresh StudentGrads each step), and so are the
+  // store's gradients (zero them first: params().zero_grad()).
   LossTerms compute(const StepInfo& step, const NetOutputs& student, const NetOutputs& teacher, const Tensor& labels,
-                    StudentGrads& grads) const;
+                    StudentGrads& grads);
+  // Wall milliseconds of each term in the last compute(), in order (each term's value reaches the host
+  // inside compute, so this is its device time too).
+  const std::vector<std::pair<std::string, double>>& last_term_ms() const { return term_ms_; }
+  // Σ of the terms' step_flops.
+  double step_flops(const OutputShapes& s) const;
+  // Every term's state outside the store, by name.
+  std::map<std::string, Tensor> extra_state() const;
+  void load_extra_state(const std::map<std::string, Tensor>& state);
 
  private:
   std::vector<std::unique_ptr<DistillTerm>> terms_;
+  ParamStore params_;
+  std::vector<std::pair<std::string, double>> term_ms_;
 };
 
 }  // namespace rdd::method

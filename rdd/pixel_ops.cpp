@@ -25,12 +25,6 @@ namespace {
 cudaStream_t stream_of(const Tensor& t) { return cuda_context(t.device().index).compute_stream(); }
 #endif
 
-void require_floating_compute(const Tensor& t, const char* who, const char* what) {
-  RDD_CHECK(t.defined(), who, ": ", what, " is undefined");
-  RDD_CHECK(t.dtype() == DType::f32 || (t.dtype() == DType::f64 && t.device().is_cpu()), who, ": ", what, " is ",
-            t.desc(), "; expected f32 (or f64 on the CPU)");
-}
-
 void check_labels_shape(const Tensor& logits, const Tensor& labels, const char* who) {
   require_dtype(labels, DType::i32, who, "labels");
   require_same_device(logits, labels, who);
@@ -141,12 +135,12 @@ Tensor compute_dtype_view(const Tensor& logits, const char* who, const char* wha
   require_ndim(logits, 4, who, what);
   require_layout(logits, Layout::NCHW, who, what);
   if (logits.dtype() == DType::bf16 || logits.dtype() == DType::f16) return logits.to_dtype(DType::f32);
-  require_floating_compute(logits, who, what);
+  require_float_compute(logits, who, what);
   return logits;
 }
 
 PixelCEStats pixel_ce_stats(const Tensor& logits, const Tensor& labels, int ignore_index, const char* who) {
-  require_floating_compute(logits, who, "logits");
+  require_float_compute(logits, who, "logits");
   check_labels_shape(logits, labels, who);
   RDD_CHECK(logits.size(1) >= 1, who, ": logits ", logits.desc(), " have no classes");
 #if RDD_WITH_CUDA
@@ -219,7 +213,7 @@ Tensor ce_coefficients(const Tensor& labels, const Tensor& class_weights, const 
 
 Tensor ce_logits_grad(const Tensor& logits, const Tensor& labels, const Tensor& coef, double scale, int ignore_index) {
   const char* who = "ce_logits_grad";
-  require_floating_compute(logits, who, "logits");
+  require_float_compute(logits, who, "logits");
   check_labels_shape(logits, labels, who);
   RDD_CHECK(coef.shape() == labels.shape() && coef.dtype() == logits.dtype(), who, ": coefficients ", coef.desc(),
             " do not match labels ", labels.desc(), " / logits ", logits.desc());
@@ -240,7 +234,7 @@ Tensor ce_logits_grad(const Tensor& logits, const Tensor& labels, const Tensor& 
 KLRows kl_rows(const Tensor& teacher, const Tensor& student, double temperature, int64_t outer, int64_t len,
                int64_t inner, double grad_scale, bool need_grad) {
   const char* who = "kl_rows";
-  require_floating_compute(student, who, "student");
+  require_float_compute(student, who, "student");
   RDD_CHECK(teacher.shape() == student.shape() && teacher.dtype() == student.dtype(), who, ": teacher ",
             teacher.desc(), " and student ", student.desc(), " differ");
   require_same_device(teacher, student, who);
@@ -265,7 +259,7 @@ KLRows kl_rows(const Tensor& teacher, const Tensor& student, double temperature,
 
 double dot_all(const Tensor& a, const Tensor& b) {
   const char* who = "dot_all";
-  require_floating_compute(a, who, "a");
+  require_float_compute(a, who, "a");
   if (b.defined()) {
     RDD_CHECK(a.shape() == b.shape() && a.dtype() == b.dtype(), who, ": ", a.desc(), " vs ", b.desc());
     require_same_device(a, b, who);
@@ -293,7 +287,7 @@ double dot_all(const Tensor& a, const Tensor& b) {
 double sum_all(const Tensor& x) { return dot_all(x, Tensor()); }
 
 Tensor exp_neg(const Tensor& x) {
-  require_floating_compute(x, "exp_neg", "x");
+  require_float_compute(x, "exp_neg", "x");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
 #if RDD_WITH_CUDA
   if (x.device().is_cuda()) {
@@ -313,7 +307,7 @@ Tensor exp_neg(const Tensor& x) {
 
 void axpy(Tensor& dst, const Tensor& src, double alpha) {
   const char* who = "axpy";
-  require_floating_compute(dst, who, "dst");
+  require_float_compute(dst, who, "dst");
   RDD_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), who, ": ", dst.desc(), " += ", src.desc());
   require_same_device(dst, src, who);
 #if RDD_WITH_CUDA
@@ -333,7 +327,7 @@ void axpy(Tensor& dst, const Tensor& src, double alpha) {
 
 double kth_smallest(const Tensor& values, int64_t k) {
   const char* who = "kth_smallest";
-  require_floating_compute(values, who, "values");
+  require_float_compute(values, who, "values");
   RDD_CHECK(k >= 1 && k <= values.numel(), who, ": k = ", k, " is outside [1, ", values.numel(), "] for ",
             values.desc());
 #if RDD_WITH_CUDA
@@ -415,7 +409,7 @@ TseMode parse_tse_mode(const std::string& s) {
 Tensor tse_selection(const Tensor& gt_student, double thr_student, const Tensor& gt_teacher, double thr_teacher,
                      const Tensor& labels, int ignore_index, TseMode mode) {
   const char* who = "tse_selection";
-  require_floating_compute(gt_student, who, "student GT-probabilities");
+  require_float_compute(gt_student, who, "student GT-probabilities");
   RDD_CHECK(gt_student.shape() == labels.shape(), who, ": ", gt_student.desc(), " vs labels ", labels.desc());
   RDD_CHECK(mode == TseMode::ohem || gt_teacher.defined(), who, ": mode ", tse_mode_name(mode),
             " needs the teacher's GT-probabilities");

@@ -20,47 +20,20 @@ say() { printf '[demo %4ds] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 bash scripts/setup.sh
 
-gpu=0
-if [ "${DEMO_FORCE_CPU:-0}" != 1 ] && command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1; then
-  gpu=1
-fi
-
+source scripts/demo_scale.sh
 if [ $gpu = 1 ]; then
-  build=build
   say "GPU found: building with CUDA in $build/"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
-  # The demo scale on a GPU: 256×512 scenes, a ResNet-50 teacher at half width, ResNet-18 students.
-  SYNTH=(--train 600 --val 100 --size 256x512)
-  CROP=(--crop 256 --crop-w 512)
-  TEACHER=(--model deeplabv3_resnet50 --width 0.5)
-  STUDENT=(--model deeplabv3_resnet18 --width 0.25)
-  TEACHER_RUN=(--iters 3000 --batch 16 --lr 0.02)
-  STUDENT_RUN=(--iters 2000 --batch 16 --lr 0.02)
-  DISTILL=(--warmup-iters 200 --min-kept 100000)
-  DEVICE=(--device cuda --workers 4 --cache)
 else
-  build=build-cpu
   say "no GPU: CPU-only build in $build/ (the binary runs anywhere; the CUDA build also falls back to the CPU)"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRDD_CUDA=OFF > /dev/null
-  # The demo scale on 2 cores: 96×192 scenes, a half-width ResNet-18 teacher, eighth-width students.
-  SYNTH=(--train 300 --val 60 --size 96x192)
-  CROP=(--crop 96 --crop-w 192)
-  TEACHER=(--model deeplabv3_resnet18 --width 0.5)
-  STUDENT=(--model deeplabv3_resnet18 --width 0.125)
-  TEACHER_RUN=(--iters 300 --batch 8 --lr 0.02)
-  STUDENT_RUN=(--iters 200 --batch 8 --lr 0.02)
-  # TFE for the first 10% (as the paper's 4k of 40k); min-kept scaled like the paper's 100k of
-  # 4×512×1024 pixels (≈4.8%) to this batch of 8×96×192.
-  DISTILL=(--warmup-iters 20 --min-kept 7000)
-  DEVICE=(--device cpu --workers 2 --cache)
 fi
+cmake -S . -B "$build" -G Ninja "${build_config[@]}" > /dev/null
 cmake --build "$build" --target rdd -j "$(nproc)" > "$out.build.log" 2>&1 || { tail -30 "$out.build.log"; exit 1; }
 rdd="$build/rdd"
 say "built $rdd"
 
 rm -rf "$out"
 mkdir -p "$out"
-"$rdd" synth --out "$out/data" "${SYNTH[@]}" --seed 2026
+"$rdd" synth --out "$out/data" "${SYNTH[@]}" --seed "$SYNTH_SEED"
 DATA=(--dataset cityscapes --data-root "$out/data" --seed 1 --print-every 50)
 
 say "training the teacher (${TEACHER[*]})"

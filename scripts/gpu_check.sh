@@ -58,6 +58,8 @@ if has golden; then
   run golden_generate_losses 300 "$py" scripts/make_golden_losses.py "$build/tests/golden_losses"
   run golden_models 300 "$rdd" selftest --golden "$build/tests/golden_models"
   run golden_losses 300 "$rdd" selftest --golden "$build/tests/golden_losses"
+  run golden_generate_train_steps 600 "$py" scripts/make_golden_train_steps.py "$build/tests/golden_train_steps"
+  run golden_train_steps 300 "$rdd" selftest --golden "$build/tests/golden_train_steps"
 fi
 if has bench; then
   bench bench_r18_forward --model deeplabv3_resnet18 --mode forward --crop 512x1024 --batch 8 --iterations 10 --fold-bn

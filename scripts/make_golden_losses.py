@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Golden cases for rdd's losses (kind=loss) from a PyTorch transcription of the released RDD code.
 
-    /usr/bin/python3 scripts/make_golden_losses.py OUT_DIR
+    /usr/bin/python3 scripts/make_golden_losses.py OUT_DIR [--seed S]
 
 Writes one safetensors file per case, `loss_<name>.safetensors`, holding
   - golden.s_main, golden.s_aux (absent without a student aux head), golden.t_main, golden.t_aux
@@ -10,6 +10,10 @@ Writes one safetensors file per case, `loss_<name>.safetensors`, holding
   - golden.expected.task, golden.expected.kd, golden.expected.cwd (when cwd_weight != 0),
     golden.expected.total: (1,) f64 scalars; golden.expected.grad.s_main, golden.expected.grad.s_aux:
     d total / d student logits, f32;
+  - golden.f32_err.<output> ((1,) f64) for each of those outputs (task, kd, cwd, total, grad.s_main,
+    grad.s_aux): the reference's own float32 error envelope, the largest relative error of three float32
+    evaluations of the transcription (PyTorch's default kernels, channels_last logits, two threads)
+    against the expected values;
 and metadata kind=loss, stage=tfe|tse|none|blend, tse_mode=xor|or|and|ohem, thresh, min_kept, aux_weight,
 kd_weight, temperature, cwd_weight, cwd_temperature, tfe_direction=aux_main|main_aux, case.
 
@@ -131,15 +135,31 @@ def cwd_loss(s, t, tau):
     return F.kl_div(ps, pt, reduction="sum") * tau ** 2 / (n * c)
 
 
-def evaluate(case):
-    """float64 evaluation of the transcription; returns expected tensors."""
+def evaluate(case, dtype=torch.float64, variant="default"):
+    """The transcription in `dtype` (float64: the expected values; float32 in a `variant` of PyTorch's
+    kernels: the envelope); returns the outputs by the runner's names (task, kd, [cwd,] total, grad.s_main,
+    [grad.s_aux]) as numpy arrays."""
     m = case["meta"]
-    s_main = torch.from_numpy(case["s_main"]).double().requires_grad_(True)
-    s_aux = torch.from_numpy(case["s_aux"]).double().requires_grad_(True) if case.get("s_aux") is not None else None
-    t_main = torch.from_numpy(case["t_main"]).double()
-    t_aux = torch.from_numpy(case["t_aux"]).double()
+    fmt = torch.channels_last if variant == "channels_last" else torch.contiguous_format
+
+    def logits(key):
+        return torch.from_numpy(case[key]).to(dtype).contiguous(memory_format=fmt)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if variant == "threads2" else 1)
+    try:
+        return _evaluate(case, m, logits, dtype)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(case, m, logits, dtype):
+    s_main = logits("s_main").requires_grad_(True)
+    s_aux = logits("s_aux").requires_grad_(True) if case.get("s_aux") is not None else None
+    t_main = logits("t_main")
+    t_aux = logits("t_aux")
     label = torch.from_numpy(case["label"]).long()
-    weight = torch.from_numpy(case["class_weights"]).double() if case.get("class_weights") is not None else None
+    weight = torch.from_numpy(case["class_weights"]).to(dtype) if case.get("class_weights") is not None else None
     aux_w = float(m["aux_weight"])
     stage = m["stage"]
     if stage == "none":
@@ -173,19 +193,50 @@ def evaluate(case):
         total = total + float(m["cwd_weight"]) * cwd
     total.backward()
     out = {
-        "golden.expected.task": np.array([task.item()], dtype=np.float64),
-        "golden.expected.kd": np.array([kd.item()], dtype=np.float64),
-        "golden.expected.total": np.array([total.item()], dtype=np.float64),
-        "golden.expected.grad.s_main": s_main.grad.float().numpy(),
+        "task": np.array([task.item()], dtype=np.float64),
+        "kd": np.array([kd.item()], dtype=np.float64),
+        "total": np.array([total.item()], dtype=np.float64),
+        "grad.s_main": s_main.grad.double().contiguous().numpy(),
     }
     if cwd is not None:
-        out["golden.expected.cwd"] = np.array([cwd.item()], dtype=np.float64)
+        out["cwd"] = np.array([cwd.item()], dtype=np.float64)
     if s_aux is not None:
-        out["golden.expected.grad.s_aux"] = s_aux.grad.float().numpy()
+        out["grad.s_aux"] = s_aux.grad.double().contiguous().numpy()
     for k, v in out.items():
         if not np.all(np.isfinite(v)):
             raise RuntimeError("case %s: %s is not finite" % (m["case"], k))
     return out
+
+
+F32_VARIANTS = ["default", "channels_last", "threads2"]
+
+
+def relative_error(got, want):
+    """train::golden_relative_error: ‖got − want‖ / ‖want‖ (absolute when want is all zero)."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    diff = float(np.sqrt(np.sum((got - want) ** 2)))
+    if not np.isfinite(diff):
+        return float("inf")
+    norm = float(np.sqrt(np.sum(want ** 2)))
+    return diff / norm if norm > 0 else diff
+
+
+def expected_and_envelope(case):
+    """golden.expected.* (scalars f64, gradients f32) and golden.f32_err.* (the largest error of the
+    float32 variants against the stored expected values)."""
+    ref = evaluate(case)
+    expected = {k: (v if v.size == 1 and k in ("task", "kd", "cwd", "total") else v.astype(np.float32))
+                for k, v in ref.items()}
+    tensors = {"golden.expected." + k: v for k, v in expected.items()}
+    envelope = {k: 0.0 for k in expected}
+    for variant in F32_VARIANTS:
+        got = evaluate(case, torch.float32, variant)
+        for k, want in expected.items():
+            envelope[k] = max(envelope[k], relative_error(got[k], want))
+    for k, e in envelope.items():
+        tensors["golden.f32_err." + k] = np.array([e], dtype=np.float64)
+    return tensors
 
 
 DEFAULT_META = dict(kind="loss", stage="tse", tse_mode="xor", thresh="0.7", min_kept="200", aux_weight="0.4",
@@ -209,8 +260,8 @@ def make_inputs(gen, n, c, h, w, H, W, aux=True, ignore=0.1, scale=2.0, weights=
     return case
 
 
-def cases():
-    gen = torch.Generator().manual_seed(20240703)
+def cases(seed=0):
+    gen = torch.Generator().manual_seed(20240703 + seed)
     out = []
 
     def add(name, inputs, **meta):
@@ -265,19 +316,25 @@ def cases():
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    seed = 0
+    if len(args) == 3 and args[1] == "--seed":
+        seed = int(args[2])
+        args = args[:1]
+    if len(args) != 1:
         print(__doc__)
         return 2
-    out_dir = sys.argv[1]
+    out_dir = args[0]
     os.makedirs(out_dir, exist_ok=True)
-    for name, case in cases():
+    torch.set_num_threads(1)
+    for name, case in cases(seed):
         tensors = {"golden.s_main": case["s_main"], "golden.t_main": case["t_main"], "golden.t_aux": case["t_aux"],
                    "golden.label": case["label"]}
         if case.get("s_aux") is not None:
             tensors["golden.s_aux"] = case["s_aux"]
         if case.get("class_weights") is not None:
             tensors["golden.class_weights"] = case["class_weights"]
-        tensors.update(evaluate(case))
+        tensors.update(expected_and_envelope(case))
         st.save(os.path.join(out_dir, "loss_%s.safetensors" % name), tensors, case["meta"])
     return 0
 

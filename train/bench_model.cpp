@@ -103,8 +103,8 @@ StepModels make_bench_models(const ModelBenchOptions& o, Device device) {
   m.student->params().materialize(device);
   m.student->init_weights(o.seed);
   m.sgd = std::make_unique<Sgd>(m.student->params(), SgdOptions{});
+  // --mode train: the task CE alone; --mode distill: TSE + KD (λ 1) + the comparison methods asked for.
   LossOptions loss;
-  loss.rdd.tse.min_kept = int64_t(o.batch) * o.height * o.width_px / 21;  // ≈4.8%, as 100k of 4×512×1024
   if (o.mode == "distill") {
     m.teacher = models::build_model(o.teacher.name, {o.num_classes, o.teacher.width});
     m.teacher->params().materialize(device, /*with_grads=*/false);
@@ -113,10 +113,19 @@ StepModels make_bench_models(const ModelBenchOptions& o, Device device) {
     // The benched step is TSE, which pairs the heads: aux with aux.
     RDD_CHECK(m.teacher->has_aux() || !m.student->has_aux(), "bench: --teacher ", o.teacher.name,
               " has no aux head, which the TSE stage needs for --model ", o.model.name, "'s aux head");
+    loss = o.methods;
+    loss.rdd = {};
     loss.rdd_stages = "tse";
     loss.kd = 1;
+    loss.cwd = 0;
   }
-  m.distiller = make_distiller(loss, o.iterations, Tensor());
+  loss.rdd.tse.min_kept = int64_t(o.batch) * o.height * o.width_px / 21;  // ≈4.8%, as 100k of 4×512×1024
+  DistillShapes shapes;
+  shapes.num_classes = o.num_classes;
+  shapes.student_feature_channels = m.student->feature_channels();
+  if (m.teacher) shapes.teacher_feature_channels = m.teacher->feature_channels();
+  m.distiller = make_distiller(loss, o.iterations, Tensor(), shapes, device, o.seed);
+  if (m.distiller->has_parameters()) m.distill_sgd = std::make_unique<Sgd>(m.distiller->params(), SgdOptions{});
   return m;
 }
 

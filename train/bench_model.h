@@ -35,6 +35,9 @@ struct ModelBenchOptions {
   bool layers = false;            // also print the per-layer table (bench --layers)
   int top_layers = 25;            // rows of that table
   bool fold_bn = false;           // --mode forward: also time the BN-folded forward (bench --fold-bn)
+  // --mode distill: comparison KD methods added to the step (their weights and hyper-parameters; the
+  // task and KD fields are the bench's own: TSE + KD λ 1). Each term is a row of --ops ("loss: AT", ...).
+  LossOptions methods = {};
 };
 
 // Milliseconds per forward of the exported (main-head) graph of `model` on `images` (N, 3, H, W), BN folded or
@@ -49,7 +52,8 @@ int run_model_bench(const ModelBenchOptions& o, const GraphForwardTimer& time_gr
 
 // What a benchmarked step works on, as `rdd distill` would build it but with random weights (the student
 // from `seed`, the teacher from seed + 1): for --mode distill the TSE stage (its two OHEM selections per
-// head pair make it RDD's dearest step) + logit KD (λ 1, T 1), for --mode train the task CE alone.
+// head pair make it RDD's dearest step) + logit KD (λ 1, T 1) + the methods of o.methods, for --mode
+// train the task CE alone.
 StepModels make_bench_models(const ModelBenchOptions& o, Device device);
 // One benchmarked step: train_step at iteration i of `total` with learning rate 0.01.
 method::LossTerms bench_step(StepModels& m, const ModelBenchOptions& o, int i, int total, const Tensor& images,

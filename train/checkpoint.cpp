@@ -6,10 +6,16 @@
 namespace rdd::train {
 
 void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer,
-                     const CheckpointInfo& info) {
+                     const CheckpointInfo& info, const DistillCheckpoint& distill) {
   std::map<std::string, Tensor> tensors;
   for (const auto& [name, value] : model.state_dict()) tensors["model." + name] = value;
   tensors["optim.momentum"] = optimizer.momentum_buffer();
+  if (distill.distiller) {
+    if (distill.distiller->params().materialized())
+      for (const auto& [name, value] : distill.distiller->params().state_dict()) tensors["distill." + name] = value;
+    for (const auto& [name, value] : distill.distiller->extra_state()) tensors["distill_state." + name] = value;
+  }
+  if (distill.sgd) tensors["optim.distill_momentum"] = distill.sgd->momentum_buffer();
   std::map<std::string, std::string> meta = info.extra;
   meta["kind"] = "checkpoint";
   meta["rdd_version"] = RDD_VERSION;
@@ -19,7 +25,8 @@ void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd
   write_safetensors(path, tensors, meta);
 }
 
-CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer) {
+CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer,
+                               const DistillCheckpoint& distill) {
   SafetensorsFile f = read_safetensors(path);
   auto meta = [&](const char* key) -> const std::string& {
     auto it = f.metadata.find(key);
@@ -39,14 +46,30 @@ CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& 
   for (const auto& [k, v] : f.metadata)
     if (k != "kind" && k != "model" && k != "iteration" && k != "config" && k != "rdd_version") info.extra[k] = v;
 
-  std::map<std::string, Tensor> weights;
-  Tensor momentum;
+  std::map<std::string, Tensor> weights, distill_weights, distill_state;
+  Tensor momentum, distill_momentum;
   for (auto& [name, t] : f.tensors) {
     if (name.rfind("model.", 0) == 0) weights[name.substr(6)] = t;
     else if (name == "optim.momentum") momentum = t;
+    else if (name.rfind("distill.", 0) == 0) distill_weights[name.substr(8)] = t;
+    else if (name.rfind("distill_state.", 0) == 0) distill_state[name.substr(14)] = t;
+    else if (name == "optim.distill_momentum") distill_momentum = t;
     else fail(path, ": unexpected tensor '", name, "' in a checkpoint");
   }
   models::load_weights(model, weights, /*strict=*/true, path);
+  const bool has_store = distill.distiller && !distill.distiller->params().entries().empty();
+  RDD_CHECK(has_store || distill_weights.empty(), path, ": the checkpoint holds distillation-term state (",
+            distill_weights.begin()->first, ", ...) that this run has no term for");
+  if (has_store) models::load_weights(distill.distiller->params(), distill_weights, /*strict=*/true, path);
+  if (distill.distiller) distill.distiller->load_extra_state(distill_state);
+  if (distill.sgd) {
+    RDD_CHECK(distill_momentum.defined(), path, ": the distillation terms' optimizer state (optim.distill_momentum) is missing");
+    RDD_CHECK(distill_momentum.shape() == distill.sgd->momentum_buffer().shape(), path, ": optim.distill_momentum is ",
+              distill_momentum.desc(), ", expected ", distill.sgd->momentum_buffer().desc());
+    Tensor dst = distill.sgd->momentum_buffer();
+    dst.copy_from(distill_momentum.to(dst.device()));
+    distill.sgd->set_steps(info.iteration);
+  }
   RDD_CHECK(momentum.defined(), path, ": the optimizer state (optim.momentum) is missing");
   RDD_CHECK(momentum.shape() == optimizer.momentum_buffer().shape() && momentum.dtype() == DType::f32, path,
             ": optim.momentum is ", momentum.desc(), ", the optimizer expects ", optimizer.momentum_buffer().desc());

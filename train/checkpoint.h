@@ -4,6 +4,10 @@
 // good checkpoint):
 //   model.<state_dict name>   every parameter and buffer of the trained model (BN running stats too)
 //   optim.momentum            the SGD momentum buffer over the flat parameter array
+//   distill.<name>            the distillation terms' parameters and buffers (adapters, projection
+//                             heads, memory queues and their pointers), when the run has any
+//   optim.distill_momentum    the SGD momentum over those parameters
+//   distill_state.<name>      the terms' other state (the discriminator's own optimizer)
 //   metadata: kind=checkpoint, rdd_version, model, iteration (completed iterations), config (the
 //             resolved run configuration as JSON), and free-form extras (best mIoU, ...)
 // The loader's position is the iteration itself (one batch per iteration per rank) and every random
@@ -24,6 +28,7 @@
 
 #include "engine/params.h"
 #include "engine/sgd.h"
+#include "rdd/distill.h"
 
 namespace rdd::train {
 
@@ -34,11 +39,20 @@ struct CheckpointInfo {
   std::map<std::string, std::string> extra;  // free-form metadata (e.g. "best_miou")
 };
 
-void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer, const CheckpointInfo& info);
+// The distillation terms' part of a checkpoint (null members: none).
+struct DistillCheckpoint {
+  method::Distiller* distiller = nullptr;
+  Sgd* sgd = nullptr;  // over distiller->params(), when it has parameters
+};
 
-// Restores model (strict: every tensor must match) and optimizer state; returns the info. Throws
-// naming the file and the problem (not a checkpoint, another model, a missing tensor...).
-CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer);
+void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer, const CheckpointInfo& info,
+                     const DistillCheckpoint& distill = {});
+
+// Restores model (strict: every tensor must match) and optimizer state, and the distillation terms'
+// state (strict too); returns the info. Throws naming the file and the problem (not a checkpoint,
+// another model, a missing tensor...).
+CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer,
+                               const DistillCheckpoint& distill = {});
 
 // The keys of two run configurations that differ, ignoring `ignored` keys (e.g. "resume",
 // "max_iters" is NOT ignored: a resumed run must keep its schedule). "key: saved X, now Y" lines.

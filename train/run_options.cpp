@@ -21,7 +21,11 @@ void validate_run_options(const RunOptions& o, bool distill) {
   RDD_CHECK(o.lr > 0, "--lr must be positive");
   RDD_CHECK(o.save_every >= 1, "--save-every must be ≥ 1");
   RDD_CHECK(o.val_every >= 0, "--val-every must be ≥ 0");
-  RDD_CHECK(o.stop_after >= 0 && o.stop_after <= o.iters, "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
+  RDD_CHECK(o.budget_seconds >= 0 && o.budget_tflop >= 0, "--budget-seconds and --budget-tflop must be ≥ 0");
+  RDD_CHECK(o.budget_seconds == 0 || o.budget_tflop == 0, "--budget-seconds and --budget-tflop: give one budget, not both");
+  RDD_CHECK(o.loss.rdd.warmup_fraction >= 0 && o.loss.rdd.warmup_fraction < 1, "--warmup-fraction ",
+            o.loss.rdd.warmup_fraction, " is outside [0, 1)");
+  RDD_CHECK(o.stop_after >= 0 && (o.budget_seconds > 0 || o.budget_tflop > 0 || o.stop_after <= o.iters), "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
   if (!distill) return;
   check_model_choice(o.teacher, "--teacher", "--teacher-width");
   const LossOptions& l = o.loss;
@@ -31,9 +35,75 @@ void validate_run_options(const RunOptions& o, bool distill) {
             l.tse_class_weights, "' (auto or none)");
   RDD_CHECK(l.kd >= 0 && l.cwd >= 0, "--kd and --cwd must be ≥ 0");
   RDD_CHECK(l.kd_temperature > 0 && l.cwd_temperature > 0, "temperatures must be positive");
+  validate_kd_methods(l);
   RDD_CHECK(l.rdd.tse.thresh > 0 && l.rdd.tse.thresh <= 1, "--tse-thresh ", l.rdd.tse.thresh, " is outside (0, 1]");
   RDD_CHECK(l.rdd.tse.min_kept >= 0, "--min-kept must be ≥ 0");
   RDD_CHECK(l.rdd.warmup_iters >= 0, "--warmup-iters must be ≥ 0");
+}
+
+void validate_kd_methods(const LossOptions& l) {
+  const std::pair<const char*, double> weights[] = {{"--cwd-feature", l.cwd_feature}, {"--at", l.at},
+                                                    {"--fitnet", l.fitnet},           {"--skd", l.skd},
+                                                    {"--ifvd", l.ifvd},               {"--dsd", l.dsd},
+                                                    {"--dsd-psd", l.dsd_psd},         {"--dsd-csd", l.dsd_csd},
+                                                    {"--dist", l.dist},               {"--dist-beta", l.dist_beta},
+                                                    {"--dist-gamma", l.dist_gamma},   {"--dist-aux-weight", l.dist_aux_weight}};
+  for (const auto& [flag, v] : weights) RDD_CHECK(v >= 0, flag, " ", v, " must be ≥ 0");
+  RDD_CHECK(l.dsd_temperature > 0, "--dsd-temperature ", l.dsd_temperature, " must be positive");
+  RDD_CHECK(l.dist_temperature > 0, "--dist-temperature ", l.dist_temperature, " must be positive");
+  for (const auto& [flag, v] : {std::pair<const char*, double>{"--cirkd", l.cirkd}, {"--cirkd-minibatch", l.cirkd_minibatch},
+                                {"--cirkd-pixel", l.cirkd_pixel}, {"--cirkd-region", l.cirkd_region}})
+    RDD_CHECK(v >= 0, flag, " ", v, " must be ≥ 0");
+  RDD_CHECK(l.cirkd_pixel_memory >= 16 && l.cirkd_region_memory >= 1, "--cirkd-pixel-memory (", l.cirkd_pixel_memory,
+            ") must be ≥ 16 (one step's pixels of a class) and --cirkd-region-memory (", l.cirkd_region_memory, ") ≥ 1");
+  RDD_CHECK(l.cirkd_pixel_contrast >= 0 && l.cirkd_region_contrast >= 0, "--cirkd-pixel-contrast and --cirkd-region-contrast must be ≥ 0");
+  RDD_CHECK(l.cirkd_temperature > 0 && l.cirkd_kd_temperature > 0, "--cirkd-temperature and --cirkd-kd-temperature must be positive");
+  RDD_CHECK(l.cirkd_pixel_queue == "released" || l.cirkd_pixel_queue == "class", "--cirkd-pixel-queue: '",
+            l.cirkd_pixel_queue, "' (released or class)");
+  RDD_CHECK(l.adv >= 0 && l.adv_d >= 0, "--adv and --adv-d must be ≥ 0");
+  RDD_CHECK(l.adv_lr > 0, "--adv-lr ", l.adv_lr, " must be positive");
+  RDD_CHECK(l.adv_width >= 8 && l.adv_width % 8 == 0, "--adv-width ", l.adv_width, " must be a positive multiple of 8");
+}
+
+void add_kd_method_keys(nlohmann::json& j, const LossOptions& l) {
+  // Only the methods that are on: configurations (and checkpoints) of runs without them keep their keys.
+  if (l.cwd_feature > 0) j["cwd_feature"] = l.cwd_feature;
+  if (l.at > 0) j["at"] = l.at;
+  if (l.fitnet > 0) j["fitnet"] = l.fitnet;
+  if (l.skd > 0) j["skd"] = l.skd;
+  if (l.ifvd > 0) j["ifvd"] = l.ifvd;
+  if (l.dsd > 0) {
+    j["dsd"] = l.dsd;
+    j["dsd_psd"] = l.dsd_psd;
+    j["dsd_csd"] = l.dsd_csd;
+    j["dsd_temperature"] = l.dsd_temperature;
+  }
+  if (l.dist > 0) {
+    j["dist"] = l.dist;
+    j["dist_beta"] = l.dist_beta;
+    j["dist_gamma"] = l.dist_gamma;
+    j["dist_temperature"] = l.dist_temperature;
+    j["dist_aux_weight"] = l.dist_aux_weight;
+  }
+  if (l.cirkd > 0) {
+    j["cirkd"] = l.cirkd;
+    j["cirkd_minibatch"] = l.cirkd_minibatch;
+    j["cirkd_pixel"] = l.cirkd_pixel;
+    j["cirkd_region"] = l.cirkd_region;
+    j["cirkd_pixel_memory"] = l.cirkd_pixel_memory;
+    j["cirkd_region_memory"] = l.cirkd_region_memory;
+    j["cirkd_pixel_contrast"] = l.cirkd_pixel_contrast;
+    j["cirkd_region_contrast"] = l.cirkd_region_contrast;
+    j["cirkd_temperature"] = l.cirkd_temperature;
+    j["cirkd_kd_temperature"] = l.cirkd_kd_temperature;
+    j["cirkd_pixel_queue"] = l.cirkd_pixel_queue;
+  }
+  if (l.adv > 0) {
+    j["adv"] = l.adv;
+    j["adv_d"] = l.adv_d;
+    j["adv_lr"] = l.adv_lr;
+    j["adv_width"] = l.adv_width;
+  }
 }
 
 nlohmann::json RunOptions::to_json(bool distill) const {
@@ -48,6 +118,14 @@ nlohmann::json RunOptions::to_json(bool distill) const {
       {"aux_weight", loss.rdd.aux_weight}, {"seed", seed},
   };
   if (tf32) j["tf32"] = true;  // only when on: checkpoints from before the flag still match
+  if (budget_seconds > 0) {
+    j["budget_seconds"] = budget_seconds;
+    j["budget_step_seconds"] = budget_step_seconds;
+  }
+  if (budget_tflop > 0) {
+    j["budget_tflop"] = budget_tflop;
+    j["budget_step_gflop"] = budget_step_gflop;
+  }
   if (distill) {
     j["teacher"] = teacher.name;
     j["teacher_weights"] = teacher_weights;
@@ -56,6 +134,7 @@ nlohmann::json RunOptions::to_json(bool distill) const {
     j["kd_temperature"] = loss.kd_temperature;
     j["rdd"] = loss.rdd_stages;
     j["warmup_iters"] = loss.rdd.warmup_iters;
+    if (loss.rdd.warmup_fraction > 0) j["warmup_fraction"] = loss.rdd.warmup_fraction;
     j["soft_switch"] = loss.rdd.soft_switch;
     j["tfe_direction"] = tfe_direction_name(loss.rdd.tfe.direction);
     j["tse_mode"] = method::tse_mode_name(loss.rdd.tse.mode);
@@ -64,6 +143,7 @@ nlohmann::json RunOptions::to_json(bool distill) const {
     j["tse_class_weights"] = loss.tse_class_weights;
     j["cwd"] = loss.cwd;
     j["cwd_temperature"] = loss.cwd_temperature;
+    add_kd_method_keys(j, loss);
   }
   return j;
 }

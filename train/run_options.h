@@ -59,6 +59,12 @@ struct RunOptions {
   std::string device = "auto";   // auto | cpu | cuda | cuda:N
   bool tf32 = false;             // f32 convolutions on TF32 tensor cores (engine/cudnn_graph.h)
   int64_t print_every = 10;
+  // Equal-compute runs: a budget fixes --iters at the start (the poly schedule runs over it): seconds from
+  // a timed calibration of a few steps (state restored afterwards), TFLOP from the models' traces and the
+  // distillation terms' own counts. 0: off. Resolved once, saved in the configuration and the checkpoint
+  // (a resume takes the saved iterations, no new calibration).
+  double budget_seconds = 0, budget_tflop = 0;
+  double budget_step_seconds = 0, budget_step_gflop = 0;  // the resolution's measurement (set by the trainer)
 
   // The configuration that defines the run (saved in checkpoints; a resume must match it).
   nlohmann::json to_json(bool distill) const;
@@ -66,6 +72,11 @@ struct RunOptions {
 
 // Checks values that the flags' own checks cannot (names, ranges, combinations), naming the flag.
 void validate_run_options(const RunOptions& o, bool distill);
+
+// The comparison KD methods' weights and hyper-parameters (LossOptions), naming the flag.
+void validate_kd_methods(const LossOptions& l);
+// Their keys in the run configuration (only those of the methods that are on).
+void add_kd_method_keys(nlohmann::json& j, const LossOptions& l);
 
 // --model/--width (or --teacher/--teacher-width): a registered model and a width in (0, 4].
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag);

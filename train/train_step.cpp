@@ -13,6 +13,7 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
   };
   models::SegModel& student = *m.student;
   student.params().zero_grad();
+  if (m.distill_sgd) m.distiller->params().zero_grad();
   student.set_dropout_seed(at.seed, uint64_t(at.iteration));
   const NetOutputs s = student.forward(images);
   done(StepPhase::student_forward);
@@ -23,7 +24,7 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
     done(StepPhase::teacher_forward);
   }
   method::StudentGrads grads;
-  const method::LossTerms terms = m.distiller->compute({at.iteration, at.iterations}, s, t, labels, grads);
+  const method::LossTerms terms = m.distiller->compute({at.iteration, at.iterations, at.seed}, s, t, labels, grads);
   const double total = terms.total();
   RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", at.iteration,
             " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
@@ -33,6 +34,14 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
   if (grad_reducer) grad_reducer->finish();  // the last buckets, then the compute stream waits for all
   done(StepPhase::backward);
   m.sgd->step(at.lr);
+  m.distiller->update({at.iteration, at.iterations, at.seed});  // the terms' own optimizers (discriminator)
+  if (m.distill_sgd) {
+    if (m.comm && m.comm->data_parallel()) {
+      Tensor g = m.distiller->params().flat_grads();
+      m.comm->all_reduce_mean(g);
+    }
+    m.distill_sgd->step(at.lr);
+  }
   done(StepPhase::optimizer);
   return terms;
 }

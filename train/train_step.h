@@ -7,6 +7,7 @@
 //   student.backward(g.main, g.aux, g.feature)        into the flat gradient buffer (all-reduced in
 //                                                     buckets meanwhile when data parallel)
 //   sgd.step(lr)                                      one fused pass over the flat buffers
+//                                                     (and the distiller's parameters, when it has any)
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,11 @@ struct StepModels {
   std::unique_ptr<models::SegModel> teacher;    // frozen, eval mode; null without distillation
   std::unique_ptr<method::Distiller> distiller;  // make_distiller (distiller.h)
   std::unique_ptr<Sgd> sgd;                      // over student->params()
+  // Over distiller->params() when its terms have learnable parameters (adapters, projection heads): the
+  // student's SGD settings and learning rate, as the reference puts them in the student's optimizer.
+  std::unique_ptr<Sgd> distill_sgd;
+  // Data parallel: the distiller's parameter gradients are averaged over these ranks before its update.
+  dist::Communicator* comm = nullptr;
 };
 
 // Where the step is in its run.

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include "data/augment.h"
 #include "data/loader.h"
 #include "engine/cudnn_graph.h"
+#include "engine/rng.h"
 #include "models/weights_io.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -73,14 +75,25 @@ void write_text_atomically(const std::string& path, const std::string& text) {
 
 StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes, const std::string& dataset,
                            Device device) {
+  const auto init_student = [&opt](models::SegModel& student) {
+    student.init_weights(opt.seed);
+    if (!opt.init.empty()) {
+      const models::WeightsReport r = models::load_weights(student.params(), opt.init, !opt.non_strict);
+      std::fprintf(stderr, "init: %s\n", r.summary().c_str());
+    }
+  };
+  const auto load_teacher = [&opt](models::SegModel& teacher) {
+    load_model_weights(teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
+  };
+  return make_run_models(opt, distill, num_classes, dataset, device, init_student, load_teacher);
+}
+
+StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes, const std::string& dataset,
+                           Device device, const ModelFill& fill_student, const ModelFill& fill_teacher) {
   StepModels m;
   m.student = models::build_model(opt.model.name, {num_classes, opt.model.width});
   m.student->params().materialize(device);
-  m.student->init_weights(opt.seed);
-  if (!opt.init.empty()) {
-    const models::WeightsReport r = models::load_weights(m.student->params(), opt.init, !opt.non_strict);
-    std::fprintf(stderr, "init: %s\n", r.summary().c_str());
-  }
+  fill_student(*m.student);
   m.sgd = std::make_unique<Sgd>(m.student->params(), opt.sgd);
   // `rdd train` has the task term alone, with its aux weight.
   LossOptions loss;
@@ -90,7 +103,7 @@ StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes,
     // Teacher (frozen, eval mode: no activations kept, never updated).
     m.teacher = models::build_model(opt.teacher.name, {num_classes, opt.teacher.width});
     m.teacher->params().materialize(device, /*with_grads=*/false);  // frozen: forward only
-    load_model_weights(*m.teacher, opt.teacher_weights, "--teacher-weights", "--teacher", "--teacher-width");
+    fill_teacher(*m.teacher);
     m.teacher->set_mode(layers::Mode::eval);
     const std::string& stages = loss.rdd_stages;
     RDD_CHECK(m.teacher->has_aux() || stages.empty() || (stages == "tse" && !m.student->has_aux()), "--teacher ",
@@ -98,7 +111,12 @@ StepModels make_run_models(const RunOptions& opt, bool distill, int num_classes,
   }
   // The class weights on the training device once, not uploaded by every CE call.
   const Tensor weights = loss.rdd_stages.empty() ? Tensor() : tse_class_weights(loss.tse_class_weights, dataset, device);
-  m.distiller = make_distiller(loss, opt.iters, weights);
+  DistillShapes shapes;
+  shapes.num_classes = num_classes;
+  shapes.student_feature_channels = m.student->feature_channels();
+  if (m.teacher) shapes.teacher_feature_channels = m.teacher->feature_channels();
+  m.distiller = make_distiller(loss, opt.iters, weights, shapes, device, opt.seed);
+  if (m.distiller->has_parameters()) m.distill_sgd = std::make_unique<Sgd>(m.distiller->params(), opt.sgd);
   return m;
 }
 
@@ -109,8 +127,100 @@ method::LossTerms run_step(StepModels& m, const RunOptions& opt, int64_t it, con
   return train_step(m, at, images, labels, grad_reducer);
 }
 
-TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator* comm, const std::string& device_override) {
-  validate_run_options(opt, distill);
+namespace {
+
+// Everything a training step changes: the calibration runs steps and puts it all back.
+struct StepState {
+  std::vector<Tensor> tensors;  // (live view, saved copy) pairs, flattened
+  std::map<std::string, Tensor> extra;
+};
+
+StepState snapshot(StepModels& m) {
+  StepState s;
+  auto keep = [&](const Tensor& t) {
+    if (!t.defined()) return;
+    s.tensors.push_back(t);
+    s.tensors.push_back(t.clone());
+  };
+  keep(m.student->params().flat_values());
+  for (Param* b : m.student->params().buffers()) keep(b->value);
+  keep(m.sgd->momentum_buffer());
+  if (m.distiller->params().materialized()) {
+    keep(m.distiller->params().flat_values());
+    for (Param* b : m.distiller->params().buffers()) keep(b->value);
+  }
+  if (m.distill_sgd) keep(m.distill_sgd->momentum_buffer());
+  for (const auto& [name, t] : m.distiller->extra_state()) s.extra[name] = t.clone();
+  return s;
+}
+
+void restore(StepModels& m, const StepState& s) {
+  for (size_t i = 0; i + 1 < s.tensors.size(); i += 2) {
+    Tensor live = s.tensors[i];
+    live.copy_from(s.tensors[i + 1]);
+  }
+  m.distiller->load_extra_state(s.extra);
+  m.sgd->set_steps(0);
+  if (m.distill_sgd) m.distill_sgd->set_steps(0);
+}
+
+// Seconds per training step on random data of the run's shapes: one warm-up step, then `steps` timed; the
+// models, optimizers and the terms' state restored afterwards. Every rank runs it (the data-parallel
+// collectives take part); rank 0's measurement is everybody's.
+double calibrate_step_seconds(StepModels& m, const RunOptions& opt, int local_batch, int num_classes, Device device,
+                              dist::Communicator& comm, dist::OverlappedGradReducer* reducer, int steps) {
+  const StepState saved = snapshot(m);
+  Tensor images = Tensor::empty({local_batch, 3, opt.crop_h, opt.crop_w});
+  fill_normal(images, 0, 50, opt.seed, 0xB0D6E7ull);
+  Tensor labels = Tensor::empty({local_batch, opt.crop_h, opt.crop_w}, DType::i32);
+  fill_randint(labels, 0, num_classes, opt.seed, 0xB0D6E8ull);
+  images = images.to(device);
+  labels = labels.to(device);
+  auto step = [&](int64_t it) {
+    train_step(m, {.iteration = it, .iterations = std::max<int64_t>(opt.iters, steps + 1), .lr = 0.0, .seed = opt.seed},
+               images, labels, comm.data_parallel() ? reducer : nullptr);
+  };
+  step(1);
+  synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step(2 + i);
+  synchronize(device);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
+  restore(m, saved);
+  if (comm.data_parallel()) {
+    Tensor t = Tensor::from_vector<double>({seconds}, {1}).to(device);
+    comm.broadcast(t, 0);
+    seconds = t.to_vector<double>()[0];
+  }
+  return seconds;
+}
+
+// GFLOP of one global step: the teacher's forward, the student's forward and backward (2 FLOP per
+// multiply-add, backward ≈ 2 forwards), and the distillation terms' own counts, on every rank.
+double step_gflop(StepModels& m, const RunOptions& opt, int local_batch, int world, int num_classes) {
+  const Shape one{1, 3, opt.crop_h, opt.crop_w};
+  const double student = double(m.student->trace(one).total_macs());
+  const double teacher = m.teacher ? double(m.teacher->trace(one).total_macs()) : 0.0;
+  method::OutputShapes s;
+  s.n = local_batch;
+  s.classes = num_classes;
+  s.h = (opt.crop_h + 7) / 8;
+  s.w = (opt.crop_w + 7) / 8;
+  s.student_channels = m.student->feature_channels();
+  s.teacher_channels = m.teacher ? m.teacher->feature_channels() : 0;
+  s.label_h = opt.crop_h;
+  s.label_w = opt.crop_w;
+  s.student_aux = m.student->has_aux();
+  const double per_rank = double(local_batch) * (2 * teacher + 6 * student) + m.distiller->step_flops(s);
+  return per_rank * world / 1e9;
+}
+
+}  // namespace
+
+TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communicator* comm,
+                         const std::string& device_override) {
+  validate_run_options(opt_in, distill);
+  RunOptions opt = opt_in;  // a budget resolves opt.iters below
   const Device device = resolve_device(device_override.empty() ? opt.device : device_override);
   cudnn::set_allow_tf32(opt.tf32);
   dist::SoloCommunicator solo;
@@ -125,22 +235,28 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   val_spec.split = opt.val_split.empty() ? "val" : opt.val_split;
   auto val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
 
-  const nlohmann::json config = opt.to_json(distill);
-  if (writer) {
-    prepare_output_dir(opt.out);
-    nlohmann::json resolved = config;
-    resolved["world_size"] = world;
-    resolved["device"] = device.str();
-    write_text_atomically(opt.out + "/config.json", resolved.dump(2) + "\n");
-  }
+  if (writer) prepare_output_dir(opt.out);
 
   StepModels m = make_run_models(opt, distill, train_ds->num_classes, train_ds->name, device);
   models::SegModel& student = *m.student;
 
   int64_t start = 0;
   double best_miou = -1;
+  const bool budget = opt.budget_seconds > 0 || opt.budget_tflop > 0;
+  CheckpointInfo resumed;
   if (!opt.resume.empty()) {
-    const CheckpointInfo info = load_checkpoint(opt.resume, student.params(), *m.sgd);
+    resumed = load_checkpoint(opt.resume, student.params(), *m.sgd, {m.distiller.get(), m.distill_sgd.get()});
+    if (budget) {  // the budget was resolved when the run started: its iterations, not a new calibration
+      const nlohmann::json& c = resumed.config;
+      RDD_CHECK(c.contains("iters"), "--resume ", opt.resume, ": the checkpoint's configuration has no iterations");
+      opt.iters = c["iters"].get<int64_t>();
+      if (c.contains("budget_step_seconds")) opt.budget_step_seconds = c["budget_step_seconds"].get<double>();
+      if (c.contains("budget_step_gflop")) opt.budget_step_gflop = c["budget_step_gflop"].get<double>();
+    }
+  }
+  if (!opt.resume.empty()) {
+    const CheckpointInfo& info = resumed;
+    const nlohmann::json config = opt.to_json(distill);
     const std::vector<std::string> diffs = config_differences(info.config, config, {});
     if (!diffs.empty()) {
       std::string msg;
@@ -163,12 +279,56 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     Tensor momentum = m.sgd->momentum_buffer();
     comm->broadcast(momentum, 0);
     student.set_stats_reducer([comm](Tensor& partial_sums) { comm->all_reduce_sum(partial_sums); });
+    // The distillation terms' parameters, buffers and optimizer likewise; terms that keep state across
+    // ranks (SyncBN in a projection head, memory queues) get the communicator's sum.
+    method::Distiller& d = *m.distiller;
+    if (d.params().materialized()) {
+      Tensor dv = d.params().flat_values();
+      comm->broadcast(dv, 0);
+      for (Param* b : d.params().buffers()) comm->broadcast(b->value, 0);
+    }
+    if (m.distill_sgd) {
+      Tensor dm = m.distill_sgd->momentum_buffer();
+      comm->broadcast(dm, 0);
+    }
+    d.set_ranks({rank, world, [comm](Tensor& t) { comm->all_reduce_sum(t); }});
+    m.comm = comm;
   }
   // Gradient averaging overlapped with the backward: each 25 MiB bucket of the flat gradient buffer
   // is all-reduced as soon as the backward has passed it (nothing moves for one rank).
   dist::OverlappedGradReducer grad_reducer(*comm, student.params(),
                                            dist::make_grad_buckets(student.params(), size_t(25) << 20));
   if (data_parallel) student.set_grad_ready_hook([&grad_reducer](int64_t flat_begin) { grad_reducer.ready(flat_begin); });
+
+  // An equal-compute budget becomes the run's iterations, once, before the schedule starts.
+  if (budget && opt.resume.empty()) {
+    const int num_classes = train_ds->num_classes;
+    opt.budget_step_gflop = step_gflop(m, opt, opt.batch / world, world, num_classes);
+    if (opt.budget_seconds > 0) {
+      opt.budget_step_seconds = calibrate_step_seconds(m, opt, opt.batch / world, num_classes, device, *comm,
+                                                       &grad_reducer, 3);
+      opt.iters = int64_t(opt.budget_seconds / opt.budget_step_seconds);
+    } else {
+      opt.iters = int64_t(opt.budget_tflop * 1e3 / opt.budget_step_gflop);
+    }
+    RDD_CHECK(opt.iters >= 1, "the budget (", opt.budget_seconds > 0 ? opt.budget_seconds : opt.budget_tflop,
+              opt.budget_seconds > 0 ? " s" : " TFLOP", ") does not fit one step (", opt.budget_step_seconds, " s, ",
+              opt.budget_step_gflop, " GFLOP per step)");
+    RDD_CHECK(opt.stop_after <= opt.iters, "--stop-after ", opt.stop_after, " is beyond the budget's ", opt.iters,
+              " iterations");
+    if (writer)
+      std::fprintf(stderr, "budget: %g %s -> %lld iterations (%.4f s and %.2f GFLOP per step%s)\n",
+                   opt.budget_seconds > 0 ? opt.budget_seconds : opt.budget_tflop,
+                   opt.budget_seconds > 0 ? "s" : "TFLOP", (long long)opt.iters, opt.budget_step_seconds,
+                   opt.budget_step_gflop, opt.budget_seconds > 0 ? ", timed" : "; seconds not measured");
+  }
+  const nlohmann::json config = opt.to_json(distill);
+  if (writer) {
+    nlohmann::json resolved = config;
+    resolved["world_size"] = world;
+    resolved["device"] = device.str();
+    write_text_atomically(opt.out + "/config.json", resolved.dump(2) + "\n");
+  }
 
   data::LoaderConfig lc;
   lc.batch_size = opt.batch / world;
@@ -195,7 +355,8 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     info.model = student.name();
     info.config = config;
     if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
-    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info);
+    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info,
+                    {m.distiller.get(), m.distill_sgd.get()});
   };
   auto validate = [&](int64_t it) {
     EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
@@ -217,7 +378,9 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
+    const auto step_start = std::chrono::steady_clock::now();
     const method::LossTerms terms = run_step(m, opt, it, images, labels, &grad_reducer);
+    const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_start).count();
     loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
 
     // Loss terms averaged over ranks for logging.
@@ -239,6 +402,13 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
         if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
       }
       rec["img_per_s"] = progress.images_per_second() * world;
+      // What each distillation term cost this step (rank 0's wall time; the losses end on the host, so it
+      // is the device's time too) and its share of the whole step.
+      rec["step_ms"] = step_ms;
+      for (const auto& [name, ms] : m.distiller->last_term_ms()) {
+        rec["ms." + name] = ms;
+        rec["share." + name] = step_ms > 0 ? ms / step_ms : 0.0;
+      }
       progress.update(it, shown, lr, images.size(0) * world);
       metrics.write(rec);
     }

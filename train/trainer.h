@@ -11,6 +11,7 @@
 // (best validation mIoU, when validating during training) and eval.json (the final evaluation).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "dist/communicator.h"
@@ -41,6 +42,12 @@ TrainResult run_training(const RunOptions& options, bool distill, dist::Communic
 // distiller from the loss options (`dataset` picks --tse-class-weights auto).
 StepModels make_run_models(const RunOptions& options, bool distill, int num_classes, const std::string& dataset,
                            Device device);
+// The same with the weights from elsewhere (the train_steps golden cases: a saved state): `fill_student` is
+// called on the materialized student in place of its initialisation, `fill_teacher` on the materialized
+// teacher in place of reading --teacher-weights.
+using ModelFill = std::function<void(models::SegModel&)>;
+StepModels make_run_models(const RunOptions& options, bool distill, int num_classes, const std::string& dataset,
+                           Device device, const ModelFill& fill_student, const ModelFill& fill_teacher);
 
 // One iteration of run_training: train_step at iteration `it` with the run's learning rate and seed.
 method::LossTerms run_step(StepModels& m, const RunOptions& options, int64_t it, const Tensor& images,

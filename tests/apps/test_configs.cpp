@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 
 #include "apps/config_file.h"
@@ -103,6 +104,16 @@ const std::map<std::string, Expected>& expected_presets() {
       {"cityscapes/rdd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
       {"cityscapes/rdd_psp_r18.ini", {psp, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
       {"cityscapes/rdd_dlv3_mbv2.ini", {mbv2, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
+      // Table 1's other columns and Table 8's rows (the comparison methods; their terms: method_checks()).
+      {"cityscapes/skd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "", 4000}},
+      {"cityscapes/ifvd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "", 4000}},
+      {"cityscapes/cwd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "", 4000}},
+      {"cityscapes/cirkd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "", 4000}},
+      {"cityscapes/cirkd_rdd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
+      {"cityscapes/at_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "", 4000}},
+      {"cityscapes/at_rdd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
+      {"cityscapes/dsd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 0, "", 4000}},
+      {"cityscapes/dsd_rdd_dlv3_r18.ini", {r18, "cityscapes", "val", "cirkd", 512, 1024, 16, 40000, 0.02, 1e-4, r101, 0, "tfe,tse", 4000}},
       {"camvid/rdd_dlv3_r18.ini", {r18, "camvid", "test", "cirkd", 360, 360, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
       {"voc/rdd_dlv3_r18.ini", {r18, "voc", "val", "cirkd", 512, 512, 16, 40000, 0.02, 1e-4, r101, 1, "tfe,tse", 4000}},
       {"ade20k/rdd_dlv3_r18.ini", {r18, "ade20k", "val", "cirkd", 512, 512, 16, 80000, 0.02, 1e-4, r101, 1, "tfe,tse", 8000}},
@@ -116,6 +127,26 @@ const std::map<std::string, Expected>& expected_presets() {
       {"synthetic/rdd.ini", {r18, "cityscapes", "val", "cirkd", 256, 512, 16, 2000, 0.02, 1e-4, r50, 1, "tfe,tse", 200, 0.25, 0.5, false}},
   };
   return e;
+}
+
+// The comparison methods' weights in each preset (the released scripts'); every other method stays off.
+struct Methods {
+  double cwd = 0, cwd_feature = 0, at = 0, skd = 0, ifvd = 0, dsd = 0, cirkd = 0, adv = 0;
+};
+Methods method_checks(const std::string& rel) {
+  static const std::map<std::string, Methods> m = {
+      {"cityscapes/skd_dlv3_r18.ini", {.skd = 10, .adv = 0.001}},
+      {"cityscapes/ifvd_dlv3_r18.ini", {.ifvd = 20, .adv = 0.001}},
+      {"cityscapes/cwd_dlv3_r18.ini", {.cwd = 3, .cwd_feature = 50, .adv = 0.001}},
+      {"cityscapes/cirkd_dlv3_r18.ini", {.cirkd = 1}},
+      {"cityscapes/cirkd_rdd_dlv3_r18.ini", {.cirkd = 1}},
+      {"cityscapes/at_dlv3_r18.ini", {.at = 10000}},
+      {"cityscapes/at_rdd_dlv3_r18.ini", {.at = 10000}},
+      {"cityscapes/dsd_dlv3_r18.ini", {.dsd = 1}},
+      {"cityscapes/dsd_rdd_dlv3_r18.ini", {.dsd = 1}},
+  };
+  const auto it = m.find(rel);
+  return it == m.end() ? Methods{} : it->second;
 }
 
 std::vector<std::string> preset_files() {
@@ -184,7 +215,39 @@ TEST_CASE("configs/: every preset parses with its command, uses only real option
     CHECK(l.kd == e.kd);
     CHECK(l.kd_temperature == 1.0);
     CHECK(l.rdd_stages == e.rdd);
-    CHECK(l.cwd == 0.0);
+    const Methods want = method_checks(rel);
+    CHECK(l.cwd == want.cwd);
+    CHECK(l.cwd_feature == want.cwd_feature);
+    CHECK(l.at == want.at);
+    CHECK(l.skd == want.skd);
+    CHECK(l.ifvd == want.ifvd);
+    CHECK(l.dsd == want.dsd);
+    CHECK(l.cirkd == want.cirkd);
+    CHECK(l.adv == want.adv);
+    CHECK(l.fitnet == 0.0);
+    CHECK(l.dist == 0.0);
+    if (want.cwd > 0 || want.cwd_feature > 0) CHECK(l.cwd_temperature == 4.0);
+    if (want.adv > 0) {
+      CHECK(l.adv_d == 0.1);
+      CHECK(l.adv_lr == 4e-4);
+      CHECK(l.adv_width == 64);
+    }
+    if (want.dsd > 0) {
+      CHECK(l.dsd_psd == 1000.0);
+      CHECK(l.dsd_csd == 10.0);
+      CHECK(l.dsd_temperature == 4.0);
+    }
+    if (want.cirkd > 0) {
+      CHECK(l.cirkd_minibatch == 1.0);
+      CHECK(l.cirkd_pixel == 0.1);
+      CHECK(l.cirkd_region == 0.1);
+      CHECK(l.cirkd_pixel_memory == 20000);
+      CHECK(l.cirkd_region_memory == 2000);
+      CHECK(l.cirkd_pixel_contrast == 4096);
+      CHECK(l.cirkd_region_contrast == 1024);
+      CHECK(l.cirkd_temperature == 0.1);
+      CHECK(l.cirkd_pixel_queue == "released");
+    }
     if (e.rdd.empty()) continue;
     CHECK(l.rdd.warmup_iters == e.warmup_iters);
     CHECK(l.rdd.warmup_iters * 10 == o.iters);  // TFE for the paper's 10% of training

@@ -16,6 +16,7 @@
 #include "train/trainer.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
+#include "engine/safetensors.h"
 #include "harness.h"
 
 using namespace rdd;
@@ -166,4 +167,47 @@ TEST_CASE("distillation on 2 ranks: the frozen teacher on every rank, KD and RDD
       tfe_share.push_back(rec.at("task.tfe_share").get<double>());
     }
   CHECK(tfe_share == std::vector<double>{1, 1, 0, 0});  // TFE while iteration < 3, then TSE
+}
+
+TEST_CASE("comparison KD methods on 2 ranks through the trainer: every term logged once per iteration, their "
+          "parameters and optimizer state in rank 0's checkpoint") {
+  // (That N ranks train what one rank trains with the whole batch is tests/train/test_kd_ranks.cpp.)
+  const std::string dir = test::temp_dir("kd_methods_ranks");
+  const std::string root = small_synth(dir, 8, 2);
+  const std::vector<std::string> data = {"--dataset", "cityscapes", "--data-root", root, "--crop", "32",
+                                         "--crop-w", "48", "--batch", "4", "--workers", "1", "--device", "cpu",
+                                         "--print-every", "1000", "--seed", "3"};
+  std::vector<std::string> teacher = data;
+  for (const char* a : {"--model", "deeplabv3_resnet18", "--width", "0.25", "--iters", "2", "--out"}) teacher.push_back(a);
+  teacher.push_back(dir + "/teacher");
+  train_on_ranks(parse(teacher), 1);
+  std::vector<std::string> s = data;
+  for (const char* a : {"--model", "deeplabv3_resnet18", "--width", "0.125", "--teacher", "deeplabv3_resnet18",
+                        "--teacher-width", "0.25", "--iters", "3", "--fitnet", "1", "--cwd-feature", "1", "--at", "100",
+                        "--skd", "1", "--ifvd", "10", "--dsd", "1", "--dist", "1", "--cirkd", "1",
+                        "--cirkd-pixel-memory", "32", "--cirkd-region-memory", "8", "--rdd", "tfe,tse",
+                        "--warmup-iters", "2", "--min-kept", "200", "--out"})
+    s.push_back(a);
+  s.push_back(dir + "/kd");
+  s.push_back("--teacher-weights");
+  s.push_back(dir + "/teacher/weights.safetensors");
+  const TrainResult r = train_on_ranks(parse(s, true), 2, true);
+  CHECK(r.finished);
+  int logged = 0;
+  for (const nlohmann::json& rec : read_jsonl(dir + "/kd/metrics.jsonl")) {
+    if (!rec.contains("loss")) continue;
+    ++logged;
+    for (const char* term : {"fitnet", "cwd_feature", "at", "skd", "ifvd", "psd", "csd", "dist", "dist_aux",
+                             "cirkd_minibatch", "cirkd_pixel", "cirkd_region", "ms.fitnet", "share.dsd", "ms.cirkd"}) {
+      INFO(term);
+      CHECK(rec.contains(term));
+    }
+  }
+  CHECK(logged == 3);
+  const SafetensorsFile ck = read_safetensors(dir + "/kd/checkpoint.safetensors");
+  CHECK(ck.tensors.count("distill.fitnet.conv.weight"));
+  CHECK(ck.tensors.count("distill.cwd_feature.conv.weight"));
+  CHECK(ck.tensors.count("optim.distill_momentum"));
+  CHECK(ck.tensors.count("distill.cirkd.teacher_pixel_queue"));
+  CHECK(ck.tensors.count("distill.cirkd.pixel_queue_ptr"));
 }

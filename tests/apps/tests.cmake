@@ -31,4 +31,32 @@ if(RDD_CUDA_EMULATED)
   add_test(NAME apps_info_emulated_gpu COMMAND $<TARGET_FILE:rdd> info)
   set_tests_properties(apps_info_emulated_gpu PROPERTIES PASS_REGULAR_EXPRESSION
     "build: emulated CUDA.*no cuDNN.*cuda:0 \\(emulated\\)  rdd emulated CUDA device")
+  # The comparison KD methods on the emulated device against the CPU, and their exact resume there.
+  add_test(NAME apps_e2e_kd_methods_emulated_gpu
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_emulated_kd.sh $<TARGET_FILE:rdd>
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_kd_methods_emulated_gpu)
+  set_tests_properties(apps_e2e_kd_methods_emulated_gpu PROPERTIES TIMEOUT 900)
 endif()
+
+# Every comparison KD method trains alone and with RDD, logs its terms and their cost, and resumes exactly
+# (tests/apps/e2e_kd_methods.sh).
+add_test(NAME apps_e2e_kd_methods
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_kd_methods.sh $<TARGET_FILE:rdd>
+                 ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_kd_methods)
+set_tests_properties(apps_e2e_kd_methods PROPERTIES TIMEOUT 900)
+
+# `rdd bench --ops` with the comparison methods: each term is a row of the per-op table.
+add_test(NAME apps_bench_ops_kd_methods
+         COMMAND $<TARGET_FILE:rdd> bench --model deeplabv3_resnet18 --width 0.125 --mode distill
+                 --teacher deeplabv3_resnet18 --teacher-width 0.25 --crop 32x64 --batch 2 --iterations 1
+                 --warmup 1 --device cpu --ops --at 1 --fitnet 1 --cwd-feature 1 --skd 1 --ifvd 1 --dsd 1 --dist 1
+                 --cirkd 1 --cirkd-pixel-memory 64 --cirkd-region-memory 16)
+set_tests_properties(apps_bench_ops_kd_methods PROPERTIES PASS_REGULAR_EXPRESSION
+  "loss: CWD \\(feature\\) .*loss: AT .*loss: FitNet .*loss: SKD .*loss: IFVD .*loss: DSD \\(PSD \\+ CSD\\) .*loss: DIST .*loss: CIRKD \\(mini-batch \\+ memory\\) ")
+# The adversarial term (its discriminator needs 64x64 logits: 512x512 crops) and its Adam are rows too.
+add_test(NAME apps_bench_ops_adversarial
+         COMMAND $<TARGET_FILE:rdd> bench --model deeplabv3_resnet18 --width 0.125 --mode distill
+                 --teacher deeplabv3_resnet18 --teacher-width 0.125 --crop 512x512 --batch 2 --iterations 1
+                 --warmup 1 --device cpu --ops --adv 0.001 --adv-width 8)
+set_tests_properties(apps_bench_ops_adversarial PROPERTIES PASS_REGULAR_EXPRESSION
+  "loss: adversarial \\(discriminator\\) .*optimizer: Adam \\(discriminator\\) ")
