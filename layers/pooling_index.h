@@ -33,5 +33,3 @@ RDD_HD int64_t last_window_containing(int64_t r, int stride, int padding, int64_
 }
 
 }  // namespace rdd::layers::pool_index
-
-#undef RDD_HD

@@ -66,5 +66,3 @@ RDD_HD float gather_axis(const float* src, int64_t o, int i, int64_t k, int in, 
 }
 
 }  // namespace rdd::layers::resize_detail
-
-#undef RDD_HD

@@ -151,5 +151,3 @@ RDD_HD T cosine_pixel(const T* x, const T* c, T* gx, T* gc, int64_t base, int64_
 }
 
 }  // namespace rdd::method::kd_math
-
-#undef RDD_HD

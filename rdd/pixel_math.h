@@ -92,5 +92,3 @@ RDD_HD bool tse_select(T gt_s, T thr_s, const T* gt_t, T thr_t, bool valid, int 
 }
 
 }  // namespace rdd::method::pixel_math
-
-#undef RDD_HD
