@@ -2,10 +2,15 @@
 # The comparison KD methods through the whole GPU training path on the emulated CUDA device (an
 # RDD_CUDA=EMULATE build), against the CPU: the same tiny distillation with every method but the
 # adversarial one (FitNet, CWD feature, AT, SKD, IFVD, DSD, DIST, CIRKD; their adapters, projection head and
-# queues on the device) with --device cpu and --device cuda: every logged term of the first three iterations
-# agrees within 1e-3 relative (measured: ≤ 4e-5; f32 rounding in GPU reductions). Later iterations drift
-# apart by design, not by error: training amplifies rounding, and IFVD's gradient at a pixel whose feature
-# is nearly zero grows like 1/‖f‖ (PyTorch's CosineSimilarity does the same); and on the device, 2 + resume 2
+# queues on the device) with --device cpu and --device cuda: every logged term of the first two iterations
+# (the forward from the same weights, then the forward after one update by every method's gradients) agrees
+# within 1e-4 relative (measured: 1.6e-5; f32 rounding in GPU reductions). Later iterations drift apart by
+# design, not by error: at this scale (width 0.125, batch 2, BatchNorm over a few values) training amplifies
+# rounding about 100× per step — plain KD alone goes 3e-7, 6e-7, 3e-5 over iterations 2–4, FitNet 4e-7,
+# 1e-4, 1e-2; two CPU runs of KD + FitNet that differ only in the thread count (so in summation order) go
+# 1.5e-7, 1.3e-6, 1.1e-4 — and IFVD's gradient at a pixel whose feature is nearly zero grows like 1/‖f‖ (PyTorch's
+# CosineSimilarity does the same). The methods' gradients themselves are compared on the device in
+# tests/rdd/test_kd_methods.cpp. And on the device, 2 + resume 2
 # iterations give the same checkpoint, byte for byte, as 4 (the terms' state comes back from the file exactly).
 # Usage: e2e_emulated_kd.sh RDD_BINARY WORK_DIR
 set -euo pipefail
@@ -38,11 +43,11 @@ terms = ["loss", "kd", "fitnet", "cwd_feature", "at", "skd", "ifvd", "psd", "csd
          "cirkd_minibatch", "cirkd_pixel", "cirkd_region"]
 ok = len(cpu) == len(gpu) == 4
 worst = 0.0
-for a, b in list(zip(cpu, gpu))[:3]:
+for a, b in list(zip(cpu, gpu))[:2]:
     for k in terms:
         rel = abs(a[k] - b[k]) / max(abs(a[k]), 1e-6)
         worst = max(worst, rel)
-        if rel > 1e-3:
+        if rel > 1e-4:
             print(f"iteration {a['iter']} {k}: cpu {a[k]!r} cuda {b[k]!r} (rel {rel:.2e})"); ok = False
 print(f"worst relative difference of a logged term: {worst:.2e}")
 sys.exit(0 if ok else 1)

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/allocator.h"
 #include "engine/cuda_context.h"
 #include "engine/cuda_launch.h"
 #include "engine/emu_device.h"
@@ -382,6 +383,7 @@ TEST_CASE("emulator planted: a kernel writes a tensor the host already freed" * 
 // the poisoning must follow the stream, not the host: no report, and each user sees its own values.
 GPU_TEST_CASE("emulator: a block freed while queued kernels still write it is reused without a report") {
   CudaContext& ctx = cuda_context(0);
+  cuda_allocator(0).empty_cache();  // so that the block freed below is the only one the next tensor can get
   float* first_block = nullptr;
   {
     Tensor a = Tensor::empty({1000}, DType::f32, Device::cuda(0));
