@@ -36,6 +36,9 @@ struct CheckpointInfo {
 
 void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer, const CheckpointInfo& info);
 
+// The checkpoint's info alone (its header; no tensors read): to refuse a mismatched resume early.
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
 // Restores model (strict: every tensor must match) and optimizer state; returns the info. Throws
 // naming the file and the problem (not a checkpoint, another model, a missing tensor...).
 CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer);

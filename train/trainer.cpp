@@ -1,37 +1,31 @@
 #include "train/trainer.h"
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "data/augment.h"
+#include "data/dataset_check.h"
 #include "data/loader.h"
 #include "engine/cudnn_graph.h"
 #include "models/weights_io.h"
 #include "train/checkpoint.h"
+#include "train/data_gate.h"
 #include "train/evaluate.h"
 #include "train/metrics_log.h"
 #include "train/model_weights.h"
 #include "train/progress.h"
 #include "train/resolve_device.h"
+#include "train/run_folder.h"
+#include "train/run_identity.h"
+#include "train/signals.h"
 
 namespace rdd::train {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-void prepare_output_dir(const std::string& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  RDD_CHECK(!ec, "--out ", out, ": cannot create the folder (", ec.message(), ")");
-  const std::string probe = out + "/.rdd-write-test";
-  {
-    std::ofstream f(probe);
-    RDD_CHECK(f.good(), "--out ", out, ": the folder is not writable");
-  }
-  fs::remove(probe, ec);
-}
 
 // A run killed after its last checkpoint logged iterations that the resumed run repeats: keep only the
 // records up to the checkpoint's iteration, so metrics.jsonl has each iteration once.
@@ -67,6 +61,20 @@ void write_text_atomically(const std::string& path, const std::string& text) {
     RDD_CHECK(f.good(), "cannot write ", tmp);
   }
   fs::rename(tmp, path);
+}
+
+// What a weights file records beside model, width and classes: what eval, predict and export read back.
+std::map<std::string, std::string> weights_metadata(const RunOptions& opt, const data::Dataset& ds) {
+  return {{"preset", opt.preset}, {"dataset", ds.name}};
+}
+
+std::string zero_loss_warning(const std::string& term, int64_t it, int64_t n, bool distill) {
+  std::string m = "warning: the loss term '" + term + "' has been exactly 0 for " + std::to_string(n) +
+                  " iterations in a row (to iteration " + std::to_string(it) + "): it gives no gradient";
+  if (distill && term == "task")
+    m += "; with RDD's TSE stage this means no pixel was selected (a teacher too weak to disagree with the "
+         "student, or --tse-thresh / --tse-mode selecting nothing)";
+  return m;
 }
 
 }  // namespace
@@ -118,16 +126,54 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   const int world = comm->world_size(), rank = comm->rank();
   const bool writer = rank == 0;  // only rank 0 writes files and prints progress
   RDD_CHECK(opt.batch % world == 0, "--batch ", opt.batch, " does not split over ", world, " ranks");
+  StopSignals stop_signals;  // SIGINT/SIGTERM: finish the step, write a checkpoint, return
 
-  // Data: the training split and the validation split of the same dataset.
+  // Data: the training split and the validation split of the same dataset (a list dataset: --val-list).
   auto train_ds = std::make_shared<data::Dataset>(data::open_dataset(opt.data));
   data::DatasetSpec val_spec = opt.data;
   val_spec.split = opt.val_split.empty() ? "val" : opt.val_split;
-  auto val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
+  if (opt.data.kind == "list") val_spec.root = opt.val_list;
+  std::shared_ptr<data::Dataset> val_ds;
+  if (!val_spec.root.empty()) val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
 
-  const nlohmann::json config = opt.to_json(distill);
+  // The run folder: this run's alone (locked), not another run's unless --resume or --overwrite.
+  RunFolder folder;
   if (writer) {
-    prepare_output_dir(opt.out);
+    folder = RunFolder(opt.out, !opt.resume.empty() ? RunFolderMode::resume
+                                : opt.overwrite     ? RunFolderMode::overwrite
+                                                    : RunFolderMode::fresh);
+    for (const std::string& note : folder.notes()) std::fprintf(stderr, "%s: %s\n", opt.out.c_str(), note.c_str());
+  }
+
+  nlohmann::json config = opt.to_json(distill);
+  if (distill) config["teacher_weights_file"] = file_fingerprint(opt.teacher_weights);
+  if (!opt.init.empty()) config["init_file"] = file_fingerprint(opt.init);
+  auto refuse_differences = [&](const std::vector<std::string>& diffs) {
+    if (diffs.empty()) return;
+    std::string msg;
+    for (const auto& d : diffs) msg += "\n  " + d;
+    fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
+  };
+  if (!opt.resume.empty()) {  // refused before the data check when anything but the data differs
+    const CheckpointInfo info = read_checkpoint_info(opt.resume);
+    refuse_differences(resume_differences(info.config, config, /*with_data_identity=*/false));
+    RDD_CHECK(info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (", info.iteration,
+              " of ", opt.iters, " iterations)");
+  }
+
+  // Every sample checked before the first step (cached in --out: a resume does not pay again).
+  DataGateOptions gate;
+  gate.threads = opt.workers;
+  gate.skip_bad = opt.skip_bad_samples;
+  gate.cache_path = opt.out + "/data_check.json";
+  gate.bad_list_path = opt.out + "/bad_samples.txt";
+  gate.report = writer;
+  if (writer) fs::remove(gate.bad_list_path);
+  train_ds = check_run_data(train_ds, "training", gate, comm, device);
+  if (val_ds) val_ds = check_run_data(val_ds, "validation", gate, comm, device);
+  config["train_data"] = data::dataset_identity(*train_ds);
+  if (val_ds) config["val_data"] = data::dataset_identity(*val_ds);
+  if (writer) {
     nlohmann::json resolved = config;
     resolved["world_size"] = world;
     resolved["device"] = device.str();
@@ -141,14 +187,7 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   double best_miou = -1;
   if (!opt.resume.empty()) {
     const CheckpointInfo info = load_checkpoint(opt.resume, student.params(), *m.sgd);
-    const std::vector<std::string> diffs = config_differences(info.config, config, {});
-    if (!diffs.empty()) {
-      std::string msg;
-      for (const auto& d : diffs) msg += "\n  " + d;
-      fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
-    }
-    RDD_CHECK(info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (",
-              info.iteration, " of ", opt.iters, " iterations)");
+    refuse_differences(resume_differences(info.config, config));
     start = info.iteration;
     if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
     if (writer) std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
@@ -188,14 +227,18 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
   Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
   student.set_mode(layers::Mode::train);
+  TrainResult result;
+  int64_t saved_at = start;
   auto save = [&](int64_t it) {
+    saved_at = it;
     if (!writer) return;
     CheckpointInfo info;
     info.iteration = it;
     info.model = student.name();
     info.config = config;
     if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
-    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info);
+    result.checkpoint = opt.out + "/checkpoint.safetensors";
+    save_checkpoint(result.checkpoint, student.params(), *m.sgd, info);
   };
   auto validate = [&](int64_t it) {
     EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
@@ -209,26 +252,40 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     return r;
   };
 
-  TrainResult result;
   data::Batch batch;
+  std::map<std::string, int64_t> zero_runs;  // weighted loss terms exactly 0 so many iterations in a row
   const int64_t last = opt.stop_after > 0 ? opt.stop_after : opt.iters;
   RDD_CHECK(last > start, "--stop-after ", opt.stop_after, " is not after the resumed iteration ", start);
+  int64_t done = start;
+  int stop_signal = 0;
   for (int64_t it = start + 1; it <= last; ++it) {
-    RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    try {
+      RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    } catch (const Error& e) {  // a sample the data check could not see as bad (changed since, or its pixels)
+      if (writer) progress.finish();
+      if (it - 1 > saved_at) save(it - 1);
+      if (!writer || saved_at == 0) throw;
+      fail(e.what(), "\nthe run stopped at iteration ", it - 1, " with its checkpoint in ", opt.out,
+           "/checkpoint.safetensors: fix the file and continue with --resume ", opt.out, "/checkpoint.safetensors");
+    }
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
     const method::LossTerms terms = run_step(m, opt, it, images, labels, &grad_reducer);
     loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
+    done = it;
 
-    // Loss terms averaged over ranks for logging.
+    // Loss terms averaged over ranks for logging, and whether any rank was asked to stop.
     std::vector<double> values{terms.total()};
     for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
+    values.push_back(stop_requested() ? 1.0 : 0.0);
     if (data_parallel) {
       Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
       comm->all_reduce_mean(v);
       values = v.to_vector<double>();
       comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in v
     }
+    if (values.back() > 0) stop_signal = stop_requested() ? stop_requested() : SIGTERM;  // every rank stops here
+    values.pop_back();
     if (writer) {
       const double lr = poly_lr(opt.lr, it, opt.iters, opt.power);
       std::map<std::string, double> shown{{"loss", values[0]}};
@@ -237,45 +294,66 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
         const method::LossTerm& t = terms.terms[k];
         rec[t.name] = values[k + 1];
         if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
+        if (t.weight != 0 && opt.warn_zero_loss > 0) {
+          int64_t& run = zero_runs[t.name];
+          run = values[k + 1] == 0 ? run + 1 : 0;
+          if (run == opt.warn_zero_loss)
+            progress.message(zero_loss_warning(t.name, it, opt.warn_zero_loss, distill));
+        }
       }
-      rec["img_per_s"] = progress.images_per_second() * world;
+      const double img_per_s = progress.images_per_second() * world;
+      rec["img_per_s"] = img_per_s;
       progress.update(it, shown, lr, images.size(0) * world);
       metrics.write(rec);
     }
 
-    if (opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
+    if (stop_signal) {  // asked to stop: this step's checkpoint, then out
+      if (saved_at < it) save(it);
+      break;
+    }
+    if (val_ds && opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
       const double miou = validate(it).confusion.mean_iou();
       if (miou > best_miou) {
         best_miou = miou;
-        if (writer) save_model_weights(student, opt.out + "/best.safetensors");
+        if (writer) save_model_weights(student, opt.out + "/best.safetensors", weights_metadata(opt, *train_ds));
       }
       student.set_mode(layers::Mode::train);
     }
     if (it % opt.save_every == 0 || it == last) save(it);
   }
   if (writer) progress.finish();
-  result.iterations = last - start;
+  result.iterations = done - start;
+  result.images_per_second = progress.images_per_second() * world;
+  if (stop_signal) {  // the checkpoint is the result; the caller says how to continue
+    result.finished = false;
+    result.stopped_by_signal = stop_signal;
+    return result;
+  }
   if (last < opt.iters) {  // stopped early on purpose: the checkpoint is the result
     if (writer)
       std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume %s/checkpoint.safetensors\n",
                    (long long)last, (long long)opt.iters, opt.out.c_str());
-    result.images_per_second = progress.images_per_second() * world;
     result.finished = false;
     return result;
   }
-  result.images_per_second = progress.images_per_second() * world;
 
-  if (writer) save_model_weights(student, opt.out + "/weights.safetensors");
+  if (writer) save_model_weights(student, opt.out + "/weights.safetensors", weights_metadata(opt, *train_ds));
+  if (!val_ds) {  // a list dataset without --val-list
+    result.validated = false;
+    if (writer) std::fprintf(stderr, "no validation: --dataset list without --val-list\n");
+    return result;
+  }
   EvalResult final_eval = validate(opt.iters);
   result.final_miou = final_eval.confusion.mean_iou();
   if (result.final_miou > best_miou) {
     best_miou = result.final_miou;
-    if (opt.val_every > 0 && writer) save_model_weights(student, opt.out + "/best.safetensors");
+    if (opt.val_every > 0 && writer)
+      save_model_weights(student, opt.out + "/best.safetensors", weights_metadata(opt, *train_ds));
   }
   result.best_miou = best_miou;
   if (!writer) return result;
   nlohmann::json ej = eval_json(final_eval, val_ds->class_names);
-  ej["split"] = val_spec.split;
+  ej["split"] = val_ds->split;
   ej["model"] = student.name();
   write_text_atomically(opt.out + "/eval.json", ej.dump(2) + "\n");
   std::fprintf(stderr, "%s", format_eval_table(final_eval, val_ds->class_names).c_str());
