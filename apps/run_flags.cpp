@@ -79,11 +79,14 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
 
   const char* run = "Run";
   sub->add_option("--out", o.out,
-                  "Output folder, one run's (locked while it runs): checkpoints, weights, metrics.jsonl, config.json "
-                  "(README: Outputs)")
+                  "Output folder, one run's (locked while it runs): checkpoints, weights, metrics.jsonl, config.json, "
+                  "tb/ (README: Outputs)")
       ->capture_default_str()
       ->group(run);
   sub->add_flag("--overwrite", o.overwrite, "Start again in an --out that holds an earlier run (its outputs are removed)")
+      ->group(run);
+  sub->add_flag("--tensorboard,!--no-tensorboard", o.tensorboard,
+                "TensorBoard event files in --out/tb/: loss terms, lr, img/s, validation metrics and predictions (default on)")
       ->group(run);
   sub->add_option("--warn-zero-loss", o.warn_zero_loss,
                   "Warn when a weighted loss term is exactly 0 this many iterations in a row (0: never)")

@@ -58,6 +58,7 @@ struct RunOptions {
   int64_t save_every = 1000;
   std::string resume;            // a checkpoint to continue from exactly
   bool overwrite = false;        // --out may hold an earlier run: its outputs are removed first
+  bool tensorboard = true;       // event files in --out/tb/ (train/tensorboard.h)
   int64_t warn_zero_loss = 50;   // warn when a weighted loss term is exactly 0 this many iterations in a row (0: never)
   int64_t stop_after = 0;        // stop (with a checkpoint) after this iteration, keeping the --iters schedule
   std::string device = "auto";   // auto | cpu | cuda | cuda:N

@@ -143,7 +143,7 @@ void TensorBoardWriter::session_start(int64_t step) {
   std::string log;
   put_int(log, 1, 1);  // SessionLog.START
   std::string e = event_header(step);
-  put_bytes(e, 6, log);
+  put_bytes(e, 7, log);  // Event.session_log (6 is the deprecated log_message)
   write_event(e);
 }
 

@@ -20,6 +20,8 @@
 #include "train/run_folder.h"
 #include "train/run_identity.h"
 #include "train/signals.h"
+#include "train/tensorboard.h"
+#include "train/val_images.h"
 
 namespace rdd::train {
 
@@ -225,6 +227,11 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
   MetricsLog metrics;
   if (writer && start > 0) truncate_metrics_after(opt.out + "/metrics.jsonl", start);
   if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
+  std::unique_ptr<TensorBoardWriter> tb;
+  if (writer && opt.tensorboard) {
+    tb = std::make_unique<TensorBoardWriter>(opt.out + "/tb");
+    if (start > 0) tb->session_start(start + 1);  // TensorBoard drops what a killed run logged after the checkpoint
+  }
   Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
   student.set_mode(layers::Mode::train);
   TrainResult result;
@@ -245,6 +252,14 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
     const double miou = r.confusion.mean_iou();
     if (!writer) return r;
     metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
+    if (tb) {
+      tb->scalar("val/miou", it, miou);
+      tb->scalar("val/pixel_accuracy", it, r.confusion.pixel_accuracy());
+      const std::vector<data::Image> panels = validation_panels(student, *val_ds, opt.preset, device, 3);
+      for (size_t k = 0; k < panels.size(); ++k)
+        tb->image("val/image_truth_prediction_" + std::to_string(k), it, data::encode_png(panels[k], 6),
+                  panels[k].height, panels[k].width, 3);
+    }
     char line[128];
     std::snprintf(line, sizeof line, "validation at %lld: mIoU %.2f%%  pixel accuracy %.2f%%", (long long)it,
                   100 * miou, 100 * r.confusion.pixel_accuracy());
@@ -305,6 +320,12 @@ TrainResult run_training(const RunOptions& opt, bool distill, dist::Communicator
       rec["img_per_s"] = img_per_s;
       progress.update(it, shown, lr, images.size(0) * world);
       metrics.write(rec);
+      if (tb) {
+        tb->scalar("loss/total", it, values[0]);
+        for (size_t k = 0; k < terms.terms.size(); ++k) tb->scalar("loss/" + terms.terms[k].name, it, values[k + 1]);
+        tb->scalar("lr", it, lr);
+        if (img_per_s > 0) tb->scalar("img_per_s", it, img_per_s);
+      }
     }
 
     if (stop_signal) {  // asked to stop: this step's checkpoint, then out

@@ -14,7 +14,7 @@
 // and per validation, with wall-clock time), checkpoint.safetensors (everything needed to resume exactly,
 // written atomically every --save-every iterations and when stopped), weights.safetensors (final
 // weights), best.safetensors (best validation mIoU, when validating during training), eval.json (the
-// final evaluation), rdd.lock (while running), data_check.json (the data
+// final evaluation), tb/ (TensorBoard event files), rdd.lock (while running), data_check.json (the data
 // check's cache) and bad_samples.txt (with --skip-bad-samples, when there are any).
 #pragma once
 

@@ -9,6 +9,8 @@
 #                still leaves a checkpoint
 #   moved        resume after moving the dataset; a dataset with other files is refused
 #   metadata     eval / predict / export without --model and --width (the weights' metadata)
+#   tensorboard  TensorBoard's own reader loads tb/ and sees the scalars and images (skipped, exit 77,
+#                without the tensorboard Python package)
 #   list         --dataset list validates on --val-list, and without it not at all
 #   diagnostics  a diverged run names the non-finite weights; NaN in a weights file is refused at load
 # Usage: e2e_trust.sh RDD_BINARY WORK_DIR section
@@ -164,6 +166,47 @@ metadata)
   # An unwritable --json is refused before the evaluation.
   expect_error "--json $W/nowhere/e.json" "$RDD" eval "${DATA[@]}" --weights "$WTS" --json "$W/nowhere/e.json"
   grep -q "mIoU" "$W/err.txt" && fail "eval ran before refusing --json"
+  ;;
+tensorboard)
+  "$RDD" train "${DATA[@]}" "${SMALL[@]}" --iters 4 --val-every 2 --out "$W/run" > /dev/null 2>&1 || fail "training"
+  ls "$W"/run/tb/events.out.tfevents.* > /dev/null 2>&1 || fail "no event file in tb/"
+  if ! "$PY" -c "import tensorboard" 2> /dev/null; then
+    echo "the tensorboard Python package is not installed: event files not read back"
+    exit 77
+  fi
+  "$PY" - "$W/run/tb" << 'EOF'
+import sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+acc = ea.EventAccumulator(sys.argv[1], size_guidance={ea.SCALARS: 0, ea.IMAGES: 0})
+acc.Reload()
+tags = acc.Tags()
+for want in ["loss/total", "loss/task", "lr", "img_per_s", "val/miou", "val/pixel_accuracy"]:
+    assert want in tags["scalars"], (want, tags["scalars"])
+assert [e.step for e in acc.Scalars("loss/total")] == [1, 2, 3, 4], acc.Scalars("loss/total")
+assert abs(acc.Scalars("lr")[0].value - 0.02) < 1e-7
+assert [e.step for e in acc.Scalars("val/miou")] == [2, 4]
+images = [t for t in tags["images"] if t.startswith("val/")]
+assert len(images) == 3, tags["images"]
+im = acc.Images(images[0])[-1]
+assert im.step == 4 and im.height == 64 and im.width > 3 * 128 and im.encoded_image_string[:4] == b"\x89PNG", im
+print("tensorboard reads", len(tags["scalars"]), "scalar tags and", len(images), "image tags")
+EOF
+  # A resumed run repeats what a stopped run logged after its checkpoint: TensorBoard shows each step once.
+  R=("${DATA[@]}" "${SMALL[@]}" --iters 5 --save-every 1000)
+  "$RDD" train "${R[@]}" --stop-after 3 --out "$W/resumed" > /dev/null 2>&1 || fail "first part"
+  cp "$W/resumed/checkpoint.safetensors" "$W/ck3.safetensors"
+  "$RDD" train "${R[@]}" --stop-after 4 --out "$W/resumed" --resume "$W/ck3.safetensors" > /dev/null 2>&1 || fail "second part"
+  "$RDD" train "${R[@]}" --out "$W/resumed" --resume "$W/ck3.safetensors" > /dev/null 2>&1 || fail "third part"
+  "$PY" - "$W/resumed/tb" << 'EOF'
+import sys
+from tensorboard.backend.event_processing import event_accumulator as ea
+acc = ea.EventAccumulator(sys.argv[1], size_guidance={ea.SCALARS: 0})
+acc.Reload()
+steps = [e.step for e in acc.Scalars("loss/total")]
+assert steps == [1, 2, 3, 4, 5], steps
+EOF
+  "$RDD" train "${DATA[@]}" "${SMALL[@]}" --iters 1 --no-tensorboard --out "$W/quiet" > /dev/null 2>&1 || fail "--no-tensorboard"
+  [ ! -e "$W/quiet/tb" ] || fail "--no-tensorboard wrote tb/"
   ;;
 diagnostics)
   expect_error "the student's weights hold" "$RDD" train "${DATA[@]}" "${SMALL[@]}" --iters 5 --lr 1e30 --out "$W/diverged"

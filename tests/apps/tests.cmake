@@ -8,8 +8,8 @@ foreach(_section pipeline resume kill errors)
 endforeach()
 
 # A run a user can trust with a week of GPU time (issue 16): signals, the run folder, data checked first,
-# resume after moving the data, eval/predict/export from the weights' metadata, diagnostics.
-foreach(_section signal folder data moved metadata list diagnostics)
+# resume after moving the data, eval/predict/export from the weights' metadata, TensorBoard, diagnostics.
+foreach(_section signal folder data moved metadata tensorboard list diagnostics)
   add_test(NAME apps_e2e_trust_${_section}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_trust.sh $<TARGET_FILE:rdd>
                    ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_trust_${_section} ${_section})

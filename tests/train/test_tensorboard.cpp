@@ -66,6 +66,7 @@ TEST_CASE("TensorBoard event file: framed records, a version record first, tags 
   CHECK(r[1][9] == 0x10);  // after wall_time (tag 0x09 + 8 bytes): step, field 2 varint
   CHECK(r[1][10] == 7);
   CHECK(r[2][10] == 8);
+  CHECK(r[2][11] == 0x3A);  // Event.session_log: field 7, length-delimited (field 6 is the old log_message)
   CHECK(r[3].find("val/panel") != std::string::npos);
   // The TensorBoard reader itself loads such files in tests/apps/e2e_trust.sh (section tensorboard).
   CHECK(test::error_message([&] { TensorBoardWriter bad(path + "/inside_a_file"); }).find("tensorboard") !=
