@@ -12,7 +12,8 @@
 #   tensorboard  TensorBoard's own reader loads tb/ and sees the scalars and images (skipped, exit 77,
 #                without the tensorboard Python package)
 #   list         --dataset list validates on --val-list, and without it not at all
-#   diagnostics  a diverged run names the non-finite weights; NaN in a weights file is refused at load
+#   diagnostics  a diverged run names the non-finite weights; NaN in a weights file is refused at load; a
+#                loss term exactly 0 for --warn-zero-loss iterations is warned about once; numeric ranges
 # Usage: e2e_trust.sh RDD_BINARY WORK_DIR section
 set -euo pipefail
 RDD="$1"
@@ -225,6 +226,14 @@ print(name)
 EOF
   expect_error "NaN" "$RDD" eval "${DATA[@]}" --weights "$W/nan.safetensors"
   grep -q "diverged, or is damaged" "$W/err.txt" || fail "NaN weights not refused at load"
+  # A distillation whose TSE stage selects no pixel: the task term is exactly 0, and the run says so once.
+  Z=("${DATA[@]}" "${SMALL[@]}" --teacher deeplabv3_resnet18 --teacher-width 0.125 --teacher-weights
+     "$W/run/weights.safetensors" --rdd tse --warmup-iters 0 --tse-mode and --tse-thresh 1e-6 --min-kept 0 --iters 5)
+  "$RDD" distill "${Z[@]}" --warn-zero-loss 3 --out "$W/zero" > "$W/zero.txt" 2>&1 || { cat "$W/zero.txt"; fail "zero"; }
+  [ "$(grep -c "the loss term 'task' has been exactly 0 for 3 iterations in a row (to iteration 3)" "$W/zero.txt")" = 1 ] \
+    || { cat "$W/zero.txt"; fail "no single warning about the zero task loss"; }
+  "$RDD" distill "${Z[@]}" --warn-zero-loss 0 --out "$W/zero_quiet" > "$W/zero_quiet.txt" 2>&1 || fail "zero, quiet"
+  grep -q "exactly 0" "$W/zero_quiet.txt" && fail "--warn-zero-loss 0 still warned"
   expect_error "--momentum 5 is outside [0, 1)" "$RDD" train "${DATA[@]}" "${SMALL[@]}" --momentum 5 --out "$W/x"
   expect_error "--power nan" "$RDD" train "${DATA[@]}" "${SMALL[@]}" --power nan --out "$W/x"
   expect_error "--width 1e-09 is outside" "$RDD" train "${DATA[@]}" --model deeplabv3_resnet18 --width 1e-9 --out "$W/x"
