@@ -234,6 +234,8 @@ EOF
     || { cat "$W/zero.txt"; fail "no single warning about the zero task loss"; }
   "$RDD" distill "${Z[@]}" --warn-zero-loss 0 --out "$W/zero_quiet" > "$W/zero_quiet.txt" 2>&1 || fail "zero, quiet"
   grep -q "exactly 0" "$W/zero_quiet.txt" && fail "--warn-zero-loss 0 still warned"
+  "$RDD" train --help > "$W/help.txt"
+  grep -q "Split: train, val, test or trainval" "$W/help.txt" || fail "--split help omits trainval"
   expect_error "--momentum 5 is outside [0, 1)" "$RDD" train "${DATA[@]}" "${SMALL[@]}" --momentum 5 --out "$W/x"
   expect_error "--power nan" "$RDD" train "${DATA[@]}" "${SMALL[@]}" --power nan --out "$W/x"
   expect_error "--width 1e-09 is outside" "$RDD" train "${DATA[@]}" --model deeplabv3_resnet18 --width 1e-9 --out "$W/x"
