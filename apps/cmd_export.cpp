@@ -92,6 +92,7 @@ void write_file_atomically(const std::string& out, const std::string& bytes) {
 
 int run_export(ExportArgs a) {
   // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
+  train::check_given_model(a.model);
   const train::WeightsInfo recorded = train::read_weights_info(a.weights);
   a.model = train::model_from_weights(a.model, recorded, a.weights);
   a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);

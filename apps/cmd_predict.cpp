@@ -132,6 +132,7 @@ data::Image blend_half(const data::Image& a, const data::Image& b) {
 
 int run_predict(PredictArgs a) {
   // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
+  train::check_given_model(a.model);
   const train::WeightsInfo recorded = train::read_weights_info(a.weights);
   a.model = train::model_from_weights(a.model, recorded, a.weights);
   a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);

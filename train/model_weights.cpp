@@ -51,6 +51,12 @@ WeightsInfo read_weights_info(const std::string& path) {
   return info;
 }
 
+void check_given_model(const ModelChoice& given) {
+  RDD_CHECK(given.name.empty() || models::is_model_name(given.name), "--model: unknown model '", given.name,
+            "' (known: ", models::known_model_names(), ")");
+  if (given.width != 0) check_model_width(given.width, "--width");
+}
+
 ModelChoice model_from_weights(const ModelChoice& given, const WeightsInfo& info, const std::string& path) {
   ModelChoice m = given;
   if (m.name.empty()) {

@@ -41,6 +41,9 @@ WeightsInfo read_weights_info(const std::string& path);
 // file's (width 1 when it records none). A flag that disagrees with the file is refused here, naming
 // both; a file that does not name its model needs --model.
 ModelChoice model_from_weights(const ModelChoice& given, const WeightsInfo& info, const std::string& weights_path);
+// --model and --width as given to eval, predict and export (name "" and width 0: not given), checked before
+// the weights file is read: a flag's own mistake is named first.
+void check_given_model(const ModelChoice& given);
 
 // A value the file also records (--preset, --dataset): the flag when given (it must agree with the file),
 // else the file's, else `fallback`.

@@ -25,11 +25,15 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 }  // namespace
 
+void check_model_width(double width, const char* width_flag) {
+  // Below 1/64 the narrowest layers (16 channels) would round to nothing.
+  check_range(width_flag, width, 1.0 / 64, 4, false, false);
+}
+
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag) {
   RDD_CHECK(models::is_model_name(m.name), model_flag, ": unknown model '", m.name, "' (known: ",
             models::known_model_names(), ")");
-  // Below 1/64 the narrowest layers (16 channels) would round to nothing.
-  check_range(width_flag, m.width, 1.0 / 64, 4, false, false);
+  check_model_width(m.width, width_flag);
 }
 
 void validate_run_options(const RunOptions& o, bool distill) {

@@ -72,7 +72,8 @@ struct RunOptions {
 // Checks values that the flags' own checks cannot (names, ranges, combinations), naming the flag.
 void validate_run_options(const RunOptions& o, bool distill);
 
-// --model/--width (or --teacher/--teacher-width): a registered model and a width in (0, 4].
+// --model/--width (or --teacher/--teacher-width): a registered model and a width in [1/64, 4].
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag);
+void check_model_width(double width, const char* width_flag);
 
 }  // namespace rdd::train

@@ -173,6 +173,13 @@ TEST_CASE("rdd predict without --model and --width: the weights file says what i
   for (size_t p = 0; p < want.size(); ++p)
     for (int c = 0; c < 3; ++c) wrong += pred.pixels[p * 3 + size_t(c)] != palette[size_t(want[p])][size_t(c)];
   CHECK(wrong == 0);
+  // A flag's own mistake is named before the weights file is read.
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--model", "deeplabv3_resnet19", "--weights", f.dir + "/none.safetensors",
+                                "--input", f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--model: unknown model 'deeplabv3_resnet19'"), Error);
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--width", "1e-9", "--weights", f.dir + "/none.safetensors", "--input",
+                                f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--width 1e-09 is outside"), Error);
   // A file that does not name its model needs --model.
   models::save_weights(f.model->params(), f.dir + "/unnamed.safetensors");
   CHECK_THROWS_WITH_AS(run_rdd({"predict", "--weights", f.dir + "/unnamed.safetensors", "--input", f.dir + "/frame.png",
