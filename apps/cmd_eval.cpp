@@ -16,7 +16,7 @@ struct EvalArgs {
   train::ModelChoice model;
   std::string weights;
   data::DatasetSpec data;
-  std::string preset = "cirkd";
+  std::string preset;  // "": the one --weights records, else cirkd
   std::string device = "auto";
   bool tf32 = false;
   int workers = 2;
@@ -26,7 +26,14 @@ struct EvalArgs {
 
 // Whole command; with a session (a launched worker of `--gpus N`), rank r evaluates images r, r + N, ...
 // on its GPU, the confusion matrices are summed over NCCL, and rank 0 prints and writes the results.
-int run_eval(const EvalArgs& a, dist::WorkerSession* session = nullptr) {
+int run_eval(EvalArgs a, dist::WorkerSession* session = nullptr) {
+  // Model, width and preset from the weights' metadata; flags, when given, must agree.
+  train::check_given_model(a.model);
+  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
+  a.model = train::model_from_weights(a.model, recorded, a.weights);
+  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
+  train::check_model_choice(a.model, "--model", "--width");
+  if (!a.json.empty()) check_output_file(a.json, "--json");  // before the evaluation, not after it
   const Device device = session ? session->device : train::resolve_device(a.device);
   cudnn::set_allow_tf32(a.tf32);
   dist::Communicator* comm = session ? session->comm.get() : nullptr;
@@ -59,6 +66,7 @@ int run_eval(const EvalArgs& a, dist::WorkerSession* session = nullptr) {
     j["protocol"] = how;
     std::ofstream out(a.json);
     out << j.dump(2) << "\n";
+    out.flush();
     RDD_CHECK(out.good(), "--json ", a.json, ": cannot write the file");
   }
   return 0;
@@ -69,10 +77,11 @@ Command add_eval_command(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* sub = app.add_subcommand("eval", "Evaluate a model: mIoU, pixel accuracy, per-class IoU (by default whole "
                                              "image, single scale: the reference protocol; --scales/--flip/--slide)");
-  add_model_flags(sub, a->model, "Model name");
+  add_model_flags_from_weights(sub, a->model);
   add_weights_flag(sub, a->weights);
   add_dataset_flags(sub, a->data, /*required=*/true, "val");
-  add_preset_flag(sub, a->preset);
+  add_preset_flag(sub, a->preset)
+      ->description("Input normalisation: cirkd or mmseg (default: the one --weights records, else cirkd)");
   add_device_flag(sub, a->device);
   add_tf32_flag(sub, a->tf32);
   add_workers_flag(sub, a->workers);

@@ -35,9 +35,9 @@ struct ExportArgs {
   bool fold_bn = true;
   bool argmax = false;
   bool resize_to_input = false;
-  std::string dataset = "cityscapes";
+  std::string dataset;  // "": the one --weights records, else cityscapes
   int num_classes = 0;
-  std::string preset = "cirkd";
+  std::string preset;   // "": the one --weights records, else cirkd
   std::string check;  // --check MODEL.onnx
   std::string sizes;  // --check: HxW,HxW (dynamic models)
   OnnxCheckOptions check_options;
@@ -90,8 +90,14 @@ void write_file_atomically(const std::string& out, const std::string& bytes) {
   }
 }
 
-int run_export(const ExportArgs& a) {
-  RDD_CHECK(!a.model.name.empty(), "export: --model is required (", models::known_model_names(), ")");
+int run_export(ExportArgs a) {
+  // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
+  train::check_given_model(a.model);
+  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
+  a.model = train::model_from_weights(a.model, recorded, a.weights);
+  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
+  if (a.dataset.empty()) a.dataset = recorded.dataset.empty() ? "cityscapes" : recorded.dataset;
+  if (a.dataset == "list" && a.num_classes == 0) a.num_classes = recorded.num_classes;
   train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(!a.out.empty(), "export: --out is required (the .onnx file to write)");
   const bool has_input = a.height > 0;
@@ -180,7 +186,7 @@ Command add_export_command(CLI::App& app) {
       "export",
       "Write a trained model as ONNX (eval mode, main head; BatchNorm folded) for ONNX Runtime, TensorRT, OpenVINO; "
       "with --check, run an exported model in ONNX Runtime against rdd");
-  add_model_flags(sub, a->model, "Model name (" + models::known_model_names() + "); with --check optional");
+  add_model_flags_from_weights(sub, a->model);
   CLI::Option* width = sub->get_option("--width");
   add_weights_flag(sub, a->weights);
   auto* out = sub->add_option("--out", a->out, "The .onnx file to write (written atomically)");
@@ -201,11 +207,11 @@ Command add_export_command(CLI::App& app) {
                                "protocol) inside the graph");
   auto* dataset = add_dataset_kind_flag(sub, a->dataset,
                                         "Class names and palette for the metadata: cityscapes, camvid, voc, ade20k "
-                                        "or list")
-                      ->capture_default_str();
+                                        "or list (default: the one --weights records, else cityscapes)");
   auto* classes = add_num_classes_flag(sub, a->num_classes);
   auto* preset = add_preset_flag(sub, a->preset)
-                     ->description("Input normalisation written into the metadata: cirkd or mmseg");
+                     ->description("Input normalisation written into the metadata: cirkd or mmseg (default: the "
+                                   "one --weights records, else cirkd)");
   sub->add_option("--check", a->check,
                   "Instead of exporting: run this .onnx model in ONNX Runtime (Python) and rdd on random and synthetic "
                   "images; print max abs / rel differences; exit 1 above --rtol");

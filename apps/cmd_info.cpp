@@ -128,7 +128,7 @@ int print_dataset(const data::DatasetSpec& o) {
         }
         counts[size_t(i)] = std::move(c);
         ignored[size_t(i)] = ign;
-        sizes[size_t(i)] = std::to_string(s.image.width) + "x" + std::to_string(s.image.height);
+        sizes[size_t(i)] = std::to_string(s.image.height) + "x" + std::to_string(s.image.width);
       } catch (const std::exception& ex) {
         errors[size_t(i)] = ex.what();
       }
@@ -148,7 +148,7 @@ int print_dataset(const data::DatasetSpec& o) {
   }
   for (int64_t v : total) pixels += v;
   pixels += total_ignored;
-  std::printf("image sizes (WxH):");
+  std::printf("image sizes (HxW, as --crop and --input take them):");
   for (const auto& [s, n] : size_hist) std::printf(" %s ×%d", s.c_str(), n);
   std::printf("\n");
   std::printf("pixels per class after the label mapping (%d classes):\n", ds.num_classes);

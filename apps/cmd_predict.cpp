@@ -39,9 +39,9 @@ struct PredictArgs {
   std::string weights;
   std::string input;
   std::string out;
-  std::string dataset = "cityscapes";
-  int num_classes = 0;  // --dataset list only
-  std::string preset = "cirkd";
+  std::string dataset;   // "": the one --weights records, else cityscapes
+  int num_classes = 0;  // --dataset list only (default: the one --weights records)
+  std::string preset;    // "": the one --weights records, else cirkd
   bool overlay = false;
   std::string device = "auto";
   bool tf32 = false;
@@ -130,7 +130,14 @@ data::Image blend_half(const data::Image& a, const data::Image& b) {
   return o;
 }
 
-int run_predict(const PredictArgs& a) {
+int run_predict(PredictArgs a) {
+  // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
+  train::check_given_model(a.model);
+  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
+  a.model = train::model_from_weights(a.model, recorded, a.weights);
+  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
+  if (a.dataset.empty()) a.dataset = recorded.dataset.empty() ? "cityscapes" : recorded.dataset;
+  if (a.dataset == "list" && a.num_classes == 0) a.num_classes = recorded.num_classes;
   train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(a.dataset != "list" || a.num_classes > 0, "--dataset list needs --num-classes");
   const data::Normalization norm = data::augment_preset(a.preset, 8, 8).norm;  // throws naming a bad preset
@@ -191,20 +198,22 @@ Command add_predict_command(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
   CLI::App* sub = app.add_subcommand("predict", "Write colourised prediction PNGs for an image or a folder of images "
                                                 "(whole image, the evaluation protocol)");
-  add_model_flags(sub, a->model, "Model name");
+  add_model_flags_from_weights(sub, a->model);
   add_weights_flag(sub, a->weights);
   sub->add_option("--input", a->input, "An image (.png/.jpg) or a folder of images (processed in name order)")
       ->required();
   sub->add_option("--out", a->out, "Output folder: <name>_pred.png (and <name>_overlay.png)")->required();
-  add_dataset_kind_flag(sub, a->dataset, "Classes and palette: cityscapes, camvid, voc, ade20k or list")
-      ->capture_default_str();
+  add_dataset_kind_flag(sub, a->dataset,
+                        "Classes and palette: cityscapes, camvid, voc, ade20k or list (default: the one --weights "
+                        "records, else cityscapes)");
   add_num_classes_flag(sub, a->num_classes);
-  add_preset_flag(sub, a->preset);
+  add_preset_flag(sub, a->preset)
+      ->description("Input normalisation: cirkd or mmseg (default: the one --weights records, else cirkd)");
   sub->add_flag("--overlay", a->overlay, "Also write <name>_overlay.png: 50% image, 50% prediction");
   add_device_flag(sub, a->device);
   add_tf32_flag(sub, a->tf32);
-  sub->footer("Example:\n  rdd predict --model deeplabv3_resnet18 --weights runs/rdd/weights.safetensors \\\n"
-              "      --input frames/ --out preds/ --overlay");
+  sub->footer("Example (model, width, classes and preset come from the weights file):\n"
+              "  rdd predict --weights runs/rdd/weights.safetensors --input frames/ --out preds/ --overlay");
   return {sub, [a] { return run_predict(*a); }};
 }
 

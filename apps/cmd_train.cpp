@@ -4,11 +4,47 @@
 #include "apps/commands.h"
 #include "apps/flags.h"
 #include "apps/run_flags.h"
+#include "train/signals.h"
 #include "train/trainer.h"
 
 namespace rdd::apps {
 
 namespace {
+
+// `rdd ...` as the user typed it, with `--resume CHECKPOINT` in place of any --resume or --overwrite: what
+// continues a stopped run.
+std::string resume_command(const std::string& checkpoint) {
+  std::vector<std::string> args = dist::own_command_line();
+  std::string cmd;
+  auto quoted = [](const std::string& a) {
+    if (!a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") ==
+                          std::string::npos)
+      return a;
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--resume") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--resume=", 0) == 0 || a == "--overwrite") continue;
+    cmd += (cmd.empty() ? "" : " ") + (i == 0 ? std::string("rdd") : quoted(a));
+  }
+  return cmd + " --resume " + quoted(checkpoint);
+}
+
+// What the user reads when a signal stopped the run: where the checkpoint is and how to continue.
+int report_stop(const train::TrainResult& r, bool distill) {
+  std::fprintf(stderr, "%s: stopped by %s after %lld iteration%s; checkpoint written to %s\ncontinue with:\n  %s\n",
+               distill ? "distill" : "train", train::signal_name(r.stopped_by_signal).c_str(),
+               (long long)r.iterations, r.iterations == 1 ? "" : "s", r.checkpoint.c_str(),
+               resume_command(r.checkpoint).c_str());
+  return 128 + r.stopped_by_signal;
+}
+
 // One process per GPU: the launcher re-runs this command line in --gpus workers; each worker joins the
 // TCP rendezvous, gets rank 0's NCCL id, and trains its shard with an NCCL communicator.
 int run_distributed_worker(const train::RunOptions& opt, bool distill, const dist::WorkerEnv& w,
@@ -16,6 +52,7 @@ int run_distributed_worker(const train::RunOptions& opt, bool distill, const dis
   dist::WorkerSession session = dist::join_worker_session(w, launch, "training");
   const train::TrainResult r = train::run_training(opt, distill, session.comm.get(), w.device);
   session.rendezvous->barrier();  // nobody exits (tearing down NCCL) while others still finish
+  if (r.stopped_by_signal) return w.rank == 0 ? report_stop(r, distill) : 128 + r.stopped_by_signal;
   if (w.rank == 0)
     std::printf("%s: %lld iterations on %d GPUs, %.1f img/s, final mIoU %.2f%%, weights in %s/weights.safetensors\n",
                 distill ? "distill" : "train", (long long)r.iterations, w.world_size, r.images_per_second,
@@ -47,6 +84,13 @@ Command add_run_command(CLI::App& app, bool distill) {
               return dist::launch_local_workers(launch->spec);
             }
             const train::TrainResult r = train::run_training(*opt, distill);
+            if (r.stopped_by_signal) return report_stop(r, distill);
+            if (!r.validated) {
+              std::printf("%s: %lld iterations, %.1f img/s, not validated (no --val-list), weights in "
+                          "%s/weights.safetensors\n",
+                          distill ? "distill" : "train", (long long)r.iterations, r.images_per_second, opt->out.c_str());
+              return 0;
+            }
             if (!r.finished) {
               std::printf("%s: %lld iterations, %.1f img/s, stopped early; checkpoint in %s/checkpoint.safetensors\n",
                           distill ? "distill" : "train", (long long)r.iterations, r.images_per_second, opt->out.c_str());

@@ -1,6 +1,7 @@
 #include "apps/config_file.h"
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 namespace rdd::apps {
@@ -9,6 +10,18 @@ void apply_config_file(CLI::App* sub, const std::string& path) {
   const std::string who = "--config " + path;
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw CLI::ConfigError(who + ": no such file");
+  {  // a binary file (a checkpoint given by mistake) is named as such, not echoed byte by byte
+    std::ifstream f(path, std::ios::binary);
+    std::string head(4096, '\0');
+    f.read(head.data(), std::streamsize(head.size()));
+    head.resize(size_t(f.gcount()));
+    for (size_t i = 0; i < head.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(head[i]);
+      if (c == 0 || (c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f' && c != '\v'))
+        throw CLI::ConfigError(who + ": not a text config file (byte " + std::to_string(int(c)) + " at offset " +
+                               std::to_string(i) + "); a config file holds `key = value` lines");
+    }
+  }
   CLI::ConfigTOML reader;  // TOML and INI both: `key = value`, '#' and ';' comments, quoted strings
   const std::vector<CLI::ConfigItem> items = reader.from_file(path);
   std::set<std::string> seen;

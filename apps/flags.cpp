@@ -1,6 +1,11 @@
 #include "apps/flags.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "engine/error.h"
+#include "models/seg_model.h"
 
 namespace rdd::apps {
 
@@ -16,6 +21,27 @@ CLI::Option* add_model_flags(CLI::App* sub, train::ModelChoice& m, const std::st
     width->group(group);
   }
   return name;
+}
+
+void check_output_file(const std::string& path, const std::string& flag) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  RDD_CHECK(!path.empty(), flag, ": empty path");
+  RDD_CHECK(!fs::is_directory(path, ec), flag, " ", path, " is a folder; give a file's path");
+  fs::path parent = fs::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  RDD_CHECK(fs::is_directory(parent, ec), flag, " ", path, ": ", parent.string(),
+            fs::exists(parent, ec) ? " is not a folder" : " does not exist");
+  RDD_CHECK(::access(parent.c_str(), W_OK) == 0, flag, " ", path, ": the folder ", parent.string(), " is not writable");
+  RDD_CHECK(!fs::exists(path, ec) || ::access(path.c_str(), W_OK) == 0, flag, " ", path, ": the file is not writable");
+}
+
+void add_model_flags_from_weights(CLI::App* sub, train::ModelChoice& m) {
+  m = train::ModelChoice{.name = {}, .width = 0};
+  sub->add_option("--model", m.name,
+                  "Model name (default: the one --weights records; when given, it must agree): " +
+                      models::known_model_names());
+  sub->add_option("--width", m.width, "Channel width multiplier (default: the one --weights records, else 1)");
 }
 
 CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights) {
@@ -64,7 +90,7 @@ void add_dataset_flags(CLI::App* sub, data::DatasetSpec& spec, bool required, co
   auto* r = sub->add_option("--data-root", spec.root,
                             "Dataset folder in its original layout (for --dataset list: the list file of "
                             "'image label' lines, paths relative to it)");
-  sub->add_option("--split", spec.split, "Split: train, val or test")
+  sub->add_option("--split", spec.split, "Split: train, val, test or trainval")
       ->check(CLI::IsMember({"train", "val", "test", "trainval"}))
       ->capture_default_str();
   add_num_classes_flag(sub, spec.num_classes);

@@ -20,6 +20,12 @@ namespace rdd::apps {
 // the options in the command's main list.
 CLI::Option* add_model_flags(CLI::App* sub, train::ModelChoice& m, const std::string& model_help,
                              const std::string& group = "", bool teacher = false);
+// --model and --width of a command that reads them from --weights (eval, predict, export): both optional,
+// `m` left empty (name "", width 0) unless given; train::model_from_weights fills it from the file.
+void add_model_flags_from_weights(CLI::App* sub, train::ModelChoice& m);
+// Refuses, before any work, an output file that cannot be written: a folder, a missing parent, a parent
+// without write permission, an existing file that is not writable. `flag` names it in the message.
+void check_output_file(const std::string& path, const std::string& flag);
 // --weights: a trained model's weights (train/model_weights.h), required (eval, predict).
 CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights);
 // --device: auto, cpu, cuda, cuda:N (train/resolve_device.h).

@@ -15,6 +15,14 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
 
   add_dataset_flags(sub, o.data, /*required=*/true);
   sub->add_option("--val-split", o.val_split, "Split used for validation")->capture_default_str()->group("Data");
+  sub->add_option("--val-list", o.val_list,
+                  "--dataset list: the validation list file ('image label' lines); without it a list dataset is not "
+                  "validated (give the training list itself to validate on it)")
+      ->group("Data");
+  sub->add_flag("--skip-bad-samples", o.skip_bad_samples,
+                "Leave out the samples the data check finds bad (listed, and written to --out/bad_samples.txt) "
+                "instead of stopping before the first step")
+      ->group("Data");
   add_preset_flag(sub, o.preset)->group("Data");
   sub->add_option("--crop", o.crop_h, "Crop height (see --crop-w)")->capture_default_str()->group("Data");
   sub->add_option("--crop-w", o.crop_w, "Crop width")->capture_default_str()->group("Data");
@@ -83,7 +91,18 @@ void add_run_flags(CLI::App* sub, train::RunOptions& o, bool distill) {
   }
 
   const char* run = "Run";
-  sub->add_option("--out", o.out, "Output folder: checkpoints, weights, metrics.jsonl, config.json")
+  sub->add_option("--out", o.out,
+                  "Output folder, one run's (locked while it runs): checkpoints, weights, metrics.jsonl, config.json, "
+                  "tb/ (README: Outputs)")
+      ->capture_default_str()
+      ->group(run);
+  sub->add_flag("--overwrite", o.overwrite, "Start again in an --out that holds an earlier run (its outputs are removed)")
+      ->group(run);
+  sub->add_flag("--tensorboard,!--no-tensorboard", o.tensorboard,
+                "TensorBoard event files in --out/tb/: loss terms, lr, img/s, validation metrics and predictions (default on)")
+      ->group(run);
+  sub->add_option("--warn-zero-loss", o.warn_zero_loss,
+                  "Warn when a weighted loss term is exactly 0 this many iterations in a row (0: never)")
       ->capture_default_str()
       ->group(run);
   sub->add_option("--seed", o.seed, "Seed for initialisation, sampling, augmentation and dropout")

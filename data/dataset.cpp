@@ -180,7 +180,7 @@ void add_sample(Dataset& ds, Problems& problems, const fs::path& image, const fs
 
 std::string split_dir_name(const std::string& kind, const std::string& split) {
   RDD_CHECK(split == "train" || split == "val" || split == "test" || split == "trainval", kind, ": unknown split '",
-            split, "' (train, val or test)");
+            split, "' (train, val, test or trainval)");
   return split;
 }
 

@@ -38,10 +38,8 @@ namespace rdd::data {
 
 namespace {
 
-// Largest label map / image we accept: 32768 per side, 2^26 pixels (a corrupt header must not make
-// us allocate gigabytes).
-constexpr int64_t kMaxSide = 1 << 15;
-constexpr int64_t kMaxPixels = int64_t(1) << 26;
+constexpr int64_t kMaxSide = kMaxImageSide;
+constexpr int64_t kMaxPixels = kMaxImagePixels;
 
 uint32_t crc_table_entry(uint32_t n) {
   uint32_t c = n;
@@ -152,7 +150,119 @@ void check_jpeg_huffman_tables(const uint8_t* d, size_t n, const std::string& na
   }
 }
 
+bool is_jpeg_sof(uint8_t m) {
+  return (m >= 0xC0 && m <= 0xC3) || (m >= 0xC5 && m <= 0xC7) || (m >= 0xC9 && m <= 0xCB) || (m >= 0xCD && m <= 0xCF);
+}
+
+std::string size_text(int64_t w, int64_t h) {
+  return std::to_string(h) + "x" + std::to_string(w) + " (HxW)";
+}
+
+void check_image_size(int64_t w, int64_t h, const std::string& name) {
+  RDD_CHECK(w > 0 && h > 0, name, ": image size ", size_text(w, h), " in its header is empty");
+  RDD_CHECK(w <= kMaxSide && h <= kMaxSide && w * h <= kMaxPixels, name, ": image size ", size_text(w, h), " (",
+            (w * h + 500000) / 1000000, " Mpixels) is larger than rdd decodes (at most ", kMaxSide, " a side and ",
+            kMaxPixels / 1000000, " Mpixels); resize it");
+}
+
 }  // namespace
+
+ImageHeader parse_image_header(const uint8_t* d, size_t n, const std::string& name, bool* incomplete) {
+  if (incomplete) *incomplete = false;
+  RDD_CHECK(n > 0, name, ": empty file, not an image");
+  ImageHeader h;
+  if (n >= 8 && std::memcmp(d, kPngSignature, 8) == 0) {
+    RDD_CHECK(n >= 8 + 8 + 13 && std::memcmp(d + 12, "IHDR", 4) == 0 && be32(d + 8) == 13, name,
+              ": corrupt PNG (no IHDR header chunk)");
+    h.format = "PNG";
+    const uint32_t w = be32(d + 16), ht = be32(d + 20);
+    const int colour_type = d[25];
+    h.channels = colour_type == 0 ? 1 : colour_type == 2 ? 3 : colour_type == 3 ? 3 : colour_type == 4 ? 2 : colour_type == 6 ? 4 : 0;
+    RDD_CHECK(h.channels > 0, name, ": corrupt PNG (colour type ", colour_type, ")");
+    check_image_size(int64_t(w), int64_t(ht), name);
+    h.width = int(w);
+    h.height = int(ht);
+    return h;
+  }
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
+    h.format = "JPEG";
+    size_t pos = 2;
+    while (pos + 4 <= n) {
+      if (d[pos] != 0xFF) {  // junk between segments: skipped, as stb_image does
+        ++pos;
+        continue;
+      }
+      while (pos < n && d[pos] == 0xFF) ++pos;
+      if (pos + 3 > n) break;
+      const uint8_t marker = d[pos++];
+      if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;
+      RDD_CHECK(marker != 0xD9 && marker != 0xDA, name, ": corrupt JPEG (no frame header before ",
+                marker == 0xD9 ? "its end" : "its image data", ")");
+      const size_t len = (size_t(d[pos]) << 8) | d[pos + 1];
+      RDD_CHECK(len >= 2, name, ": corrupt JPEG (a segment of length ", len, ")");
+      if (is_jpeg_sof(marker)) {
+        if (pos + 8 > n) break;
+        const int64_t ht = (int64_t(d[pos + 3]) << 8) | d[pos + 4], w = (int64_t(d[pos + 5]) << 8) | d[pos + 6];
+        h.channels = d[pos + 7];
+        RDD_CHECK(h.channels == 1 || h.channels == 3 || h.channels == 4, name, ": JPEG with ", h.channels,
+                  " components (1, 3 or 4 are decoded)");
+        check_image_size(w, ht, name);
+        h.width = int(w);
+        h.height = int(ht);
+        return h;
+      }
+      pos += len;
+    }
+    if (incomplete) {
+      *incomplete = true;
+      return h;
+    }
+    fail(name, ": truncated or corrupt JPEG (no frame header in its ", n, " bytes)");
+  }
+  fail(name, ": not a decodable PNG/JPEG image (unknown image type: neither the PNG nor the JPEG signature)");
+}
+
+void check_image_end(const ImageHeader& h, const uint8_t* tail, size_t n, const std::string& name) {
+  static const uint8_t iend[8] = {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  if (h.format == "PNG") {
+    for (size_t i = n >= 8 ? n - 8 + 1 : 0; i-- > 0;)
+      if (std::memcmp(tail + i, iend, 8) == 0) return;
+    fail(name, ": truncated PNG (no IEND chunk at its end: the file is cut off)");
+  }
+  if (h.format == "JPEG") {
+    for (size_t i = n >= 2 ? n - 1 : 0; i-- > 0;)
+      if (tail[i] == 0xFF && tail[i + 1] == 0xD9) return;
+    fail(name, ": truncated JPEG (no end-of-image marker at its end: the file is cut off)");
+  }
+}
+
+ImageHeader read_image_header(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  RDD_CHECK(f.good(), path, ": cannot open (missing file or no permission)");
+  const std::streamoff size = f.tellg();
+  RDD_CHECK(size >= 0, path, ": cannot determine the file size");
+  auto read_at = [&](std::streamoff at, size_t count) {
+    std::vector<uint8_t> b(count);
+    f.seekg(at);
+    if (count > 0) f.read(reinterpret_cast<char*>(b.data()), std::streamsize(count));
+    RDD_CHECK(f.good(), path, ": read error");
+    return b;
+  };
+  const size_t total = size_t(size);
+  std::vector<uint8_t> head = read_at(0, std::min(total, kImageHeadBytes));
+  bool incomplete = false;
+  ImageHeader h = parse_image_header(head.data(), head.size(), path, &incomplete);
+  if (incomplete && head.size() < total) {  // a JPEG frame header far from the start: read it all
+    head = read_at(0, total);
+    h = parse_image_header(head.data(), head.size(), path);
+  } else if (incomplete) {
+    h = parse_image_header(head.data(), head.size(), path);  // throws: truncated
+  }
+  const size_t tail_bytes = std::min<size_t>(total, 4096);
+  const std::vector<uint8_t> tail = read_at(std::streamoff(total - tail_bytes), tail_bytes);
+  check_image_end(h, tail.data(), tail.size(), path);
+  return h;
+}
 
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary | std::ios::ate);
@@ -170,6 +280,8 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
   RDD_CHECK(size > 0, name, ": empty file, not an image");
   RDD_CHECK(size < size_t(std::numeric_limits<int>::max()), name, ": file too large to decode (", size, " bytes)");
   check_jpeg_huffman_tables(data, size, name);
+  bool incomplete = false;
+  parse_image_header(data, size, name, &incomplete);  // a clear message for what is not a PNG/JPEG, or too large
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, int(size), &w, &h, &c)) {
     const char* why = stbi_failure_reason();

@@ -37,6 +37,29 @@ std::vector<uint8_t> read_file_bytes(const std::string& path);
 Image decode_image(const uint8_t* data, size_t size, const std::string& name);
 Image read_image(const std::string& path);
 
+// What an image file's header says, read without decoding the pixels.
+struct ImageHeader {
+  std::string format;  // "PNG" or "JPEG"
+  int height = 0, width = 0;
+  int channels = 0;    // as stored (PNG: 1 grey, 2 grey+alpha, 3 RGB or palette, 4 RGBA; JPEG: components)
+};
+// The largest image rdd decodes: 32768 pixels a side and 2^26 pixels in all (a corrupt header must not
+// make it allocate gigabytes).
+constexpr int64_t kMaxImageSide = int64_t(1) << 15;
+constexpr int64_t kMaxImagePixels = int64_t(1) << 26;
+// Bytes from the start of a file that hold the header of any ordinary PNG/JPEG (a JPEG's frame header
+// may follow EXIF data); parse_image_header asks for the whole file when it is not there.
+constexpr size_t kImageHeadBytes = size_t(256) << 10;
+// PNG IHDR or JPEG SOF from the file's first bytes, with the size checked against the limits above:
+// throws naming `name` for anything that is not a PNG/JPEG header, or an image too large (with its size).
+// `*incomplete` (optional) is set instead of throwing when a JPEG's frame header lies past `size` bytes.
+ImageHeader parse_image_header(const uint8_t* data, size_t size, const std::string& name, bool* incomplete = nullptr);
+// The file ends as its format requires (PNG: an IEND chunk; JPEG: an end-of-image marker) within its
+// last `size` bytes (`tail`); throws "truncated ..." naming `name` otherwise.
+void check_image_end(const ImageHeader& header, const uint8_t* tail, size_t size, const std::string& name);
+// Reads only the head and the tail of the file: header, limits and end checked, no pixels decoded.
+ImageHeader read_image_header(const std::string& path);
+
 // 8-bit label PNG: grey (colour type 0) gives the grey values; palette (colour type 3, bit depth 1/2/4/8)
 // gives the palette indices. 16-bit, RGB and interlaced label PNGs are refused with a message.
 // `palette_out` (optional) receives the file's palette (empty for grey PNGs).

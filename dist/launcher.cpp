@@ -156,6 +156,8 @@ void validate(const LaunchSpec& s) {
             "launch: --master-port 0 (pick a free port) works only with --nnodes 1: the other nodes must know the port");
   RDD_CHECK(!s.master_addr.empty(), "launch: --master-addr is empty");
   RDD_CHECK(s.grace_s >= 0 && std::isfinite(s.grace_s), "launch: the grace period must be >= 0 s, got ", s.grace_s);
+  RDD_CHECK(s.interrupt_grace_s >= 0 && std::isfinite(s.interrupt_grace_s),
+            "launch: the grace period after an interrupt must be >= 0 s, got ", s.interrupt_grace_s);
 }
 
 class Launch {
@@ -189,7 +191,7 @@ class Launch {
   void read_output(Worker& w, bool at_eof_too);
   void line_from(Worker& w, std::string line);
   void signal_workers(int sig);
-  void begin_stop(int sig);
+  void begin_stop(int sig, double grace_s);
   void handle_wake();
   void reap();
 
@@ -202,6 +204,7 @@ class Launch {
   bool stopping_ = false, killed_ = false;
   int interrupts_ = 0;
   Clock::time_point kill_at_{};
+  double stop_grace_s_ = 0;       // of the stop under way
   std::vector<int> needed_kill_;  // ranks still running when the grace period ended
   int stopped_count_ = 0;         // workers that were running when the stop began
 };
@@ -330,13 +333,14 @@ void Launch::signal_workers(int sig) {
     if (w.pid > 0 && !w.exited) ::kill(-w.pid, sig);  // the worker's whole process group
 }
 
-void Launch::begin_stop(int sig) {
+void Launch::begin_stop(int sig, double grace_s) {
   if (stopping_) return;
   stopping_ = true;
+  stop_grace_s_ = grace_s;
   for (const Worker& w : workers_)
     if (w.pid > 0 && !w.exited) ++stopped_count_;
   signal_workers(sig);
-  kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec_.grace_s));
+  kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(grace_s));
 }
 
 void Launch::handle_wake() {
@@ -354,7 +358,7 @@ void Launch::handle_wake() {
           result_.exit_code = 128 + sig;
           result_.message = "rdd launch: interrupted by " + signal_name(sig) + "; passed it on to the workers";
         }
-        if (!stopping_) begin_stop(sig);  // forward the user's signal itself
+        if (!stopping_) begin_stop(sig, spec_.interrupt_grace_s);  // forward the user's signal itself
         else signal_workers(sig);
       } else if (!killed_) {
         emit("rdd launch: second " + signal_name(sig) + ": killing the workers");
@@ -378,7 +382,7 @@ void Launch::reap() {
       result_.failed_rank = w.rank;
       result_.exit_code = !w.spawn_error.empty() ? 127 : exit_code_of(status);
       ::kill(-w.pid, SIGKILL);  // anything the failed worker left in its group
-      begin_stop(SIGTERM);
+      begin_stop(SIGTERM, spec_.grace_s);
     }
   }
 }
@@ -399,7 +403,7 @@ LaunchResult Launch::run() {
     if (w.pid < 0) {  // fork failed: nothing to wait for
       result_.failed_rank = w.rank;
       result_.exit_code = 127;
-      begin_stop(SIGTERM);
+      begin_stop(SIGTERM, spec_.grace_s);
     }
   }
 
@@ -462,7 +466,7 @@ LaunchResult Launch::run() {
     if (stopped_count_ > 0)
       m += "; stopped the other " + std::to_string(stopped_count_) + " worker" + (stopped_count_ == 1 ? "" : "s");
     if (!needed_kill_.empty())
-      m += "; " + rank_list(needed_kill_) + " did not stop within " + format_seconds(spec_.grace_s) +
+      m += "; " + rank_list(needed_kill_) + " did not stop within " + format_seconds(stop_grace_s_) +
            " s of SIGTERM and " + (needed_kill_.size() == 1 ? "was" : "were") + " killed";
     if (w.tail.empty()) m += "\nrank " + std::to_string(w.rank) + " wrote nothing to stderr";
     else {
@@ -474,7 +478,7 @@ LaunchResult Launch::run() {
   } else if (result_.interrupted) {
     result_.message += "; stopped " + std::to_string(stopped_count_) + " worker" + (stopped_count_ == 1 ? "" : "s");
     if (!needed_kill_.empty())
-      result_.message += "; " + rank_list(needed_kill_) + " did not stop within " + format_seconds(spec_.grace_s) +
+      result_.message += "; " + rank_list(needed_kill_) + " did not stop within " + format_seconds(stop_grace_s_) +
                          " s and " + (needed_kill_.size() == 1 ? "was" : "were") + " killed";
   }
   return result_;

@@ -21,7 +21,8 @@
 // through a pipe and every line is passed on as "[rank r] line".
 //
 // Supervision: SIGINT/SIGTERM to the launcher are forwarded to every worker (a second one sends
-// SIGKILL). When a worker exits non-zero or dies by a signal, the others get SIGTERM, then SIGKILL
+// SIGKILL); workers that honour it finish their step, write a checkpoint and exit within
+// `interrupt_grace_s`. When a worker exits non-zero or dies by a signal, the others get SIGTERM, then SIGKILL
 // after `grace_s`; the launcher returns non-zero with a message naming the failing rank, its exit
 // status or signal, and its last stderr lines. Each worker runs in its own process group (so a
 // worker's children — data loader processes, a shell's commands — are stopped with it) and gets
@@ -51,7 +52,10 @@ struct LaunchSpec {
   int node_rank = 0;                       // --node-rank: 0..nnodes-1; global rank = node_rank × nproc + local
   std::string master_addr = RendezvousOptions{}.master_addr;  // --master-addr: where global rank 0 listens
   int master_port = RendezvousOptions{}.master_port;         // --master-port; 0 = a free port (single node only)
-  double grace_s = 10;                     // SIGTERM → SIGKILL when stopping workers
+  double grace_s = 10;                     // SIGTERM → SIGKILL when stopping workers after one failed
+  // SIGINT/SIGTERM to the launcher → SIGKILL: workers that honour the signal finish their step and write a
+  // checkpoint first (train/signals.h), which may take minutes; a second signal kills them at once.
+  double interrupt_grace_s = 600;
   std::vector<std::pair<std::string, std::string>> extra_env;  // more variables for every worker
   // Receives every line the launcher prints: "[rank r] ..." worker stderr and its own messages
   // (without the newline). Default: stderr. Called on the launching thread only.

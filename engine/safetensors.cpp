@@ -258,6 +258,39 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   return out;
 }
 
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::error_code ec;
+  RDD_CHECK(!std::filesystem::is_directory(path, ec), "cannot read ", path, ": it is a directory");
+  std::ifstream f(path, std::ios::binary);
+  RDD_CHECK(f.is_open(), "cannot open ", path, ": ", errno_text(errno));
+  uint8_t len_bytes[8] = {};
+  f.read(reinterpret_cast<char*>(len_bytes), 8);
+  RDD_CHECK(f && f.gcount() == 8, path, ": too short for the 8-byte header length (truncated?)");
+  const uint64_t header_len = load_u64_le(len_bytes);
+  RDD_CHECK(header_len <= kMaxHeaderBytes, path, ": header length ", header_len, " exceeds the format's limit of ",
+            kMaxHeaderBytes, " bytes (not a safetensors file?)");
+  std::string header(size_t(header_len), '\0');
+  f.read(header.data(), std::streamsize(header_len));
+  RDD_CHECK(f && uint64_t(f.gcount()) == header_len, path, ": header length ", header_len,
+            " runs past the end of the file (truncated?)");
+  json root;
+  try {
+    root = json::parse(header);
+  } catch (const json::exception& e) {
+    fail(path, ": header is not valid JSON: ", e.what());
+  }
+  RDD_CHECK(root.is_object(), path, ": header is a JSON ", root.type_name(), ", expected an object");
+  std::map<std::string, std::string> out;
+  if (!root.contains(kMetadataKey)) return out;
+  const json& v = root[kMetadataKey];
+  RDD_CHECK(v.is_object(), path, ": '", kMetadataKey, "' is a JSON ", v.type_name(), ", expected an object of strings");
+  for (const auto& [k, mv] : v.items()) {
+    RDD_CHECK(mv.is_string(), path, ": metadata '", k, "' is a JSON ", mv.type_name(), ", expected a string");
+    out[k] = mv.get<std::string>();
+  }
+  return out;
+}
+
 SafetensorsFile read_safetensors(const std::string& path) {
   std::error_code ec;
   RDD_CHECK(!std::filesystem::is_directory(path, ec), "cannot read ", path, ": it is a directory");

@@ -31,6 +31,8 @@ struct SafetensorsFile {
 // `what` names the source in error messages (usually the path).
 SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::string& what);
 SafetensorsFile read_safetensors(const std::string& path);
+// The metadata alone (`__metadata__`), reading only the header: cheap for a file of any size.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 
 // Serialise to bytes (tensors on any device are copied to the host).
 std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,

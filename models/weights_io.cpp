@@ -1,5 +1,6 @@
 #include "models/weights_io.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "engine/safetensors.h"
@@ -60,8 +61,36 @@ WeightsReport load_weights(ParamStore& store, const std::map<std::string, Tensor
     if (!store.find(name) && !has_prefix(name, ignore_prefixes)) r.unexpected.push_back(name);
   if (strict && !r.complete())
     fail("load_weights(", what, "): the file does not match the model (strict): ", r.summary());
-  for (auto& [p, t] : todo) {
-    Tensor src = t->dtype() == p->dtype ? *t : t->to_dtype(p->dtype);
+  // NaN or Inf in a weight is refused now, naming the tensor, not found later as a diverged loss.
+  std::vector<Tensor> converted(todo.size());
+  std::string first_bad;
+  int64_t bad_tensors = 0;
+  for (size_t k = 0; k < todo.size(); ++k) {
+    const auto& [p, t] = todo[k];
+    converted[k] = t->dtype() == p->dtype ? *t : t->to_dtype(p->dtype);
+    if (!is_floating(p->dtype)) continue;
+    const Tensor host = converted[k].device().is_cpu() ? converted[k] : converted[k].to(Device::cpu());
+    const Tensor f = host.dtype() == DType::f64 || host.dtype() == DType::f32 ? host : host.to_dtype(DType::f32);
+    int64_t nans = 0, infs = 0;
+    auto count = [&](const auto* v) {
+      for (int64_t i = 0; i < f.numel(); ++i) {
+        nans += std::isnan(v[i]);
+        infs += std::isinf(v[i]);
+      }
+    };
+    if (f.dtype() == DType::f64) count(f.data<double>());
+    else count(f.data<float>());
+    if (nans + infs == 0) continue;
+    if (bad_tensors++ == 0)
+      first_bad = "'" + p->name + "' holds " + std::to_string(nans) + " NaN and " + std::to_string(infs) +
+                  " infinite values (of " + std::to_string(f.numel()) + ")";
+  }
+  RDD_CHECK(bad_tensors == 0, "load_weights(", what, "): ", first_bad,
+            bad_tensors > 1 ? ", and " + std::to_string(bad_tensors - 1) + " more tensors hold such values" : std::string(),
+            ": the file comes from a run that diverged, or is damaged");
+  for (size_t k = 0; k < todo.size(); ++k) {
+    auto& [p, t] = todo[k];
+    Tensor src = converted[k];
     if (src.shape() != p->shape) src = src.view(p->shape);
     p->value.copy_from(src);
     r.loaded.push_back(p->name);

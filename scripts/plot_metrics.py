@@ -22,7 +22,7 @@ import math
 import os
 import sys
 
-NOT_TERMS = {"iter", "lr", "img_per_s", "val_miou", "val_pixel_accuracy", "loss", "task.tfe_share"}
+NOT_TERMS = {"iter", "time", "lr", "img_per_s", "val_miou", "val_pixel_accuracy", "loss", "task.tfe_share"}
 
 
 class PlotError(Exception):

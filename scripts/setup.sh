@@ -27,19 +27,23 @@ else
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# ONNX Runtime for /usr/bin/python3 (Debian's Python, which the checks use): Debian has no package, PyPI
-# has wheels. Debian marks its Python externally managed, hence --break-system-packages; pip leaves Debian's
-# numpy alone when it satisfies onnxruntime. Without network access this fails: the ONNX Runtime checks
-# then report themselves skipped.
-if /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
-  echo "setup: onnxruntime present ($(/usr/bin/python3 -c 'import onnxruntime; print(onnxruntime.__version__)'))"
-else
-  echo "setup: installing onnxruntime for /usr/bin/python3 (pip)"
-  pip_flags=(--quiet --disable-pip-version-check)
+# From PyPI for /usr/bin/python3 (Debian's Python, which the checks use; Debian packages neither):
+# onnxruntime for the export checks, tensorboard for reading the event files a run writes. Debian marks its
+# Python externally managed, hence --break-system-packages; pip leaves Debian's numpy alone when it
+# satisfies them. Without network access this fails: those checks then report themselves skipped.
+pip_install() {  # MODULE PACKAGE
+  if /usr/bin/python3 -c "import $1" 2>/dev/null; then
+    echo "setup: $2 present ($(/usr/bin/python3 -c "import $1; print($1.__version__)"))"
+    return
+  fi
+  echo "setup: installing $2 for /usr/bin/python3 (pip)"
+  local pip_flags=(--quiet --disable-pip-version-check)
   if /usr/bin/python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
     pip_flags+=(--break-system-packages)
   fi
-  $sudo /usr/bin/python3 -m pip install "${pip_flags[@]}" onnxruntime ||
-    echo "setup: could not install onnxruntime (no network?); the ONNX Runtime checks will be skipped"
-fi
+  $sudo /usr/bin/python3 -m pip install "${pip_flags[@]}" "$2" ||
+    echo "setup: could not install $2 (no network?); the checks that need it will be skipped"
+}
+pip_install onnxruntime onnxruntime
+pip_install tensorboard tensorboard
 echo "setup: done"

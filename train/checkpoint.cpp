@@ -25,26 +25,39 @@ void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd
   write_safetensors(path, tensors, meta);
 }
 
-CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer,
-                               const DistillCheckpoint& distill) {
-  SafetensorsFile f = read_safetensors(path);
+namespace {
+
+CheckpointInfo info_from_metadata(const std::map<std::string, std::string>& metadata, const std::string& path) {
   auto meta = [&](const char* key) -> const std::string& {
-    auto it = f.metadata.find(key);
-    RDD_CHECK(it != f.metadata.end(), path, ": not an rdd checkpoint (no '", key, "' in its metadata)");
+    auto it = metadata.find(key);
+    RDD_CHECK(it != metadata.end(), path, ": not an rdd checkpoint (no '", key, "' in its metadata)");
     return it->second;
   };
   RDD_CHECK(meta("kind") == "checkpoint", path, ": kind is '", meta("kind"),
             "', not 'checkpoint' (a weights file goes to --init or --teacher-weights, not --resume)");
   CheckpointInfo info;
   info.model = meta("model");
-  info.iteration = std::stoll(meta("iteration"));
   try {
+    info.iteration = std::stoll(meta("iteration"));
     info.config = nlohmann::json::parse(meta("config"));
   } catch (const std::exception& e) {
-    fail(path, ": the saved configuration is not valid JSON (", e.what(), ")");
+    fail(path, ": the saved iteration or configuration cannot be read (", e.what(), ")");
   }
-  for (const auto& [k, v] : f.metadata)
+  for (const auto& [k, v] : metadata)
     if (k != "kind" && k != "model" && k != "iteration" && k != "config" && k != "rdd_version") info.extra[k] = v;
+  return info;
+}
+
+}  // namespace
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  return info_from_metadata(read_safetensors_metadata(path), path);
+}
+
+CheckpointInfo load_checkpoint(const std::string& path, ParamStore& model, Sgd& optimizer,
+                               const DistillCheckpoint& distill) {
+  SafetensorsFile f = read_safetensors(path);
+  CheckpointInfo info = info_from_metadata(f.metadata, path);
 
   std::map<std::string, Tensor> weights, distill_weights, distill_state;
   Tensor momentum, distill_momentum;

@@ -48,6 +48,9 @@ struct DistillCheckpoint {
 void save_checkpoint(const std::string& path, const ParamStore& model, const Sgd& optimizer, const CheckpointInfo& info,
                      const DistillCheckpoint& distill = {});
 
+// The checkpoint's info alone (its header; no tensors read): to refuse a mismatched resume early.
+CheckpointInfo read_checkpoint_info(const std::string& path);
+
 // Restores model (strict: every tensor must match) and optimizer state, and the distillation terms'
 // state (strict too); returns the info. Throws naming the file and the problem (not a checkpoint,
 // another model, a missing tensor...).

@@ -1,6 +1,7 @@
 #include "train/metrics_log.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "engine/error.h"
@@ -18,7 +19,14 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(const nlohmann::json& record) {
   RDD_CHECK(f_, "MetricsLog: not open");
-  const std::string s = record.dump();
+  std::string s = record.dump();
+  if (!record.contains("time") && s.size() >= 2 && s.back() == '}') {  // wall-clock seconds since the epoch
+    char t[48];
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::snprintf(t, sizeof t, "%s\"time\":%.3f}", s.size() > 2 ? "," : "", now);
+    s.pop_back();
+    s += t;
+  }
   RDD_CHECK(std::fprintf(f_, "%s\n", s.c_str()) >= 0 && std::fflush(f_) == 0, "cannot write to metrics file ",
             path_, ": ", std::strerror(errno));
 }

@@ -1,5 +1,6 @@
 // metrics.jsonl: one JSON object per line (an iteration's loss terms, a validation), flushed as written,
-// read by scripts/plot_metrics.py.
+// each with "time": the wall-clock time it was written (seconds since 1970, UTC), read by
+// scripts/plot_metrics.py.
 //
 //   MetricsLog log(out_dir + "/metrics.jsonl");
 //   log.write({{"iter", it}, {"loss", 1.23}});

@@ -8,12 +8,82 @@
 
 namespace rdd::train {
 
-void save_model_weights(const models::SegModel& m, const std::string& path) {
-  models::save_weights(m.params(), path,
-                       {{"kind", "weights"},
-                        {"model", m.name()},
-                        {"num_classes", std::to_string(m.options().num_classes)},
-                        {"width", std::to_string(m.options().width)}});
+void save_model_weights(const models::SegModel& m, const std::string& path,
+                        const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> meta = extra;
+  meta["kind"] = "weights";
+  meta["model"] = m.name();
+  meta["num_classes"] = std::to_string(m.options().num_classes);
+  meta["width"] = std::to_string(m.options().width);
+  models::save_weights(m.params(), path, meta);
+}
+
+WeightsInfo read_weights_info(const std::string& path) {
+  const std::map<std::string, std::string> meta = read_safetensors_metadata(path);
+  auto get = [&](const char* key) {
+    auto it = meta.find(key);
+    return it == meta.end() ? std::string() : it->second;
+  };
+  WeightsInfo info;
+  info.kind = get("kind");
+  info.model = get("model");
+  info.preset = get("preset");
+  info.dataset = get("dataset");
+  try {
+    if (!get("width").empty()) info.width = std::stod(get("width"));
+    if (!get("num_classes").empty()) info.num_classes = std::stoi(get("num_classes"));
+  } catch (const std::exception&) {
+    fail(path, ": its metadata holds a width '", get("width"), "' or class count '", get("num_classes"),
+         "' that is not a number");
+  }
+  if (info.kind == "checkpoint" && !get("config").empty()) {  // a training checkpoint: its run configuration
+    const nlohmann::json c = nlohmann::json::parse(get("config"), nullptr, /*allow_exceptions=*/false);
+    if (c.is_object()) {
+      if (c.contains("width") && c["width"].is_number()) info.width = c["width"].get<double>();
+      if (c.contains("preset") && c["preset"].is_string()) info.preset = c["preset"].get<std::string>();
+      if (c.contains("dataset") && c["dataset"].is_string()) info.dataset = c["dataset"].get<std::string>();
+      if (c.contains("train_data") && c["train_data"].is_object() && c["train_data"].contains("name"))
+        info.dataset = c["train_data"]["name"].get<std::string>();
+      if (c.contains("num_classes") && c["num_classes"].is_number_integer() && c["num_classes"].get<int>() > 0)
+        info.num_classes = c["num_classes"].get<int>();
+    }
+  }
+  return info;
+}
+
+void check_given_model(const ModelChoice& given) {
+  RDD_CHECK(given.name.empty() || models::is_model_name(given.name), "--model: unknown model '", given.name,
+            "' (known: ", models::known_model_names(), ")");
+  if (given.width != 0) check_model_width(given.width, "--width");
+}
+
+ModelChoice model_from_weights(const ModelChoice& given, const WeightsInfo& info, const std::string& path) {
+  ModelChoice m = given;
+  if (m.name.empty()) {
+    RDD_CHECK(!info.model.empty(), "--weights ", path, " does not record its model: give --model (",
+              models::known_model_names(), ")");
+    m.name = info.model;
+  } else {
+    RDD_CHECK(models::is_model_name(m.name), "--model: unknown model '", m.name, "' (known: ",
+              models::known_model_names(), ")");
+    RDD_CHECK(info.model.empty() || info.model == m.name, "--weights ", path, " holds a '", info.model,
+              "' model, not --model '", m.name, "' (drop --model to use the file's)");
+  }
+  if (m.width <= 0) {
+    m.width = info.width > 0 ? info.width : 1.0;
+  } else {
+    RDD_CHECK(info.width <= 0 || std::fabs(info.width - m.width) < 1e-9, "--weights ", path, " has width ",
+              std::to_string(info.width), ", but --width is ", m.width, " (drop --width to use the file's)");
+  }
+  return m;
+}
+
+std::string setting_from_weights(const std::string& given, const std::string& recorded, const std::string& fallback,
+                                 const std::string& flag, const std::string& path) {
+  if (given.empty()) return recorded.empty() ? fallback : recorded;
+  RDD_CHECK(recorded.empty() || recorded == given, flag, " ", given, " disagrees with --weights ", path,
+            ", trained with ", flag, " ", recorded, " (drop ", flag, " to use the file's)");
+  return given;
 }
 
 void load_model_weights(models::SegModel& model, const std::string& path, const std::string& flag,

@@ -1,14 +1,39 @@
 #include "train/run_options.h"
 
+#include <cmath>
+#include <limits>
+#include <sstream>
+
 #include "engine/error.h"
 #include "models/seg_model.h"
 
 namespace rdd::train {
 
+namespace {
+
+// A finite value in a range, naming the flag: "--momentum 5 is outside [0, 1)".
+void check_range(const char* flag, double v, double lo, double hi, bool lo_open, bool hi_open) {
+  const bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+  if (ok) return;
+  std::ostringstream range;
+  range << (lo_open ? "(" : "[") << lo << ", ";
+  if (std::isinf(hi)) range << "∞)";
+  else range << hi << (hi_open ? ")" : "]");
+  fail(flag, " ", v, std::isfinite(v) ? " is outside " : " is not a number in ", range.str());
+}
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+}  // namespace
+
+void check_model_width(double width, const char* width_flag) {
+  // Below 1/64 the narrowest layers (16 channels) would round to nothing.
+  check_range(width_flag, width, 1.0 / 64, 4, false, false);
+}
+
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag) {
   RDD_CHECK(models::is_model_name(m.name), model_flag, ": unknown model '", m.name, "' (known: ",
             models::known_model_names(), ")");
-  RDD_CHECK(m.width > 0 && m.width <= 4, width_flag, " ", m.width, " is outside (0, 4]");
+  check_model_width(m.width, width_flag);
 }
 
 void validate_run_options(const RunOptions& o, bool distill) {
@@ -18,14 +43,28 @@ void validate_run_options(const RunOptions& o, bool distill) {
   RDD_CHECK(o.batch >= 1, "--batch must be ≥ 1");
   RDD_CHECK(o.workers >= 1, "--workers must be ≥ 1");
   RDD_CHECK(o.iters >= 1, "--iters must be ≥ 1");
-  RDD_CHECK(o.lr > 0, "--lr must be positive");
+  check_range("--lr", o.lr, 0, kInf, true, true);
+  check_range("--power", o.power, 0, kInf, false, true);
+  check_range("--momentum", o.sgd.momentum, 0, 1, false, true);
+  check_range("--weight-decay", o.sgd.weight_decay, 0, 1, false, true);
+  check_range("--aux-weight", o.loss.rdd.aux_weight, 0, kInf, false, true);
   RDD_CHECK(o.save_every >= 1, "--save-every must be ≥ 1");
   RDD_CHECK(o.val_every >= 0, "--val-every must be ≥ 0");
-  RDD_CHECK(o.budget_seconds >= 0 && o.budget_tflop >= 0, "--budget-seconds and --budget-tflop must be ≥ 0");
+  check_range("--budget-seconds", o.budget_seconds, 0, kInf, false, true);
+  check_range("--budget-tflop", o.budget_tflop, 0, kInf, false, true);
   RDD_CHECK(o.budget_seconds == 0 || o.budget_tflop == 0, "--budget-seconds and --budget-tflop: give one budget, not both");
-  RDD_CHECK(o.loss.rdd.warmup_fraction >= 0 && o.loss.rdd.warmup_fraction < 1, "--warmup-fraction ",
-            o.loss.rdd.warmup_fraction, " is outside [0, 1)");
-  RDD_CHECK(o.stop_after >= 0 && (o.budget_seconds > 0 || o.budget_tflop > 0 || o.stop_after <= o.iters), "--stop-after ", o.stop_after, " is outside [0, --iters ", o.iters, "]");
+  check_range("--warmup-fraction", o.loss.rdd.warmup_fraction, 0, 1, false, true);
+  RDD_CHECK(o.print_every >= 1, "--print-every must be ≥ 1");
+  RDD_CHECK(o.warn_zero_loss >= 0, "--warn-zero-loss must be ≥ 0");
+  // With a budget the iterations are resolved at the start, so --stop-after is checked against them then.
+  RDD_CHECK(o.stop_after >= 0 && (o.budget_seconds > 0 || o.budget_tflop > 0 || o.stop_after <= o.iters), "--stop-after ",
+            o.stop_after, " is outside [0, --iters ", o.iters, "]");
+  RDD_CHECK(!(o.overwrite && !o.resume.empty()), "--overwrite and --resume contradict each other: --resume continues "
+            "the run in --out, --overwrite removes it");
+  RDD_CHECK(o.val_list.empty() || o.data.kind == "list", "--val-list is for --dataset list; --dataset ", o.data.kind,
+            " validates on --val-split");
+  RDD_CHECK(o.data.kind != "list" || !o.val_list.empty() || o.val_every == 0, "--val-every with --dataset list needs "
+            "--val-list (the validation list; give the training list itself to validate on it)");
   if (!distill) return;
   check_model_choice(o.teacher, "--teacher", "--teacher-width");
   const LossOptions& l = o.loss;
@@ -33,10 +72,12 @@ void validate_run_options(const RunOptions& o, bool distill) {
             "--rdd: '", l.rdd_stages, "' (tfe,tse | tse | tfe | empty)");
   RDD_CHECK(l.tse_class_weights == "auto" || l.tse_class_weights == "none", "--tse-class-weights: '",
             l.tse_class_weights, "' (auto or none)");
-  RDD_CHECK(l.kd >= 0 && l.cwd >= 0, "--kd and --cwd must be ≥ 0");
-  RDD_CHECK(l.kd_temperature > 0 && l.cwd_temperature > 0, "temperatures must be positive");
+  check_range("--kd", l.kd, 0, kInf, false, true);
+  check_range("--cwd", l.cwd, 0, kInf, false, true);
+  check_range("--kd-temperature", l.kd_temperature, 0, kInf, true, true);
+  check_range("--cwd-temperature", l.cwd_temperature, 0, kInf, true, true);
+  check_range("--tse-thresh", l.rdd.tse.thresh, 0, 1, true, false);
   validate_kd_methods(l);
-  RDD_CHECK(l.rdd.tse.thresh > 0 && l.rdd.tse.thresh <= 1, "--tse-thresh ", l.rdd.tse.thresh, " is outside (0, 1]");
   RDD_CHECK(l.rdd.tse.min_kept >= 0, "--min-kept must be ≥ 0");
   RDD_CHECK(l.rdd.warmup_iters >= 0, "--warmup-iters must be ≥ 0");
 }
@@ -117,6 +158,7 @@ nlohmann::json RunOptions::to_json(bool distill) const {
       {"iters", iters}, {"lr", lr}, {"momentum", sgd.momentum}, {"weight_decay", sgd.weight_decay}, {"power", power},
       {"aux_weight", loss.rdd.aux_weight}, {"seed", seed},
   };
+  if (!val_list.empty()) j["val_list"] = val_list;  // only when given: earlier checkpoints still match
   if (tf32) j["tf32"] = true;  // only when on: checkpoints from before the flag still match
   if (budget_seconds > 0) {
     j["budget_seconds"] = budget_seconds;

@@ -35,6 +35,8 @@ struct RunOptions {
   // Data.
   data::DatasetSpec data;        // the training split
   std::string val_split = "val";  // validation: this split of the same dataset
+  std::string val_list;          // --dataset list: the validation list file ("" = no validation)
+  bool skip_bad_samples = false; // leave out (and list) samples the data check finds bad, instead of stopping
   std::string preset = "cirkd";  // augmentation preset: cirkd | mmseg
   int crop_h = 512, crop_w = 1024;
   int batch = 16;                // global batch (split over ranks)
@@ -55,6 +57,9 @@ struct RunOptions {
   int64_t val_every = 0;         // 0: validate only at the end
   int64_t save_every = 1000;
   std::string resume;            // a checkpoint to continue from exactly
+  bool overwrite = false;        // --out may hold an earlier run: its outputs are removed first
+  bool tensorboard = true;       // event files in --out/tb/ (train/tensorboard.h)
+  int64_t warn_zero_loss = 50;   // warn when a weighted loss term is exactly 0 this many iterations in a row (0: never)
   int64_t stop_after = 0;        // stop (with a checkpoint) after this iteration, keeping the --iters schedule
   std::string device = "auto";   // auto | cpu | cuda | cuda:N
   bool tf32 = false;             // f32 convolutions on TF32 tensor cores (engine/cudnn_graph.h)
@@ -78,7 +83,8 @@ void validate_kd_methods(const LossOptions& l);
 // Their keys in the run configuration (only those of the methods that are on).
 void add_kd_method_keys(nlohmann::json& j, const LossOptions& l);
 
-// --model/--width (or --teacher/--teacher-width): a registered model and a width in (0, 4].
+// --model/--width (or --teacher/--teacher-width): a registered model and a width in [1/64, 4].
 void check_model_choice(const ModelChoice& m, const char* model_flag, const char* width_flag);
+void check_model_width(double width, const char* width_flag);
 
 }  // namespace rdd::train

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/op_profile.h"
+#include "train/divergence.h"
 
 namespace rdd::train {
 
@@ -11,6 +12,8 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
   auto done = [&](StepPhase p) {
     if (phase_done) phase_done(p);
   };
+  RDD_CHECK(std::isfinite(at.lr), "the learning rate at iteration ", at.iteration, " is ", at.lr,
+            " (check --lr and --power)");
   models::SegModel& student = *m.student;
   student.params().zero_grad();
   if (m.distill_sgd) m.distiller->params().zero_grad();
@@ -26,8 +29,7 @@ method::LossTerms train_step(StepModels& m, const StepAt& at, const Tensor& imag
   method::StudentGrads grads;
   const method::LossTerms terms = m.distiller->compute({at.iteration, at.iterations, at.seed}, s, t, labels, grads);
   const double total = terms.total();
-  RDD_CHECK(std::isfinite(total), "the loss is ", total, " at iteration ", at.iteration,
-            " (diverged: lower --lr, or check the labels with `rdd info --dataset ...`)");
+  RDD_CHECK(std::isfinite(total), describe_non_finite_loss(m, at, terms));
   done(StepPhase::losses);
   if (grad_reducer) grad_reducer->begin_step();
   student.backward(grads.main, grads.aux, grads.feature);

@@ -1,39 +1,35 @@
 #include "train/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "data/augment.h"
+#include "data/dataset_check.h"
 #include "data/loader.h"
 #include "engine/cudnn_graph.h"
 #include "engine/rng.h"
 #include "models/weights_io.h"
 #include "train/checkpoint.h"
+#include "train/data_gate.h"
 #include "train/evaluate.h"
 #include "train/metrics_log.h"
 #include "train/model_weights.h"
 #include "train/progress.h"
 #include "train/resolve_device.h"
+#include "train/run_folder.h"
+#include "train/run_identity.h"
+#include "train/signals.h"
+#include "train/tensorboard.h"
+#include "train/val_images.h"
 
 namespace rdd::train {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-void prepare_output_dir(const std::string& out) {
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  RDD_CHECK(!ec, "--out ", out, ": cannot create the folder (", ec.message(), ")");
-  const std::string probe = out + "/.rdd-write-test";
-  {
-    std::ofstream f(probe);
-    RDD_CHECK(f.good(), "--out ", out, ": the folder is not writable");
-  }
-  fs::remove(probe, ec);
-}
 
 // A run killed after its last checkpoint logged iterations that the resumed run repeats: keep only the
 // records up to the checkpoint's iteration, so metrics.jsonl has each iteration once.
@@ -69,6 +65,20 @@ void write_text_atomically(const std::string& path, const std::string& text) {
     RDD_CHECK(f.good(), "cannot write ", tmp);
   }
   fs::rename(tmp, path);
+}
+
+// What a weights file records beside model, width and classes: what eval, predict and export read back.
+std::map<std::string, std::string> weights_metadata(const RunOptions& opt, const data::Dataset& ds) {
+  return {{"preset", opt.preset}, {"dataset", ds.name}};
+}
+
+std::string zero_loss_warning(const std::string& term, int64_t it, int64_t n, bool distill) {
+  std::string m = "warning: the loss term '" + term + "' has been exactly 0 for " + std::to_string(n) +
+                  " iterations in a row (to iteration " + std::to_string(it) + "): it gives no gradient";
+  if (distill && term == "task")
+    m += "; with RDD's TSE stage this means no pixel was selected (a teacher too weak to disagree with the "
+         "student, or --tse-thresh / --tse-mode selecting nothing)";
+  return m;
 }
 
 }  // namespace
@@ -228,43 +238,86 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
   const int world = comm->world_size(), rank = comm->rank();
   const bool writer = rank == 0;  // only rank 0 writes files and prints progress
   RDD_CHECK(opt.batch % world == 0, "--batch ", opt.batch, " does not split over ", world, " ranks");
+  StopSignals stop_signals;  // SIGINT/SIGTERM: finish the step, write a checkpoint, return
 
-  // Data: the training split and the validation split of the same dataset.
+  // Data: the training split and the validation split of the same dataset (a list dataset: --val-list).
   auto train_ds = std::make_shared<data::Dataset>(data::open_dataset(opt.data));
   data::DatasetSpec val_spec = opt.data;
   val_spec.split = opt.val_split.empty() ? "val" : opt.val_split;
-  auto val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
+  if (opt.data.kind == "list") val_spec.root = opt.val_list;
+  std::shared_ptr<data::Dataset> val_ds;
+  if (!val_spec.root.empty()) val_ds = std::make_shared<data::Dataset>(data::open_dataset(val_spec));
 
-  if (writer) prepare_output_dir(opt.out);
+  // The run folder: this run's alone (locked), not another run's unless --resume or --overwrite.
+  RunFolder folder;
+  if (writer) {
+    folder = RunFolder(opt.out, !opt.resume.empty() ? RunFolderMode::resume
+                                : opt.overwrite     ? RunFolderMode::overwrite
+                                                    : RunFolderMode::fresh);
+    for (const std::string& note : folder.notes()) std::fprintf(stderr, "%s: %s\n", opt.out.c_str(), note.c_str());
+  }
 
-  StepModels m = make_run_models(opt, distill, train_ds->num_classes, train_ds->name, device);
-  models::SegModel& student = *m.student;
-
-  int64_t start = 0;
-  double best_miou = -1;
+  // A budgeted run resolved its iterations when it started: a resume takes them from the checkpoint, not
+  // from a new calibration (so that the schedule, and the configuration compared below, stay the same).
   const bool budget = opt.budget_seconds > 0 || opt.budget_tflop > 0;
-  CheckpointInfo resumed;
+  CheckpointInfo resume_info;
   if (!opt.resume.empty()) {
-    resumed = load_checkpoint(opt.resume, student.params(), *m.sgd, {m.distiller.get(), m.distill_sgd.get()});
-    if (budget) {  // the budget was resolved when the run started: its iterations, not a new calibration
-      const nlohmann::json& c = resumed.config;
+    resume_info = read_checkpoint_info(opt.resume);
+    if (budget) {
+      const nlohmann::json& c = resume_info.config;
       RDD_CHECK(c.contains("iters"), "--resume ", opt.resume, ": the checkpoint's configuration has no iterations");
       opt.iters = c["iters"].get<int64_t>();
       if (c.contains("budget_step_seconds")) opt.budget_step_seconds = c["budget_step_seconds"].get<double>();
       if (c.contains("budget_step_gflop")) opt.budget_step_gflop = c["budget_step_gflop"].get<double>();
     }
   }
+
+  // The run's configuration as config.json and every checkpoint record it: the options, the weight files
+  // by content, and (once checked) the data by identity.
+  nlohmann::json data_identity = nlohmann::json::object();
+  auto run_config = [&] {
+    nlohmann::json c = opt.to_json(distill);
+    if (distill) c["teacher_weights_file"] = file_fingerprint(opt.teacher_weights);
+    if (!opt.init.empty()) c["init_file"] = file_fingerprint(opt.init);
+    c.update(data_identity);
+    return c;
+  };
+  nlohmann::json config = run_config();
+  auto refuse_differences = [&](const std::vector<std::string>& diffs) {
+    if (diffs.empty()) return;
+    std::string msg;
+    for (const auto& d : diffs) msg += "\n  " + d;
+    fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
+  };
+  if (!opt.resume.empty()) {  // refused before the data check when anything but the data differs
+    refuse_differences(resume_differences(resume_info.config, config, /*with_data_identity=*/false));
+    RDD_CHECK(resume_info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (",
+              resume_info.iteration, " of ", opt.iters, " iterations)");
+  }
+
+  // Every sample checked before the first step (cached in --out: a resume does not pay again).
+  DataGateOptions gate;
+  gate.threads = opt.workers;
+  gate.skip_bad = opt.skip_bad_samples;
+  gate.cache_path = opt.out + "/data_check.json";
+  gate.bad_list_path = opt.out + "/bad_samples.txt";
+  gate.report = writer;
+  if (writer) fs::remove(gate.bad_list_path);
+  train_ds = check_run_data(train_ds, "training", gate, comm, device);
+  if (val_ds) val_ds = check_run_data(val_ds, "validation", gate, comm, device);
+  data_identity["train_data"] = data::dataset_identity(*train_ds);
+  if (val_ds) data_identity["val_data"] = data::dataset_identity(*val_ds);
+  config = run_config();
+
+  StepModels m = make_run_models(opt, distill, train_ds->num_classes, train_ds->name, device);
+  models::SegModel& student = *m.student;
+
+  int64_t start = 0;
+  double best_miou = -1;
   if (!opt.resume.empty()) {
-    const CheckpointInfo& info = resumed;
-    const nlohmann::json config = opt.to_json(distill);
-    const std::vector<std::string> diffs = config_differences(info.config, config, {});
-    if (!diffs.empty()) {
-      std::string msg;
-      for (const auto& d : diffs) msg += "\n  " + d;
-      fail("--resume ", opt.resume, " comes from a different run configuration:", msg);
-    }
-    RDD_CHECK(info.iteration < opt.iters, "--resume ", opt.resume, ": the run already finished (",
-              info.iteration, " of ", opt.iters, " iterations)");
+    const CheckpointInfo info =
+        load_checkpoint(opt.resume, student.params(), *m.sgd, {m.distiller.get(), m.distill_sgd.get()});
+    refuse_differences(resume_differences(info.config, config));
     start = info.iteration;
     if (info.extra.count("best_miou")) best_miou = std::stod(info.extra.at("best_miou"));
     if (writer) std::fprintf(stderr, "resumed from %s at iteration %lld\n", opt.resume.c_str(), (long long)start);
@@ -322,7 +375,7 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
                    opt.budget_seconds > 0 ? "s" : "TFLOP", (long long)opt.iters, opt.budget_step_seconds,
                    opt.budget_step_gflop, opt.budget_seconds > 0 ? ", timed" : "; seconds not measured");
   }
-  const nlohmann::json config = opt.to_json(distill);
+  config = run_config();  // with the iterations a budget resolved
   if (writer) {
     nlohmann::json resolved = config;
     resolved["world_size"] = world;
@@ -346,23 +399,39 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
   MetricsLog metrics;
   if (writer && start > 0) truncate_metrics_after(opt.out + "/metrics.jsonl", start);
   if (writer) metrics = MetricsLog(opt.out + "/metrics.jsonl", /*append=*/start > 0);
+  std::unique_ptr<TensorBoardWriter> tb;
+  if (writer && opt.tensorboard) {
+    tb = std::make_unique<TensorBoardWriter>(opt.out + "/tb");
+    if (start > 0) tb->session_start(start + 1);  // TensorBoard drops what a killed run logged after the checkpoint
+  }
   Progress progress(opt.iters, start, distill ? "distill" : "train", opt.print_every);
   student.set_mode(layers::Mode::train);
+  TrainResult result;
+  int64_t saved_at = start;
   auto save = [&](int64_t it) {
+    saved_at = it;
     if (!writer) return;
     CheckpointInfo info;
     info.iteration = it;
     info.model = student.name();
     info.config = config;
     if (best_miou >= 0) info.extra["best_miou"] = std::to_string(best_miou);
-    save_checkpoint(opt.out + "/checkpoint.safetensors", student.params(), *m.sgd, info,
-                    {m.distiller.get(), m.distill_sgd.get()});
+    result.checkpoint = opt.out + "/checkpoint.safetensors";
+    save_checkpoint(result.checkpoint, student.params(), *m.sgd, info, {m.distiller.get(), m.distill_sgd.get()});
   };
   auto validate = [&](int64_t it) {
     EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
     const double miou = r.confusion.mean_iou();
     if (!writer) return r;
     metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
+    if (tb) {
+      tb->scalar("val/miou", it, miou);
+      tb->scalar("val/pixel_accuracy", it, r.confusion.pixel_accuracy());
+      const std::vector<data::Image> panels = validation_panels(student, *val_ds, opt.preset, device, 3);
+      for (size_t k = 0; k < panels.size(); ++k)
+        tb->image("val/image_truth_prediction_" + std::to_string(k), it, data::encode_png(panels[k], 6),
+                  panels[k].height, panels[k].width, 3);
+    }
     char line[128];
     std::snprintf(line, sizeof line, "validation at %lld: mIoU %.2f%%  pixel accuracy %.2f%%", (long long)it,
                   100 * miou, 100 * r.confusion.pixel_accuracy());
@@ -370,28 +439,42 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
     return r;
   };
 
-  TrainResult result;
   data::Batch batch;
+  std::map<std::string, int64_t> zero_runs;  // weighted loss terms exactly 0 so many iterations in a row
   const int64_t last = opt.stop_after > 0 ? opt.stop_after : opt.iters;
   RDD_CHECK(last > start, "--stop-after ", opt.stop_after, " is not after the resumed iteration ", start);
+  int64_t done = start;
+  int stop_signal = 0;
   for (int64_t it = start + 1; it <= last; ++it) {
-    RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    try {
+      RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    } catch (const Error& e) {  // a sample the data check could not see as bad (changed since, or its pixels)
+      if (writer) progress.finish();
+      if (it - 1 > saved_at) save(it - 1);
+      if (!writer || saved_at == 0) throw;
+      fail(e.what(), "\nthe run stopped at iteration ", it - 1, " with its checkpoint in ", opt.out,
+           "/checkpoint.safetensors: fix the file and continue with --resume ", opt.out, "/checkpoint.safetensors");
+    }
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
     const auto step_start = std::chrono::steady_clock::now();
     const method::LossTerms terms = run_step(m, opt, it, images, labels, &grad_reducer);
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_start).count();
     loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
+    done = it;
 
-    // Loss terms averaged over ranks for logging.
+    // Loss terms averaged over ranks for logging, and whether any rank was asked to stop.
     std::vector<double> values{terms.total()};
     for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
+    values.push_back(stop_requested() ? 1.0 : 0.0);
     if (data_parallel) {
       Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
       comm->all_reduce_mean(v);
       values = v.to_vector<double>();
       comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in v
     }
+    if (values.back() > 0) stop_signal = stop_requested() ? stop_requested() : SIGTERM;  // every rank stops here
+    values.pop_back();
     if (writer) {
       const double lr = poly_lr(opt.lr, it, opt.iters, opt.power);
       std::map<std::string, double> shown{{"loss", values[0]}};
@@ -400,8 +483,15 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
         const method::LossTerm& t = terms.terms[k];
         rec[t.name] = values[k + 1];
         if (t.weight != 0 && t.name != "task") shown[t.name] = values[k + 1];
+        if (t.weight != 0 && opt.warn_zero_loss > 0) {
+          int64_t& run = zero_runs[t.name];
+          run = values[k + 1] == 0 ? run + 1 : 0;
+          if (run == opt.warn_zero_loss)
+            progress.message(zero_loss_warning(t.name, it, opt.warn_zero_loss, distill));
+        }
       }
-      rec["img_per_s"] = progress.images_per_second() * world;
+      const double img_per_s = progress.images_per_second() * world;
+      rec["img_per_s"] = img_per_s;
       // What each distillation term cost this step (rank 0's wall time; the losses end on the host, so it
       // is the device's time too) and its share of the whole step.
       rec["step_ms"] = step_ms;
@@ -411,41 +501,61 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
       }
       progress.update(it, shown, lr, images.size(0) * world);
       metrics.write(rec);
+      if (tb) {
+        tb->scalar("loss/total", it, values[0]);
+        for (size_t k = 0; k < terms.terms.size(); ++k) tb->scalar("loss/" + terms.terms[k].name, it, values[k + 1]);
+        tb->scalar("lr", it, lr);
+        if (img_per_s > 0) tb->scalar("img_per_s", it, img_per_s);
+      }
     }
 
-    if (opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
+    if (stop_signal) {  // asked to stop: this step's checkpoint, then out
+      if (saved_at < it) save(it);
+      break;
+    }
+    if (val_ds && opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
       const double miou = validate(it).confusion.mean_iou();
       if (miou > best_miou) {
         best_miou = miou;
-        if (writer) save_model_weights(student, opt.out + "/best.safetensors");
+        if (writer) save_model_weights(student, opt.out + "/best.safetensors", weights_metadata(opt, *train_ds));
       }
       student.set_mode(layers::Mode::train);
     }
     if (it % opt.save_every == 0 || it == last) save(it);
   }
   if (writer) progress.finish();
-  result.iterations = last - start;
+  result.iterations = done - start;
+  result.images_per_second = progress.images_per_second() * world;
+  if (stop_signal) {  // the checkpoint is the result; the caller says how to continue
+    result.finished = false;
+    result.stopped_by_signal = stop_signal;
+    return result;
+  }
   if (last < opt.iters) {  // stopped early on purpose: the checkpoint is the result
     if (writer)
       std::fprintf(stderr, "stopped after iteration %lld of %lld; continue with --resume %s/checkpoint.safetensors\n",
                    (long long)last, (long long)opt.iters, opt.out.c_str());
-    result.images_per_second = progress.images_per_second() * world;
     result.finished = false;
     return result;
   }
-  result.images_per_second = progress.images_per_second() * world;
 
-  if (writer) save_model_weights(student, opt.out + "/weights.safetensors");
+  if (writer) save_model_weights(student, opt.out + "/weights.safetensors", weights_metadata(opt, *train_ds));
+  if (!val_ds) {  // a list dataset without --val-list
+    result.validated = false;
+    if (writer) std::fprintf(stderr, "no validation: --dataset list without --val-list\n");
+    return result;
+  }
   EvalResult final_eval = validate(opt.iters);
   result.final_miou = final_eval.confusion.mean_iou();
   if (result.final_miou > best_miou) {
     best_miou = result.final_miou;
-    if (opt.val_every > 0 && writer) save_model_weights(student, opt.out + "/best.safetensors");
+    if (opt.val_every > 0 && writer)
+      save_model_weights(student, opt.out + "/best.safetensors", weights_metadata(opt, *train_ds));
   }
   result.best_miou = best_miou;
   if (!writer) return result;
   nlohmann::json ej = eval_json(final_eval, val_ds->class_names);
-  ej["split"] = val_spec.split;
+  ej["split"] = val_ds->split;
   ej["model"] = student.name();
   write_text_atomically(opt.out + "/eval.json", ej.dump(2) + "\n");
   std::fprintf(stderr, "%s", format_eval_table(final_eval, val_ds->class_names).c_str());

@@ -5,10 +5,17 @@
 //   run_step(models, options, it, ...)  train_step (train_step.h) at poly_lr(lr, it, iters, power)
 //   log the loss terms; validate every --val-every; checkpoint every --save-every
 //
+// Before the first step: --out is locked for this run (train/run_folder.h), every sample of the data is
+// checked (train/data_gate.h), a --resume checkpoint's configuration is compared with this run's
+// (train/run_identity.h: the data by identity, not path). SIGINT/SIGTERM end the run after the current
+// step with a checkpoint (train/signals.h); so does a data error the check could not foresee.
+//
 // Outputs in --out: config.json (the resolved configuration), metrics.jsonl (one record per iteration
-// and per validation), checkpoint.safetensors (everything needed to resume exactly, written
-// atomically every --save-every iterations), weights.safetensors (final weights), best.safetensors
-// (best validation mIoU, when validating during training) and eval.json (the final evaluation).
+// and per validation, with wall-clock time), checkpoint.safetensors (everything needed to resume exactly,
+// written atomically every --save-every iterations and when stopped), weights.safetensors (final
+// weights), best.safetensors (best validation mIoU, when validating during training), eval.json (the
+// final evaluation), tb/ (TensorBoard event files), rdd.lock (while running), data_check.json (the data
+// check's cache) and bad_samples.txt (with --skip-bad-samples, when there are any).
 #pragma once
 
 #include <functional>
@@ -26,7 +33,10 @@ struct TrainResult {
   double best_miou = 0;
   int64_t iterations = 0;
   double images_per_second = 0;
-  bool finished = true;   // false when --stop-after ended the run early (no final evaluation)
+  bool finished = true;   // false when --stop-after or a signal ended the run early (no final evaluation)
+  bool validated = true;  // false: no validation data (--dataset list without --val-list)
+  int stopped_by_signal = 0;  // SIGINT/SIGTERM that stopped the run after a step (a checkpoint was written)
+  std::string checkpoint;     // the last checkpoint written (rank 0), "" if none
 };
 
 // Data parallelism: `comm` null (or one that is not data_parallel()) is the single-process run. With N

@@ -335,6 +335,8 @@ TEST_CASE("add_config_file_option: unknown keys, sections, bad values and missin
   fails_with(write("badvalue.ini", "dataset = kitti\ndata-root = /data\n"), "'dataset'");
   fails_with(write("notanumber.ini", base + "iters = many\n"), "'iters'");
   fails_with(dir + "/missing.ini", "no such file");
+  // A binary file (a checkpoint given by mistake) is named as such, its bytes not echoed.
+  fails_with(write("binary.ini", std::string("\x08\x00\x00\x00{\"__metadata__\"", 19)), "not a text config file");
   // Required options still required when neither the file nor the command line gives them.
   CHECK_THROWS_AS(parse_preset(write("noroot.ini", "dataset = cityscapes\n"), false), CLI::RequiredError);
 }

@@ -160,6 +160,40 @@ TEST_CASE("rdd predict: a folder → every .png/.jpg in it, sorted; only palette
   CHECK_FALSE(fs::exists(self + "/x_pred_pred.png"));
 }
 
+TEST_CASE("rdd predict without --model and --width: the weights file says what it holds") {
+  Fixture f;
+  const data::Image im = make_image(19, 26, 17);
+  data::write_png(f.dir + "/frame.png", im);
+  REQUIRE(run_rdd({"predict", "--weights", f.weights, "--input", f.dir + "/frame.png", "--out", f.dir + "/out",
+                   "--device", "cpu"}) == 0);
+  const data::Image pred = data::read_image(f.dir + "/out/frame_pred.png");
+  const data::Palette palette = data::dataset_metadata("cityscapes").palette;
+  const std::vector<int32_t> want = f.reference_ids(im);
+  int64_t wrong = 0;
+  for (size_t p = 0; p < want.size(); ++p)
+    for (int c = 0; c < 3; ++c) wrong += pred.pixels[p * 3 + size_t(c)] != palette[size_t(want[p])][size_t(c)];
+  CHECK(wrong == 0);
+  // A flag's own mistake is named before the weights file is read.
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--model", "deeplabv3_resnet19", "--weights", f.dir + "/none.safetensors",
+                                "--input", f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--model: unknown model 'deeplabv3_resnet19'"), Error);
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--width", "1e-9", "--weights", f.dir + "/none.safetensors", "--input",
+                                f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--width 1e-09 is outside"), Error);
+  // A file that does not name its model needs --model.
+  models::save_weights(f.model->params(), f.dir + "/unnamed.safetensors");
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--weights", f.dir + "/unnamed.safetensors", "--input", f.dir + "/frame.png",
+                                "--out", f.dir + "/out"}),
+                       doctest::Contains("does not record its model: give --model"), Error);
+  // The preset the file records is the default, and a --preset that disagrees is refused.
+  models::save_weights(f.model->params(), f.dir + "/mmseg.safetensors",
+                       {{"kind", "weights"}, {"model", "deeplabv3_resnet18"}, {"num_classes", "19"},
+                        {"width", "0.125"}, {"preset", "mmseg"}});
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--weights", f.dir + "/mmseg.safetensors", "--preset", "cirkd", "--input",
+                                f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--preset cirkd disagrees with --weights"), Error);
+}
+
 TEST_CASE("rdd predict reads a training checkpoint's model tensors and refuses an ImageNet backbone") {
   Fixture f;
   const data::Image im = make_image(21, 30, 13);

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -13,11 +15,14 @@
 #include <vector>
 
 #include "apps/run_flags.h"
-#include "train/trainer.h"
+#include <csignal>
+
 #include "data/synth.h"
 #include "dist/communicator.h"
 #include "engine/safetensors.h"
 #include "harness.h"
+#include "train/signals.h"
+#include "train/trainer.h"
 
 using namespace rdd;
 using namespace rdd::apps;
@@ -37,9 +42,11 @@ RunOptions parse(std::vector<std::string> args, bool distill = false) {
   return o;
 }
 
-// run_training on `world` in-process ranks (one thread each); returns rank 0's result.
-TrainResult train_on_ranks(const RunOptions& o, int world, bool distill = false) {
-  if (world == 1) return run_training(o, distill);
+// run_training on `world` in-process ranks (one thread each); returns rank 0's result. `errors_out` (optional)
+// receives each rank's error instead of the check that there is none.
+TrainResult train_on_ranks(const RunOptions& o, int world, bool distill = false,
+                           std::vector<std::string>* errors_out = nullptr) {
+  if (world == 1 && !errors_out) return run_training(o, distill);
   LocalGroup group(world);
   std::vector<TrainResult> results(static_cast<size_t>(world));
   std::vector<std::string> errors(static_cast<size_t>(world));
@@ -54,6 +61,10 @@ TrainResult train_on_ranks(const RunOptions& o, int world, bool distill = false)
       }
     });
   for (std::thread& t : threads) t.join();
+  if (errors_out) {
+    *errors_out = errors;
+    return results[0];
+  }
   for (int r = 0; r < world; ++r) {
     INFO("rank " << r << ": " << errors[size_t(r)]);
     CHECK(errors[size_t(r)].empty());
@@ -210,4 +221,86 @@ TEST_CASE("comparison KD methods on 2 ranks through the trainer: every term logg
   CHECK(ck.tensors.count("optim.distill_momentum"));
   CHECK(ck.tensors.count("distill.cirkd.teacher_pixel_queue"));
   CHECK(ck.tensors.count("distill.cirkd.pixel_queue_ptr"));
+}
+
+TEST_CASE("2 ranks and bad data: both stop before the first step, or both leave out the same sample") {
+  namespace fs = std::filesystem;
+  const std::string dir = test::temp_dir("trainer_ranks_bad");
+  const std::string root = small_synth(dir, 8, 2);
+  std::vector<fs::path> images;
+  for (const auto& e : fs::recursive_directory_iterator(root + "/leftImg8bit/train")) images.push_back(e.path());
+  std::sort(images.begin(), images.end());
+  images.erase(std::remove_if(images.begin(), images.end(), [](const fs::path& p) { return p.extension() != ".png"; }),
+               images.end());
+  REQUIRE(images.size() == 8);
+  fs::resize_file(images[2], 100);  // truncated
+  const std::vector<std::string> base = {"--dataset", "cityscapes", "--data-root", root, "--model", "deeplabv3_resnet18",
+                                         "--width", "0.125", "--crop", "32", "--crop-w", "48", "--batch", "2", "--iters",
+                                         "2", "--workers", "1", "--device", "cpu", "--print-every", "1000"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), base.begin(), base.end());
+    return more;
+  };
+  std::vector<std::string> errors;
+  train_on_ranks(parse(with({"--out", dir + "/stopped"})), 2, false, &errors);
+  CHECK(errors[0].find(images[2].string() + ": truncated PNG") != std::string::npos);
+  CHECK(errors[1].find("the data check on rank 0 failed") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/stopped/checkpoint.safetensors"));
+
+  const TrainResult r = train_on_ranks(parse(with({"--out", dir + "/skipped", "--skip-bad-samples"})), 2);
+  CHECK(r.finished);
+  std::ifstream config(dir + "/skipped/config.json");
+  REQUIRE(config.good());
+  CHECK(nlohmann::json::parse(config).at("train_data").at("samples") == 7);
+}
+
+TEST_CASE("2 ranks and a stop request: during the data check it ends the run; later both ranks stop after the "
+          "same step with one checkpoint, and resume") {
+  namespace fs = std::filesystem;
+  const std::string dir = test::temp_dir("trainer_ranks_stop");
+  const std::string root = small_synth(dir, 8, 2);
+  const std::vector<std::string> args = {"--dataset", "cityscapes", "--data-root", root, "--model", "deeplabv3_resnet18",
+                                         "--width", "0.125", "--crop", "32", "--crop-w", "48", "--batch", "2", "--iters",
+                                         "60", "--save-every", "1000", "--workers", "1", "--device", "cpu",
+                                         "--print-every", "1000", "--out", dir + "/run"};
+  // Requested before the first step (as the signal handler does: every rank of this process sees it).
+  request_stop(SIGTERM);
+  std::vector<std::string> errors;
+  train_on_ranks(parse(args), 2, false, &errors);
+  clear_stop();
+  CHECK(errors[0].find("the data check was interrupted") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/run/checkpoint.safetensors"));
+
+  // Requested once training runs.
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    while (!done) {
+      std::error_code ec;
+      if (fs::file_size(dir + "/run/metrics.jsonl", ec) > 0 && !ec) {
+        request_stop(SIGTERM);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  const TrainResult stopped = train_on_ranks(parse(args), 2);
+  done = true;
+  stopper.join();
+  clear_stop();
+  CHECK(stopped.stopped_by_signal == SIGTERM);
+  CHECK_FALSE(stopped.finished);
+  CHECK(stopped.iterations >= 1);
+  CHECK(stopped.iterations < 60);
+  CHECK(stopped.checkpoint == dir + "/run/checkpoint.safetensors");
+  REQUIRE(fs::exists(stopped.checkpoint));
+  CHECK_FALSE(fs::exists(dir + "/run/rdd.lock"));
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  resume.push_back(stopped.checkpoint);
+  const TrainResult rest = train_on_ranks(parse(resume), 2);
+  CHECK(rest.finished);
+  CHECK(rest.iterations == 60 - stopped.iterations);
+  int64_t logged = 0;
+  for (const nlohmann::json& rec : read_jsonl(dir + "/run/metrics.jsonl")) logged += rec.contains("loss");
+  CHECK(logged == 60);
 }

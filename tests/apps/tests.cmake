@@ -7,6 +7,15 @@ foreach(_section pipeline resume kill errors)
   set_tests_properties(apps_e2e_${_section} PROPERTIES TIMEOUT 900)
 endforeach()
 
+# A run a user can trust with a week of GPU time (issue 16): signals, the run folder, data checked first,
+# resume after moving the data, eval/predict/export from the weights' metadata, TensorBoard, diagnostics.
+foreach(_section signal folder data moved metadata tensorboard list diagnostics)
+  add_test(NAME apps_e2e_trust_${_section}
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/apps/e2e_trust.sh $<TARGET_FILE:rdd>
+                   ${CMAKE_CURRENT_BINARY_DIR}/apps_e2e_trust_${_section} ${_section})
+  set_tests_properties(apps_e2e_trust_${_section} PROPERTIES TIMEOUT 900 SKIP_RETURN_CODE 77)
+endforeach()
+
 # `rdd bench --ops --layers`: the per-op table names the convolutions, the RDD loss stage and the optimizer;
 # the per-layer table names layers by their parameter prefix.
 add_test(NAME apps_bench_ops

@@ -10,6 +10,7 @@ rm -rf '${_rdd_data_e2e}'
 '$<TARGET_FILE:rdd>' info --dataset cityscapes --data-root '${_rdd_data_e2e}' --split train > '${_rdd_data_e2e}/info.txt'
 grep -q 'images: 8' '${_rdd_data_e2e}/info.txt'
 grep -q 'bad files: none' '${_rdd_data_e2e}/info.txt'
+grep -q 'image sizes (HxW, as --crop and --input take them): 64x128 ' '${_rdd_data_e2e}/info.txt'
 grep -Eq '^  13 +car +[1-9]' '${_rdd_data_e2e}/info.txt'
 if ${RDD_PYTHON} -c 'import PIL' 2>/dev/null; then ${RDD_PYTHON} '${CMAKE_CURRENT_SOURCE_DIR}/data/check_info.py' '${_rdd_data_e2e}' train '${_rdd_data_e2e}/info.txt'; else echo 'PIL missing: per-class counts not cross-checked'; fi
 '$<TARGET_FILE:rdd>' bench --data --dataset cityscapes --data-root '${_rdd_data_e2e}' --crop 32x64 --batch 2 --workers 2 --iterations 4 | grep -q 'img/s'

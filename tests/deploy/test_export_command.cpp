@@ -71,13 +71,25 @@ TEST_CASE("rdd export writes a checked model with its metadata, atomically") {
   CHECK(dyn.op_counts.at("BatchNormalization") > 0);
 }
 
+TEST_CASE("rdd export without --model and --width: the weights' metadata says what they are") {
+  Fixture f;
+  REQUIRE(run_rdd({"export", "--weights", f.weights, "--out", f.out, "--dynamic"}) == 0);
+  const deploy::OnnxFileInfo info = deploy::read_onnx_file(f.out);
+  CHECK(info.metadata.at("model") == "deeplabv3_resnet18");
+  CHECK(info.metadata.at("width") == "0.125");
+}
+
 TEST_CASE("rdd export refuses bad input naming the flag or the file") {
   Fixture f;
   const std::vector<std::string> out{"--out", f.out, "--input", "64x96"};
   CHECK(refusal({"export", "--model", "deeplabv3_resnet19", "--weights", f.weights, "--out", f.out, "--dynamic"})
             .find("--model: unknown model 'deeplabv3_resnet19' (known: deeplabv3_resnet101,") != std::string::npos);
-  CHECK(refusal({"export", "--weights", f.weights, "--out", f.out, "--dynamic"}).find("--model is required") !=
-        std::string::npos);
+  // A weights file that does not record its model needs --model (one that does: the next test case).
+  auto unnamed = test::deploy_test_model("deeplabv3_resnet18", 0.125, 19, 9);
+  const std::string unnamed_weights = f.dir + "/unnamed.safetensors";
+  models::save_weights(unnamed->params(), unnamed_weights);
+  CHECK(refusal({"export", "--weights", unnamed_weights, "--out", f.out, "--dynamic"})
+            .find("--weights " + unnamed_weights + " does not record its model: give --model") != std::string::npos);
   CHECK(refusal(f.with({"--out", f.out})).find("give --input HxW (a static input size) or --dynamic (any size), one "
                                                "of them") != std::string::npos);
   CHECK(refusal(f.with({"--out", f.out, "--input", "64x96", "--dynamic"})).find("not both") != std::string::npos);

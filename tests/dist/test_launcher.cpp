@@ -227,6 +227,61 @@ TEST_CASE("launcher: SIGTERM to the launcher is passed on to every worker") {
   CHECK(r.message == "rdd launch: interrupted by SIGTERM; passed it on to the workers; stopped 2 workers");
 }
 
+TEST_CASE("launcher: after SIGTERM, workers get interrupt_grace_s to finish their step and checkpoint") {
+  const std::string dir = test::temp_dir("launch-interrupt-grace");
+  std::vector<std::string> lines;
+  // Each worker honours SIGTERM as the trainer does: a while to finish, then its checkpoint, then out.
+  LaunchSpec spec = sh_spec("trap 'sleep 1; echo saved > " + dir + "/saved.$RDD_RANK; exit 143' TERM; echo started > " +
+                                dir + "/started.$RDD_RANK; sleep 60 & wait",
+                            2, &lines);
+  spec.grace_s = 0.1;            // the failure grace period does not apply to an interrupt
+  spec.interrupt_grace_s = 30;
+  std::atomic<bool> done{false};
+  std::thread interrupter([&] {
+    const auto t0 = Clock::now();
+    while (!done && seconds_since(t0) < 20) {
+      if (std::filesystem::exists(dir + "/started.0") && std::filesystem::exists(dir + "/started.1")) {
+        ::kill(::getpid(), SIGTERM);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const LaunchResult r = run_local_workers(spec);
+  done = true;
+  interrupter.join();
+  CAPTURE(r.message);
+  CHECK(r.interrupted);
+  CHECK(r.exit_code == 128 + SIGTERM);
+  CHECK(std::filesystem::exists(dir + "/saved.0"));
+  CHECK(std::filesystem::exists(dir + "/saved.1"));
+  CHECK(r.message.find("killed") == std::string::npos);
+
+  // Workers that do not finish within interrupt_grace_s are killed, and the message names that period.
+  const std::string dir2 = test::temp_dir("launch-interrupt-kill");
+  LaunchSpec stuck = sh_spec("trap '' TERM; echo started > " + dir2 + "/started.$RDD_RANK; sleep 60 & wait", 2, &lines);
+  stuck.grace_s = 60;
+  stuck.interrupt_grace_s = 0.5;
+  done = false;
+  std::thread interrupter2([&] {
+    const auto t0 = Clock::now();
+    while (!done && seconds_since(t0) < 20) {
+      if (std::filesystem::exists(dir2 + "/started.0") && std::filesystem::exists(dir2 + "/started.1")) {
+        ::kill(::getpid(), SIGTERM);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const auto t0 = Clock::now();
+  const LaunchResult k = run_local_workers(stuck);
+  done = true;
+  interrupter2.join();
+  CAPTURE(k.message);
+  CHECK(seconds_since(t0) < 10);
+  CHECK(k.message.find("did not stop within 0.5 s and were killed") != std::string::npos);
+}
+
 TEST_CASE("launcher: a second SIGINT kills workers that ignore the first") {
   const std::string dir = test::temp_dir("launch-sigint");
   std::vector<std::string> lines;

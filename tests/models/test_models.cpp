@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -331,6 +332,18 @@ TEST_CASE("weights I/O: save → load round trip; strict refusals name the tenso
         before.slice(c->params().at("head.classifier.bias").offset,
                      c->params().at("head.classifier.bias").offset + 3)
             .to_vector<float>());
+
+  // NaN or Inf in a weight is refused at load time, naming the tensor, and changes nothing.
+  std::map<std::string, Tensor> diverged = f.tensors;
+  Tensor w = diverged.at("head.classifier.weight").clone();
+  w.data<float>()[1] = std::numeric_limits<float>::quiet_NaN();
+  w.data<float>()[2] = std::numeric_limits<float>::infinity();
+  diverged["head.classifier.weight"] = w;
+  auto d = small_model("psp_resnet18", 3);
+  const Tensor d_before = d->params().flat_values().clone();
+  CHECK_THROWS_WITH_AS(load_weights(d->params(), diverged, true, "nan.safetensors"),
+                       doctest::Contains("'head.classifier.weight' holds 1 NaN and 1 infinite values"), Error);
+  CHECK(relative_error(d->params().flat_values(), d_before) == 0.0);
 }
 
 // Golden cases from scripts/make_golden_models.py: every registered architecture, eval and train,
