@@ -5,7 +5,7 @@
 # envelope (over every output with an envelope, and over the outputs whose limit the envelope sets,
 # i.e. 3·envelope > rtol).
 #   bash scripts/golden_seed_sweep.sh RDD [SEEDS=20] [OUT=/tmp/rdd_golden_sweep] [extra selftest flags, e.g. --cpu-only]
-#   SWEEP_KINDS="models losses" (default) picks the generators.
+#   SWEEP_KINDS="models losses" (default) picks the generators; SWEEP_FIRST=K starts at seed K (default 0).
 set -uo pipefail
 rdd=${1:?usage: golden_seed_sweep.sh RDD [SEEDS] [OUT] [selftest flags]}
 seeds=${2:-20}
@@ -17,7 +17,7 @@ mkdir -p "$out"
 : > "$out/all.txt"
 status=0
 for kind in ${SWEEP_KINDS:-models losses}; do
-  for ((s = 0; s < seeds; ++s)); do
+  for ((s = ${SWEEP_FIRST:-0}; s < seeds; ++s)); do
     dir="$out/$kind.$s"
     rm -rf "$dir"
     "$py" "$root/scripts/make_golden_$kind.py" "$dir" --seed "$s" > "$dir.gen.log" 2>&1 \
