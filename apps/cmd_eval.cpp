@@ -28,11 +28,7 @@ struct EvalArgs {
 // on its GPU, the confusion matrices are summed over NCCL, and rank 0 prints and writes the results.
 int run_eval(EvalArgs a, dist::WorkerSession* session = nullptr) {
   // Model, width and preset from the weights' metadata; flags, when given, must agree.
-  train::check_given_model(a.model);
-  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
-  a.model = train::model_from_weights(a.model, recorded, a.weights);
-  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
-  train::check_model_choice(a.model, "--model", "--width");
+  train::resolve_model_from_weights(a.model, a.preset, a.weights);
   if (!a.json.empty()) check_output_file(a.json, "--json");  // before the evaluation, not after it
   const Device device = session ? session->device : train::resolve_device(a.device);
   cudnn::set_allow_tf32(a.tf32);

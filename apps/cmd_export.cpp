@@ -92,13 +92,9 @@ void write_file_atomically(const std::string& out, const std::string& bytes) {
 
 int run_export(ExportArgs a) {
   // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
-  train::check_given_model(a.model);
-  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
-  a.model = train::model_from_weights(a.model, recorded, a.weights);
-  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
+  const train::WeightsInfo recorded = train::resolve_model_from_weights(a.model, a.preset, a.weights);
   if (a.dataset.empty()) a.dataset = recorded.dataset.empty() ? "cityscapes" : recorded.dataset;
   if (a.dataset == "list" && a.num_classes == 0) a.num_classes = recorded.num_classes;
-  train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(!a.out.empty(), "export: --out is required (the .onnx file to write)");
   const bool has_input = a.height > 0;
   RDD_CHECK(a.dynamic != has_input, "export: give --input HxW (a static input size) or --dynamic (any size), ",

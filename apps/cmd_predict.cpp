@@ -132,13 +132,9 @@ data::Image blend_half(const data::Image& a, const data::Image& b) {
 
 int run_predict(PredictArgs a) {
   // Model, width, classes and preset from the weights' metadata; flags, when given, must agree.
-  train::check_given_model(a.model);
-  const train::WeightsInfo recorded = train::read_weights_info(a.weights);
-  a.model = train::model_from_weights(a.model, recorded, a.weights);
-  a.preset = train::setting_from_weights(a.preset, recorded.preset, "cirkd", "--preset", a.weights);
+  const train::WeightsInfo recorded = train::resolve_model_from_weights(a.model, a.preset, a.weights);
   if (a.dataset.empty()) a.dataset = recorded.dataset.empty() ? "cityscapes" : recorded.dataset;
   if (a.dataset == "list" && a.num_classes == 0) a.num_classes = recorded.num_classes;
-  train::check_model_choice(a.model, "--model", "--width");
   RDD_CHECK(a.dataset != "list" || a.num_classes > 0, "--dataset list needs --num-classes");
   const data::Normalization norm = data::augment_preset(a.preset, 8, 8).norm;  // throws naming a bad preset
   const data::Dataset meta = data::dataset_metadata(a.dataset, a.num_classes);

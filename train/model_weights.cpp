@@ -86,6 +86,15 @@ std::string setting_from_weights(const std::string& given, const std::string& re
   return given;
 }
 
+WeightsInfo resolve_model_from_weights(ModelChoice& model, std::string& preset, const std::string& weights_path) {
+  check_given_model(model);  // a flag's own mistake first, before the file is read
+  const WeightsInfo recorded = read_weights_info(weights_path);
+  model = model_from_weights(model, recorded, weights_path);
+  preset = setting_from_weights(preset, recorded.preset, "cirkd", "--preset", weights_path);
+  check_model_choice(model, "--model", "--width");
+  return recorded;
+}
+
 void load_model_weights(models::SegModel& model, const std::string& path, const std::string& flag,
                         const std::string& model_flag, const std::string& width_flag) {
   SafetensorsFile f = read_safetensors(path);

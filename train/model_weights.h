@@ -50,4 +50,9 @@ void check_given_model(const ModelChoice& given);
 std::string setting_from_weights(const std::string& given, const std::string& recorded, const std::string& fallback,
                                  const std::string& flag, const std::string& weights_path);
 
+// eval, predict and export in one call: --model/--width and --preset from the flags or else from the weights'
+// metadata (flags that disagree with the file are refused, naming both), the model checked; returns what
+// the file records (its dataset and classes, for the commands that use them).
+WeightsInfo resolve_model_from_weights(ModelChoice& model, std::string& preset, const std::string& weights_path);
+
 }  // namespace rdd::train
