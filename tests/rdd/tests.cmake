@@ -23,3 +23,10 @@ add_test(NAME rdd_golden_kd COMMAND $<TARGET_FILE:rdd> selftest --golden ${RDD_G
 set_tests_properties(rdd_golden_kd PROPERTIES FIXTURES_REQUIRED rdd_golden_kd)
 add_test(NAME rdd_golden_kd_strict_rtol_fails COMMAND $<TARGET_FILE:rdd> selftest --golden ${RDD_GOLDEN_KD_DIR} --rtol 1e-12)
 set_tests_properties(rdd_golden_kd_strict_rtol_fails PROPERTIES FIXTURES_REQUIRED rdd_golden_kd WILL_FAIL TRUE)
+if(RDD_CUDA_EMULATED)
+  # The same cases on the emulated device (scripts/test.sh's emulated pass runs *_emulated_gpu entries).
+  add_test(NAME rdd_golden_losses_emulated_gpu COMMAND $<TARGET_FILE:rdd> selftest --golden ${RDD_GOLDEN_LOSS_DIR})
+  set_tests_properties(rdd_golden_losses_emulated_gpu PROPERTIES FIXTURES_REQUIRED rdd_golden_losses TIMEOUT 1500)
+  add_test(NAME rdd_golden_kd_emulated_gpu COMMAND $<TARGET_FILE:rdd> selftest --golden ${RDD_GOLDEN_KD_DIR})
+  set_tests_properties(rdd_golden_kd_emulated_gpu PROPERTIES FIXTURES_REQUIRED rdd_golden_kd TIMEOUT 1500)
+endif()

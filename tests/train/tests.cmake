@@ -14,6 +14,11 @@ add_test(NAME train_golden_steps_perturbed_fail
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train/golden_perturbed.sh $<TARGET_FILE:rdd>
                  ${RDD_GOLDEN_TRAIN_DIR}/perturbed 8)
 set_tests_properties(train_golden_steps_perturbed_fail PROPERTIES FIXTURES_REQUIRED train_golden_steps TIMEOUT 900)
+if(RDD_CUDA_EMULATED)
+  # The six training steps on the emulated device too (scripts/test.sh's emulated pass runs *_emulated_gpu).
+  add_test(NAME train_golden_steps_emulated_gpu COMMAND $<TARGET_FILE:rdd> selftest --golden ${RDD_GOLDEN_TRAIN_DIR})
+  set_tests_properties(train_golden_steps_emulated_gpu PROPERTIES FIXTURES_REQUIRED train_golden_steps TIMEOUT 1500)
+endif()
 
 # scripts/study_summary.py (the end of scripts/study.sh) on a made-up study: mean ± sample std, paired
 # differences, study.json and the bar chart.
