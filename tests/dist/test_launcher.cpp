@@ -199,13 +199,11 @@ TEST_CASE("launcher: a program that cannot be executed is a failing rank, not a 
   CHECK(r.message.find(who) != std::string::npos);
 }
 
-TEST_CASE("launcher: SIGTERM to the launcher is passed on to every worker") {
-  const std::string dir = test::temp_dir("launch-signal");
-  std::vector<std::string> lines;
-  LaunchSpec spec = sh_spec("echo started > " + dir + "/started.$RDD_RANK; exec sleep 60", 2, &lines);
+// Runs the workers and sends SIGTERM to this process (the launcher) once both workers have written
+// DIR/started.<rank>: only then are the launcher's handlers installed and the workers running.
+LaunchResult run_and_interrupt_when_started(const LaunchSpec& spec, const std::string& dir) {
   std::atomic<bool> done{false};
   std::thread interrupter([&] {
-    // Signal the launcher only once both workers run (so its handlers are installed) and it has not returned.
     const auto t0 = Clock::now();
     while (!done && seconds_since(t0) < 20) {
       if (std::filesystem::exists(dir + "/started.0") && std::filesystem::exists(dir + "/started.1")) {
@@ -215,10 +213,18 @@ TEST_CASE("launcher: SIGTERM to the launcher is passed on to every worker") {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
-  const auto t0 = Clock::now();
   const LaunchResult r = run_local_workers(spec);
   done = true;
   interrupter.join();
+  return r;
+}
+
+TEST_CASE("launcher: SIGTERM to the launcher is passed on to every worker") {
+  const std::string dir = test::temp_dir("launch-signal");
+  std::vector<std::string> lines;
+  LaunchSpec spec = sh_spec("echo started > " + dir + "/started.$RDD_RANK; exec sleep 60", 2, &lines);
+  const auto t0 = Clock::now();
+  const LaunchResult r = run_and_interrupt_when_started(spec, dir);
   CAPTURE(r.message);
   CHECK(seconds_since(t0) < 10);
   CHECK(r.interrupted);
@@ -236,20 +242,7 @@ TEST_CASE("launcher: after SIGTERM, workers get interrupt_grace_s to finish thei
                             2, &lines);
   spec.grace_s = 0.1;            // the failure grace period does not apply to an interrupt
   spec.interrupt_grace_s = 30;
-  std::atomic<bool> done{false};
-  std::thread interrupter([&] {
-    const auto t0 = Clock::now();
-    while (!done && seconds_since(t0) < 20) {
-      if (std::filesystem::exists(dir + "/started.0") && std::filesystem::exists(dir + "/started.1")) {
-        ::kill(::getpid(), SIGTERM);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
-  const LaunchResult r = run_local_workers(spec);
-  done = true;
-  interrupter.join();
+  const LaunchResult r = run_and_interrupt_when_started(spec, dir);
   CAPTURE(r.message);
   CHECK(r.interrupted);
   CHECK(r.exit_code == 128 + SIGTERM);
@@ -262,21 +255,8 @@ TEST_CASE("launcher: after SIGTERM, workers get interrupt_grace_s to finish thei
   LaunchSpec stuck = sh_spec("trap '' TERM; echo started > " + dir2 + "/started.$RDD_RANK; sleep 60 & wait", 2, &lines);
   stuck.grace_s = 60;
   stuck.interrupt_grace_s = 0.5;
-  done = false;
-  std::thread interrupter2([&] {
-    const auto t0 = Clock::now();
-    while (!done && seconds_since(t0) < 20) {
-      if (std::filesystem::exists(dir2 + "/started.0") && std::filesystem::exists(dir2 + "/started.1")) {
-        ::kill(::getpid(), SIGTERM);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
   const auto t0 = Clock::now();
-  const LaunchResult k = run_local_workers(stuck);
-  done = true;
-  interrupter2.join();
+  const LaunchResult k = run_and_interrupt_when_started(stuck, dir2);
   CAPTURE(k.message);
   CHECK(seconds_since(t0) < 10);
   CHECK(k.message.find("did not stop within 0.5 s and were killed") != std::string::npos);
