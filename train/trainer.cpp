@@ -439,22 +439,44 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
     return r;
   };
 
+  // A batch that does not load (a sample changed since the data check, or pixels that do not decode behind
+  // a sound header) stops every rank before the same step, after rank 0 wrote the last step's checkpoint.
+  // Each rank therefore fetches the next step's batch before the loss terms' all-reduce and adds to it
+  // whether that failed; only the first batch needs a collective of its own.
   data::Batch batch;
+  std::string data_error;  // this rank's loader error for the batch of the next step, if any
+  auto fetch_batch = [&](int64_t it) {
+    try {
+      RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
+    } catch (const Error& e) {
+      data_error = e.what();
+    }
+  };
+  auto stop_for_bad_batch = [&](int64_t it) {
+    if (writer) progress.finish();
+    if (it - 1 > saved_at) save(it - 1);
+    const std::string what = !data_error.empty() ? data_error
+                                                 : "a training sample of another rank could not be read for iteration " +
+                                                       std::to_string(it) + " (that rank's message names it)";
+    if (saved_at == 0) fail(what);
+    fail(what, "\nthe run stopped at iteration ", it - 1, " with its checkpoint in ", opt.out,
+         "/checkpoint.safetensors: fix the file and continue with --resume ", opt.out, "/checkpoint.safetensors");
+  };
   std::map<std::string, int64_t> zero_runs;  // weighted loss terms exactly 0 so many iterations in a row
   const int64_t last = opt.stop_after > 0 ? opt.stop_after : opt.iters;
   RDD_CHECK(last > start, "--stop-after ", opt.stop_after, " is not after the resumed iteration ", start);
   int64_t done = start;
   int stop_signal = 0;
+  fetch_batch(start + 1);
+  bool bad_batch = !data_error.empty();
+  if (data_parallel) {
+    Tensor flag = Tensor::from_vector(std::vector<double>{bad_batch ? 1.0 : 0.0}, {1}).to(device);
+    comm->all_reduce_mean(flag);
+    bad_batch = flag.to_vector<double>()[0] > 0;
+    comm->throw_if_failed();
+  }
   for (int64_t it = start + 1; it <= last; ++it) {
-    try {
-      RDD_CHECK(loader.next(batch), "the training loader ended early at iteration ", it);
-    } catch (const Error& e) {  // a sample the data check could not see as bad (changed since, or its pixels)
-      if (writer) progress.finish();
-      if (it - 1 > saved_at) save(it - 1);
-      if (!writer || saved_at == 0) throw;
-      fail(e.what(), "\nthe run stopped at iteration ", it - 1, " with its checkpoint in ", opt.out,
-           "/checkpoint.safetensors: fix the file and continue with --resume ", opt.out, "/checkpoint.safetensors");
-    }
+    if (bad_batch) stop_for_bad_batch(it);
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
     const auto step_start = std::chrono::steady_clock::now();
@@ -462,17 +484,22 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_start).count();
     loader.recycle(std::move(batch));  // waits for the batch's upload (free today: the losses synced)
     done = it;
+    if (it < last) fetch_batch(it + 1);
 
-    // Loss terms averaged over ranks for logging, and whether any rank was asked to stop.
+    // Loss terms averaged over ranks for logging, whether any rank was asked to stop, and whether any
+    // rank's next batch failed to load.
     std::vector<double> values{terms.total()};
     for (const method::LossTerm& t : terms.terms) values.push_back(t.value);
     values.push_back(stop_requested() ? 1.0 : 0.0);
+    values.push_back(data_error.empty() ? 0.0 : 1.0);
     if (data_parallel) {
       Tensor v = Tensor::from_vector(values, {int64_t(values.size())}).to(device);  // NCCL reduces device memory
       comm->all_reduce_mean(v);
       values = v.to_vector<double>();
       comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in v
     }
+    bad_batch = values.back() > 0;
+    values.pop_back();
     if (values.back() > 0) stop_signal = stop_requested() ? stop_requested() : SIGTERM;  // every rank stops here
     values.pop_back();
     if (writer) {

@@ -17,10 +17,13 @@
 #include "apps/run_flags.h"
 #include <csignal>
 
+#include "data/dataset.h"
+#include "data/loader.h"
 #include "data/synth.h"
 #include "dist/communicator.h"
 #include "engine/safetensors.h"
 #include "harness.h"
+#include "train/checkpoint.h"
 #include "train/signals.h"
 #include "train/trainer.h"
 
@@ -252,6 +255,64 @@ TEST_CASE("2 ranks and bad data: both stop before the first step, or both leave 
   std::ifstream config(dir + "/skipped/config.json");
   REQUIRE(config.good());
   CHECK(nlohmann::json::parse(config).at("train_data").at("samples") == 7);
+}
+
+TEST_CASE("2 ranks and a sample that fails to load mid-run on rank 1: both ranks stop before the same step, rank 0 "
+          "writes the last step's checkpoint, and the fixed file resumes") {
+  namespace fs = std::filesystem;
+  const std::string dir = test::temp_dir("trainer_ranks_mid_run");
+  const std::string root = small_synth(dir, 8, 2);
+  // The sample rank 1 reads for iteration 3 (one sample per rank and step): its pixel data made undecodable
+  // behind a sound PNG header, so the data check passes and the loader finds it.
+  const data::Dataset ds = data::open_dataset({"cityscapes", root, "train"});
+  const data::SampleOrder rank1(ds.size(), /*seed=*/1, /*rank=*/1, /*world=*/2, /*shuffle=*/true);
+  const std::string bad = ds.files[rank1.index(2)].image;
+  const data::SampleOrder rank0(ds.size(), 1, 0, 2, true);
+  for (int64_t k = 0; k < 3; ++k) REQUIRE(ds.files[rank0.index(k)].image != bad);
+  std::string png;
+  {
+    std::ifstream f(bad, std::ios::binary);
+    png.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const std::string good_png = png;
+  const size_t idat = png.find("IDAT");
+  REQUIRE(idat != std::string::npos);
+  REQUIRE(png.size() > idat + 8);
+  png[idat + 4] = png[idat + 5] = 0;  // the zlib stream's header: no longer deflate
+  auto write_file = [](const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  write_file(bad, png);
+
+  const std::vector<std::string> args = {"--dataset", "cityscapes", "--data-root", root, "--model", "deeplabv3_resnet18",
+                                         "--width", "0.125", "--crop", "32", "--crop-w", "48", "--batch", "2", "--iters",
+                                         "6", "--save-every", "1000", "--seed", "1", "--workers", "1", "--device", "cpu",
+                                         "--print-every", "1000", "--out", dir + "/run"};
+  std::vector<std::string> errors;
+  train_on_ranks(parse(args), 2, false, &errors);
+  INFO("rank 0: " << errors[0]);
+  INFO("rank 1: " << errors[1]);
+  CHECK(errors[1].find(bad) != std::string::npos);  // the rank that read it names the file
+  CHECK(errors[0].find("a training sample of another rank could not be read for iteration 3") != std::string::npos);
+  for (const std::string& e : errors)
+    CHECK(e.find("the run stopped at iteration 2 with its checkpoint in " + dir + "/run/checkpoint.safetensors") !=
+          std::string::npos);
+  const std::string checkpoint = dir + "/run/checkpoint.safetensors";
+  REQUIRE(fs::exists(checkpoint));
+  CHECK(read_checkpoint_info(checkpoint).iteration == 2);
+  CHECK_FALSE(fs::exists(dir + "/run/rdd.lock"));
+  int64_t logged = 0;
+  for (const nlohmann::json& rec : read_jsonl(dir + "/run/metrics.jsonl")) logged += rec.contains("loss");
+  CHECK(logged == 2);
+
+  // Fixed, the run continues from the checkpoint to the end.
+  write_file(bad, good_png);
+  std::vector<std::string> resume = args;
+  resume.push_back("--resume");
+  resume.push_back(checkpoint);
+  const TrainResult rest = train_on_ranks(parse(resume), 2);
+  CHECK(rest.finished);
+  CHECK(rest.iterations == 4);
 }
 
 TEST_CASE("2 ranks and a stop request: during the data check it ends the run; later both ranks stop after the "
