@@ -11,8 +11,8 @@ namespace rdd::apps {
 
 namespace {
 
-// `rdd ...` as the user typed it, with `--resume CHECKPOINT` in place of any --resume or --overwrite: what
-// continues a stopped run.
+// The command line as the user typed it (the binary's path included, so that it can be pasted), with
+// `--resume CHECKPOINT` in place of any --resume or --overwrite: what continues a stopped run.
 std::string resume_command(const std::string& checkpoint) {
   std::vector<std::string> args = dist::own_command_line();
   std::string cmd;
@@ -31,7 +31,7 @@ std::string resume_command(const std::string& checkpoint) {
       continue;
     }
     if (a.rfind("--resume=", 0) == 0 || a == "--overwrite") continue;
-    cmd += (cmd.empty() ? "" : " ") + (i == 0 ? std::string("rdd") : quoted(a));
+    cmd += (cmd.empty() ? "" : " ") + quoted(a);
   }
   return cmd + " --resume " + quoted(checkpoint);
 }

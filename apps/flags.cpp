@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "engine/error.h"
 #include "models/seg_model.h"
+#include "train/run_options.h"
 
 namespace rdd::apps {
 
@@ -41,7 +43,22 @@ void add_model_flags_from_weights(CLI::App* sub, train::ModelChoice& m) {
   sub->add_option("--model", m.name,
                   "Model name (default: the one --weights records; when given, it must agree): " +
                       models::known_model_names());
-  sub->add_option("--width", m.width, "Channel width multiplier (default: the one --weights records, else 1)");
+  // Given, it must be a width that trains: 0 is not "not given" (the default is the flag's absence).
+  const CLI::Validator trainable_width(
+      [](std::string& text) {
+        char* end = nullptr;
+        const double w = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end) return "'" + text + "' is not a number";
+        try {
+          train::check_model_width(w, "--width");
+        } catch (const std::exception& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      },
+      "in [1/64, 4]");
+  sub->add_option("--width", m.width, "Channel width multiplier (default: the one --weights records, else 1)")
+      ->check(trainable_width);
 }
 
 CLI::Option* add_weights_flag(CLI::App* sub, std::string& weights) {

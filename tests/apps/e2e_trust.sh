@@ -60,10 +60,11 @@ signal)
   # A temporary file of a writer that died (SIGKILL mid-write) is removed by the next run, with a note.
   stale="checkpoint.safetensors.tmp.$(dead_pid)"
   echo partial > "$W/sig/$stale"
-  # The printed resume command continues the run to the uninterrupted run's weights, byte for byte.
+  # The printed resume command, pasted as it is (it names the binary as it was run), continues the run to
+  # the uninterrupted run's weights, byte for byte.
   cmd=$(grep -A1 "^continue with:" "$W/sig.txt" | tail -1)
-  case "$cmd" in "  rdd train "*) ;; *) fail "no resume command: '$cmd'";; esac
-  eval "\"\$RDD\" ${cmd#  rdd }" > "$W/resumed.txt" 2>&1 || { cat "$W/resumed.txt"; fail "the resume command"; }
+  case "$cmd" in "  $RDD train "*) ;; *) fail "no resume command starting with '$RDD train': '$cmd'";; esac
+  eval "$cmd" > "$W/resumed.txt" 2>&1 || { cat "$W/resumed.txt"; fail "the resume command"; }
   grep -q "removed 1 temporary file left by a writer that no longer runs: $stale" "$W/resumed.txt" \
     || { cat "$W/resumed.txt"; fail "stale temporary not reported"; }
   [ ! -e "$W/sig/$stale" ] || fail "stale temporary not removed"
@@ -161,6 +162,10 @@ metadata)
   [ -s "$W/model.onnx" ] || fail "export wrote nothing"
   # Flags, when given, must agree with the file.
   expect_error "has width 0.125000, but --width is 0.25" "$RDD" eval "${DATA[@]}" --weights "$WTS" --width 0.25
+  for cmd in eval predict export; do  # 0 is not "not given"
+    expect_error "--width" "$RDD" $cmd "${DATA[@]}" --weights "$WTS" --width 0 --input "$img" --out "$W/w0"
+    grep -qF -- "--width 0 is outside [0.015625, 4]" "$W/err.txt" || { cat "$W/err.txt"; fail "$cmd --width 0: no range message"; }
+  done
   expect_error "holds a 'deeplabv3_resnet18' model, not --model 'psp_resnet18'" "$RDD" predict --weights "$WTS" \
     --model psp_resnet18 --input "$img" --out "$W/pred2"
   expect_error "--preset cirkd disagrees with --weights" "$RDD" eval "${DATA[@]}" --weights "$WTS" --preset cirkd
