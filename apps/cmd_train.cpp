@@ -36,8 +36,17 @@ std::string resume_command(const std::string& checkpoint) {
   return cmd + " --resume " + quoted(checkpoint);
 }
 
-// What the user reads when a signal stopped the run: where the checkpoint is and how to continue.
+// What the user reads when a signal stopped the run: where the checkpoint is and how to continue (or,
+// stopped in the final evaluation, where the weights are).
 int report_stop(const train::TrainResult& r, bool distill) {
+  if (r.finished) {
+    std::fprintf(stderr, "%s: %lld iteration%s done; the final evaluation was stopped by %s. Weights in %s "
+                         "(rdd eval --weights %s evaluates them)\n",
+                 distill ? "distill" : "train", (long long)r.iterations, r.iterations == 1 ? "" : "s",
+                 train::signal_name(r.stopped_by_signal).c_str(),
+                 r.weights.c_str(), r.weights.c_str());
+    return 128 + r.stopped_by_signal;
+  }
   std::fprintf(stderr, "%s: stopped by %s after %lld iteration%s; checkpoint written to %s\ncontinue with:\n  %s\n",
                distill ? "distill" : "train", train::signal_name(r.stopped_by_signal).c_str(),
                (long long)r.iterations, r.iterations == 1 ? "" : "s", r.checkpoint.c_str(),

@@ -8,6 +8,7 @@
 #include "layers/eval_ops.h"
 #include "layers/resize.h"
 #include "train/progress.h"
+#include "train/signals.h"
 
 namespace rdd::train {
 
@@ -89,6 +90,10 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   Progress progress(loader.order().per_rank_epoch(), 0, "eval", 50);  // this rank's shard
   data::Batch batch;
   while (loader.next(batch)) {
+    if (options.stop_on_request && stop_requested()) {
+      result.interrupted = true;
+      break;
+    }
     const Tensor images = device.is_cpu() ? batch.images : batch.images.to(device);
     const Tensor labels = device.is_cpu() ? batch.labels : batch.labels.to(device);
     // (N, C, H, W) scores at the label size, then argmax into the confusion matrix.
@@ -102,14 +107,17 @@ EvalResult evaluate(models::SegModel& model, std::shared_ptr<const data::Dataset
   if (comm && comm->data_parallel()) {
     // Sum the per-rank confusion matrices (and image counts) over ranks, on the model's device.
     std::vector<int64_t>& counts = result.confusion.mutable_counts();
+    // Whether any rank was interrupted rides along: then the sum covers part of the split on every rank.
     std::vector<int64_t> packed(counts);
     packed.push_back(result.images);
+    packed.push_back(result.interrupted ? 1 : 0);
     Tensor t = Tensor::from_vector(packed, {int64_t(packed.size())}).to(device);
     comm->all_reduce_sum(t);
     const std::vector<int64_t> summed = t.to_vector<int64_t>();
     comm->throw_if_failed();  // an abort by the NCCL watchdog would leave garbage in t
-    std::copy(summed.begin(), summed.end() - 1, counts.begin());
-    result.images = summed.back();
+    std::copy(summed.begin(), summed.end() - 2, counts.begin());
+    result.images = summed[summed.size() - 2];
+    result.interrupted = summed.back() > 0;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

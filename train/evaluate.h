@@ -19,6 +19,7 @@ struct EvalResult {
   ConfusionMatrix confusion;
   int64_t images = 0;
   double seconds = 0;
+  bool interrupted = false;  // a stop was requested (EvalOptions::stop_on_request): the counts cover part of the split
   explicit EvalResult(int num_classes) : confusion(num_classes) {}
 };
 
@@ -32,6 +33,10 @@ struct EvalOptions {
   bool slide = false;
   int window_h = 512, window_w = 1024;
   int stride_h = 341, stride_w = 683;  // ≈ 2/3 of the window, as mmseg's slide mode
+  // Within a training run: a stop request (SIGINT/SIGTERM, train/signals.h) ends the pass after the image
+  // in progress, so that a pre-empted run does not first evaluate the whole split. Every rank still takes
+  // part in the final sum, wherever it stopped.
+  bool stop_on_request = false;
   bool single_pass() const { return scales.size() == 1 && scales[0] == 1.0 && !flip && !slide; }
 };
 

@@ -420,7 +420,13 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
     save_checkpoint(result.checkpoint, student.params(), *m.sgd, info, {m.distiller.get(), m.distill_sgd.get()});
   };
   auto validate = [&](int64_t it) {
-    EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm);
+    EvalOptions eval_options;
+    eval_options.stop_on_request = true;  // a pre-empted run stops within an image, not after the whole split
+    EvalResult r = evaluate(student, val_ds, opt.preset, device, opt.workers, false, comm, eval_options);
+    if (r.interrupted) {
+      if (writer) progress.message("validation at " + std::to_string(it) + " interrupted by a stop request: not recorded");
+      return r;
+    }
     const double miou = r.confusion.mean_iou();
     if (!writer) return r;
     metrics.write({{"iter", it}, {"val_miou", miou}, {"val_pixel_accuracy", r.confusion.pixel_accuracy()}});
@@ -541,7 +547,13 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
       break;
     }
     if (val_ds && opt.val_every > 0 && it % opt.val_every == 0 && it < opt.iters) {
-      const double miou = validate(it).confusion.mean_iou();
+      const EvalResult r = validate(it);
+      if (r.interrupted) {  // every rank knows (evaluate's sum): stop here, as after a step
+        stop_signal = stop_requested() ? stop_requested() : SIGTERM;
+        if (saved_at < it) save(it);
+        break;
+      }
+      const double miou = r.confusion.mean_iou();
       if (miou > best_miou) {
         best_miou = miou;
         if (writer) save_model_weights(student, opt.out + "/best.safetensors", weights_metadata(opt, *train_ds));
@@ -566,13 +578,21 @@ TrainResult run_training(const RunOptions& opt_in, bool distill, dist::Communica
     return result;
   }
 
-  if (writer) save_model_weights(student, opt.out + "/weights.safetensors", weights_metadata(opt, *train_ds));
+  if (writer) {
+    result.weights = opt.out + "/weights.safetensors";
+    save_model_weights(student, result.weights, weights_metadata(opt, *train_ds));
+  }
   if (!val_ds) {  // a list dataset without --val-list
     result.validated = false;
     if (writer) std::fprintf(stderr, "no validation: --dataset list without --val-list\n");
     return result;
   }
   EvalResult final_eval = validate(opt.iters);
+  if (final_eval.interrupted) {  // the weights are written; what is left is an `rdd eval` of them
+    result.validated = false;
+    result.stopped_by_signal = stop_requested() ? stop_requested() : SIGTERM;
+    return result;
+  }
   result.final_miou = final_eval.confusion.mean_iou();
   if (result.final_miou > best_miou) {
     best_miou = result.final_miou;

@@ -35,8 +35,11 @@ struct TrainResult {
   double images_per_second = 0;
   bool finished = true;   // false when --stop-after or a signal ended the run early (no final evaluation)
   bool validated = true;  // false: no validation data (--dataset list without --val-list)
-  int stopped_by_signal = 0;  // SIGINT/SIGTERM that stopped the run after a step (a checkpoint was written)
+  // SIGINT/SIGTERM that stopped the run: after a step or within a validation (a checkpoint was written), or,
+  // with `finished` still true, within the final evaluation (the weights were written; not validated).
+  int stopped_by_signal = 0;
   std::string checkpoint;     // the last checkpoint written (rank 0), "" if none
+  std::string weights;        // the final weights (rank 0), "" until written
 };
 
 // Data parallelism: `comm` null (or one that is not data_parallel()) is the single-process run. With N

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A run a user can leave alone for a week (issue 16), end to end on the CPU with tiny models:
 #   signal       SIGTERM mid-run → checkpoint + resume command; resuming gives the uninterrupted run's
-#                weights byte for byte; a second signal stops at once; dead writers' *.tmp.* removed
+#                weights byte for byte; a second signal stops at once; dead writers' *.tmp.* removed; in a
+#                validation or the final evaluation it stops within an image
 #   folder       a second run into a held --out is refused (pid, host); an --out holding a run is
 #                refused unless --resume or --overwrite; metrics.jsonl has wall-clock times
 #   data         a corrupt sample stops the run before its first step, or is skipped and listed with
@@ -80,6 +81,32 @@ signal)
   [ "$rc" = 130 ] || [ "$rc" = 143 ] || { cat "$W/twice.txt"; fail "second signal: exit $rc, want 130 or 143"; }
   grep -q "second signal: stopping at once" "$W/twice.txt" || { cat "$W/twice.txt"; fail "no second-signal message"; }
   grep -q "stopped by SIGTERM" "$W/twice.txt" && fail "the second signal did not stop at once"
+  # A signal during a validation stops it within an image: that iteration's checkpoint, no further step.
+  "$RDD" synth --out "$W/bigval" --train 4 --val 400 --size 64x128 --seed 6 > /dev/null
+  V=(--dataset cityscapes --data-root "$W/bigval" "${SMALL[@]}" --save-every 100000)
+  "$RDD" train "${V[@]}" --iters 1000 --val-every 1 --out "$W/inval" > "$W/inval.txt" 2>&1 &
+  pid=$!
+  wait_for_iterations "$W/inval/metrics.jsonl" 1
+  kill -TERM "$pid"
+  rc=0; wait "$pid" || rc=$?
+  [ "$rc" = 143 ] || { cat "$W/inval.txt"; fail "SIGTERM in a validation: exit $rc, want 143"; }
+  grep -q "validation at 1 interrupted by a stop request: not recorded" "$W/inval.txt" \
+    || { cat "$W/inval.txt"; fail "the validation was not interrupted"; }
+  grep -q "stopped by SIGTERM after 1 iteration; checkpoint written" "$W/inval.txt" \
+    || { cat "$W/inval.txt"; fail "no checkpoint of iteration 1"; }
+  [ "$(grep -c '"loss"' "$W/inval/metrics.jsonl")" = 1 ] || fail "a step ran after the interrupted validation"
+  grep -q val_miou "$W/inval/metrics.jsonl" && fail "an interrupted validation was recorded"
+  # In the final evaluation: the weights are kept and named, nothing is claimed about their mIoU.
+  "$RDD" train "${V[@]}" --iters 1 --out "$W/infinal" > "$W/infinal.txt" 2>&1 &
+  pid=$!
+  wait_for_iterations "$W/infinal/metrics.jsonl" 1
+  kill -TERM "$pid"
+  rc=0; wait "$pid" || rc=$?
+  [ "$rc" = 143 ] || { cat "$W/infinal.txt"; fail "SIGTERM in the final evaluation: exit $rc, want 143"; }
+  grep -qF "the final evaluation was stopped by SIGTERM. Weights in $W/infinal/weights.safetensors" "$W/infinal.txt" \
+    || { cat "$W/infinal.txt"; fail "no message naming the weights"; }
+  [ -f "$W/infinal/weights.safetensors" ] || fail "no weights after a stop in the final evaluation"
+  [ ! -e "$W/infinal/eval.json" ] || fail "eval.json written for an interrupted evaluation"
   ;;
 folder)
   R=("${DATA[@]}" "${SMALL[@]}" --iters 2)

@@ -179,7 +179,11 @@ TEST_CASE("rdd predict without --model and --width: the weights file says what i
                        doctest::Contains("--model: unknown model 'deeplabv3_resnet19'"), Error);
   CHECK_THROWS_WITH_AS(run_rdd({"predict", "--width", "1e-9", "--weights", f.dir + "/none.safetensors", "--input",
                                 f.dir + "/frame.png", "--out", f.dir + "/out"}),
-                       doctest::Contains("--width 1e-09 is outside"), Error);
+                       doctest::Contains("--width 1e-09 is outside [0.015625, 4]"), CLI::ValidationError);
+  // 0 is a width out of range too, not "not given".
+  CHECK_THROWS_WITH_AS(run_rdd({"predict", "--width", "0", "--weights", f.dir + "/none.safetensors", "--input",
+                                f.dir + "/frame.png", "--out", f.dir + "/out"}),
+                       doctest::Contains("--width 0 is outside"), CLI::ValidationError);
   // A file that does not name its model needs --model.
   models::save_weights(f.model->params(), f.dir + "/unnamed.safetensors");
   CHECK_THROWS_WITH_AS(run_rdd({"predict", "--weights", f.dir + "/unnamed.safetensors", "--input", f.dir + "/frame.png",
