@@ -14,8 +14,10 @@
 // and get grid_stride_blocks(n) blocks: enough to cover n once, capped at 65535·16 (enough to fill any
 // current GPU; the loop covers the rest), at least 1 so an empty launch is still a valid launch.
 //
-// Dynamic shared memory: RDD_EXTERN_SHARED(unsigned long long, bins); stands for
-// `extern __shared__ unsigned long long bins[];` (which C++ cannot express for the emulated device).
+// Shared memory, the one idiom for both kinds (C++ cannot express CUDA's declarations for the emulated
+// device, which gives every block its own heap copy, 0xff-filled, with AddressSanitizer's redzones):
+//   RDD_SHARED(double, partial, kThreadsPerBlock);   stands for  __shared__ double partial[kThreadsPerBlock];
+//   RDD_EXTERN_SHARED(unsigned long long, bins);     stands for  extern __shared__ unsigned long long bins[];
 #pragma once
 
 #include <cstddef>
@@ -81,8 +83,13 @@ KernelLaunch<Kernel> launch(dim3 grid, dim3 block, size_t shared_bytes, cudaStre
 
 #if RDD_CUDA_EMULATED
 #define RDD_EXTERN_SHARED(type, name) type* const name = static_cast<type*>(::rdd::emu::dynamic_shared_memory())
+// The address of a static local names the declaration (one per template instantiation, as in CUDA).
+#define RDD_SHARED(type, name, count)          \
+  static const char rdd_shared_key_##name = 0; \
+  type* const name = static_cast<type*>(::rdd::emu::static_shared_memory(&rdd_shared_key_##name, sizeof(type) * size_t(count)))
 #else
 #define RDD_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#define RDD_SHARED(type, name, count) __shared__ type name[count]
 #endif
 
 #endif  // a .cu file of a CUDA build

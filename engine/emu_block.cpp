@@ -228,8 +228,10 @@ void BlockRunner::run(const KernelGrid& grid, uint3 block_idx) {
     threads_[size_t(i)].idx = uint3{unsigned(i) % grid.block.x, (unsigned(i) / grid.block.x) % grid.block.y,
                                     unsigned(i) / (grid.block.x * grid.block.y)};
   }
-  // Dynamic shared memory starts as 0xff bytes (NaN as floats): a read before the block wrote it shows.
-  dynamic_shared_.assign(grid.shared_bytes, 0xff);
+  // A fresh, exact-size copy of the block's shared memory (see dynamic_shared_).
+  dynamic_shared_.reset(new unsigned char[std::max<size_t>(grid.shared_bytes, 1)]);
+  std::memset(dynamic_shared_.get(), 0xff, grid.shared_bytes);
+  static_shared_.clear();
 
   for (int round = 0;; ++round) {
     order_queue(ids, round);
@@ -425,6 +427,19 @@ uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int operand, i
 }
 
 void* dynamic_shared_memory() { return runner_in_kernel("extern __shared__").dynamic_shared(); }
+
+void* static_shared_memory(const void* key, size_t bytes) {
+  return runner_in_kernel("RDD_SHARED").static_shared(key, bytes);
+}
+
+void* BlockRunner::static_shared(const void* key, size_t bytes) {
+  for (auto& [k, memory] : static_shared_)
+    if (k == key) return memory.get();
+  std::unique_ptr<unsigned char[]> memory(new unsigned char[std::max<size_t>(bytes, 1)]);
+  std::memset(memory.get(), 0xff, bytes);
+  static_shared_.emplace_back(key, std::move(memory));
+  return static_shared_.back().second.get();
+}
 
 }  // namespace rdd::emu
 #endif

@@ -26,6 +26,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/emu_fiber.h"
@@ -67,7 +68,10 @@ class BlockRunner {
   // Called from kernel code on a fiber (through emu_kernel.h).
   void syncthreads(const char* file, int line);
   uint64_t warp_op(WarpOp op, unsigned mask, uint64_t bits, int operand, int width, const char* file, int line);
-  void* dynamic_shared() { return dynamic_shared_.data(); }
+  void* dynamic_shared() { return dynamic_shared_.get(); }
+  // The block's copy of the static shared array declared at `key` (RDD_SHARED): made by the first thread
+  // that reaches the declaration, `bytes` long, on the heap so AddressSanitizer guards both ends.
+  void* static_shared(const void* key, size_t bytes);
   // "kernel 'k' block (..) thread (..)" for the emulated thread running now, "" between threads.
   std::string current_thread_text() const;
 
@@ -110,14 +114,18 @@ class BlockRunner {
   Thread* current_ = nullptr;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<Slot*> free_;
-  std::vector<unsigned char> dynamic_shared_;
+  // Shared memory lives for one block and starts as 0xff bytes (NaN as floats), so that a read before the
+  // block wrote it shows; each array is its own exact-size heap allocation (ASan's redzones around it).
+  std::unique_ptr<unsigned char[]> dynamic_shared_;
+  std::vector<std::pair<const void*, std::unique_ptr<unsigned char[]>>> static_shared_;
   std::string fiber_error_;  // an exception that escaped a kernel body
 };
 
-// The entry points of emu_kernel.h's __syncthreads, __shfl_*_sync, ... and extern __shared__ memory:
+// The entry points of emu_kernel.h's __syncthreads, __shfl_*_sync, ... and shared memory:
 // they act on the block the calling OS thread is running (and abort outside a kernel).
 void syncthreads(const char* file, int line);
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t bits, int operand, int width, const char* file, int line);
 void* dynamic_shared_memory();
+void* static_shared_memory(const void* key, size_t bytes);
 
 }  // namespace rdd::emu

@@ -3,8 +3,8 @@
 // that nvcc compiles runs on the CPU:
 //
 //   __global__ / __device__ / __host__     plain functions (the toolkit's host_defines.h)
-//   __shared__                             thread_local: one copy per OS thread, and all threads of a
-//                                          block run on one OS thread (emu_block.h), one block at a time
+//   __shared__ T name[N]                   write RDD_SHARED(T, name, N) (engine/cuda_launch.h): per block,
+//                                          on the heap, so ASan guards it; a bare __shared__ does not compile
 //   extern __shared__ T name[]             write RDD_EXTERN_SHARED(T, name) (engine/cuda_launch.h)
 //   threadIdx, blockIdx, blockDim, gridDim thread_local, set by the block runner
 //   __syncthreads, __syncwarp, __shfl_*_sync, __ballot_sync, __any_sync, __all_sync
@@ -20,8 +20,9 @@
 #error "engine/emu_kernel.h is for the emulated CUDA build (RDD_CUDA=EMULATE) only"
 #endif
 
-// Before the toolkit's host_defines.h, which keeps a __shared__ that is already defined.
-#define __shared__ thread_local
+// Before the toolkit's host_defines.h, which keeps a __shared__ that is already defined. Shared memory is
+// per block (RDD_SHARED); as a thread_local it would outlive the block and sit where ASan cannot see it.
+#define __shared__ rdd_emulated_cuda_write_RDD_SHARED_instead_of___shared__
 
 #include <cuda_runtime.h>
 

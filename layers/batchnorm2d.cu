@@ -32,7 +32,8 @@ __device__ __forceinline__ double warp_sum(double v) {
 
 // Sums a and b over the block (blockDim.x a multiple of 32); the totals are valid in thread 0.
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
-  __shared__ double sa[32], sb[32];
+  RDD_SHARED(double, sa, 32);
+  RDD_SHARED(double, sb, 32);
   a = warp_sum(a);
   b = warp_sum(b);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -31,7 +31,7 @@ __global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__
 // tree reduction of per-thread partial sums.
 __global__ void bias_grad_kernel(const float* __restrict__ dy, float* __restrict__ db, int64_t N, int64_t K,
                                  int64_t pq) {
-  __shared__ float warp_sums[kReduceThreads / 32];
+  RDD_SHARED(float, warp_sums, kReduceThreads / 32);
   const int64_t k = blockIdx.x;
   float acc = 0.f;
   for (int64_t n = 0; n < N; ++n) {

@@ -74,7 +74,8 @@ __global__ void kl_rows_kernel(const float* __restrict__ t, const float* __restr
 // Sums (or maxima) of two values over a block of kThreadsPerBlock threads; every thread gets the results.
 template <bool kMax>
 __device__ __forceinline__ void block_reduce2(float& a, float& b) {
-  __shared__ float sa[kThreadsPerBlock / 32], sb[kThreadsPerBlock / 32];
+  RDD_SHARED(float, sa, kThreadsPerBlock / 32);
+  RDD_SHARED(float, sb, kThreadsPerBlock / 32);
   for (int offset = 16; offset > 0; offset >>= 1) {
     const float oa = __shfl_xor_sync(0xffffffffu, a, offset), ob = __shfl_xor_sync(0xffffffffu, b, offset);
     a = kMax ? fmaxf(a, oa) : a + oa;
@@ -127,7 +128,7 @@ __global__ void kl_rows_block_kernel(const float* __restrict__ t, const float* _
 // Σ a·b in two passes with a fixed order (no atomics), so that a loss scale such as TSE's 1/Σcoef is the
 // same bit for bit in every run: each block's sum → partials[blockIdx.x]; then one block adds them up.
 __device__ double block_sum(double v) {  // blockDim.x == kThreadsPerBlock; the result is valid in thread 0
-  __shared__ double partial[kThreadsPerBlock];
+  RDD_SHARED(double, partial, kThreadsPerBlock);
   partial[threadIdx.x] = v;
   __syncthreads();
   for (int stride = kThreadsPerBlock / 2; stride > 0; stride >>= 1) {
@@ -167,7 +168,7 @@ __device__ __forceinline__ uint32_t device_float_key(float f) {
 
 __global__ void radix_histogram_kernel(const float* __restrict__ x, int64_t n, uint32_t prefix, uint32_t mask,
                                        int shift, unsigned long long* hist) {
-  __shared__ unsigned int local[256];
+  RDD_SHARED(unsigned int, local, 256);
   for (int b = threadIdx.x; b < 256; b += blockDim.x) local[b] = 0;
   __syncthreads();
   RDD_GRID_LOOP(i, n) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <climits>
 #include <numeric>
 #include <thread>
@@ -32,7 +33,7 @@ __global__ void arrival_order_kernel(int* order, int* counter) { order[threadIdx
 
 // out[t] = in[(t + 1) % n] through shared memory; `with_barrier` false plants the bug.
 __global__ void rotate_kernel(const float* in, float* out, bool with_barrier) {
-  __shared__ float s[256];
+  RDD_SHARED(float, s, 256);
   const unsigned t = threadIdx.x, n = blockDim.x;
   s[t] = in[t];
   if (with_barrier) __syncthreads();
@@ -71,12 +72,27 @@ __global__ void split_barrier_kernel(float* out) {
 
 // Threads that exit before a barrier do not hold it up (CUDA counts only threads that have not exited).
 __global__ void early_exit_kernel(const float* in, float* out, int n) {
-  __shared__ float s[128];
+  RDD_SHARED(float, s, 128);
   const int t = int(threadIdx.x);
   if (t >= n) return;
   s[t] = in[t] * 2.f;
   __syncthreads();
   out[t] = s[n - 1 - t];
+}
+
+// Reads its shared array before writing it: undefined on a GPU. The emulator gives every block a fresh copy
+// of 0xff bytes (NaN), so the read shows, instead of returning what another block left there.
+__global__ void read_before_write_kernel(float* out) {
+  RDD_SHARED(float, s, 64);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
+  s[threadIdx.x] = 1.f;
+}
+
+// Planted: the last thread writes one element past a shared array.
+[[maybe_unused]] __global__ void shared_out_of_range_kernel(float* out) {
+  RDD_SHARED(float, s, 32);
+  s[threadIdx.x + 1] = 1.f;
+  out[threadIdx.x] = 0.f;
 }
 
 // Planted: one element past the end.
@@ -359,8 +375,34 @@ GPU_TEST_CASE("emulator: the host runs ahead of the device; streams, events and 
   RDD_CUDA_CHECK(cudaEventDestroy(done));
 }
 
+GPU_TEST_CASE("emulator: shared memory belongs to one block and starts as 0xff bytes (a read before a write shows)") {
+  Tensor out = Tensor::zeros({8 * 64}, DType::f32, Device::cuda(0));
+  launch<read_before_write_kernel>(8, 64, 0, stream())(out.data<float>());
+  for (float v : out.to_vector<float>()) CHECK(std::isnan(v));  // as a thread_local, later blocks read 1
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 // Run by the case below in a child process: AddressSanitizer stops the process at the first bad access.
+TEST_CASE("emulator planted: one element past a shared array" * doctest::skip()) {
+  Tensor out = Tensor::zeros({32}, DType::f32, Device::cuda(0));
+  launch<shared_out_of_range_kernel>(1, 32, 0, stream())(out.data<float>());
+  synchronize(Device::cuda(0));
+}
+
+GPU_TEST_CASE("emulator: a write past a shared array is reported by AddressSanitizer, naming the kernel and thread") {
+  char self[4096] = {0};
+  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
+  std::string out;
+  const int rc =
+      test::run_command(std::string(self) + " --no-skip -tc='emulator planted: one element past a shared array'", &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("heap-buffer-overflow") != std::string::npos);
+  CHECK(out.find("WRITE of size 4") != std::string::npos);
+  CHECK(out.find("the access above was made by kernel 'shared_out_of_range_kernel' block (0,0,0) thread (31,0,0)") !=
+        std::string::npos);
+}
+
 TEST_CASE("emulator planted: one element past the end of a tensor" * doctest::skip()) {
   Tensor t = Tensor::zeros({100}, DType::f32, Device::cuda(0));  // 400 bytes in a 512-byte cached block
   launch<out_of_range_kernel>(1, 32, 0, stream())(t.data<float>(), 100);
