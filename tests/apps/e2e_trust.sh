@@ -82,7 +82,7 @@ signal)
   grep -q "second signal: stopping at once" "$W/twice.txt" || { cat "$W/twice.txt"; fail "no second-signal message"; }
   grep -q "stopped by SIGTERM" "$W/twice.txt" && fail "the second signal did not stop at once"
   # A signal during a validation stops it within an image: that iteration's checkpoint, no further step.
-  "$RDD" synth --out "$W/bigval" --train 4 --val 400 --size 64x128 --seed 6 > /dev/null
+  "$RDD" synth --out "$W/bigval" --train 4 --val 400 --size 128x256 --seed 6 > /dev/null  # ~3 s of validation
   V=(--dataset cityscapes --data-root "$W/bigval" "${SMALL[@]}" --save-every 100000)
   "$RDD" train "${V[@]}" --iters 1000 --val-every 1 --out "$W/inval" > "$W/inval.txt" 2>&1 &
   pid=$!
