@@ -37,6 +37,14 @@ wait_for_iterations() {  # wait_for_iterations FILE N: until metrics FILE holds 
   fail "no $2 iterations in $1"
 }
 dead_pid() { sh -c 'echo $$'; }  # a process that has ended
+term_after_iterations() {  # term_after_iterations METRICS N LOG cmd...: run cmd, SIGTERM it after N records; rc=its exit
+  local metrics="$1" n="$2" log="$3"; shift 3
+  "$@" > "$log" 2>&1 &
+  local pid=$!
+  wait_for_iterations "$metrics" "$n"
+  kill -TERM "$pid"
+  rc=0; wait "$pid" || rc=$?
+}
 
 "$RDD" synth --out "$W/data" --train 12 --val 4 --size 64x128 --seed 5 > /dev/null
 SMALL=(--crop 64 --crop-w 128 --batch 2 --workers 2 --print-every 1000 --model deeplabv3_resnet18 --width 0.125)
@@ -46,11 +54,7 @@ case "$SECTION" in
 signal)
   R=("${DATA[@]}" "${SMALL[@]}" --iters 150 --save-every 1000 --seed 3)
   "$RDD" train "${R[@]}" --out "$W/full" > "$W/full.txt" 2>&1 || { cat "$W/full.txt"; fail "uninterrupted run"; }
-  "$RDD" train "${R[@]}" --out "$W/sig" > "$W/sig.txt" 2>&1 &
-  pid=$!
-  wait_for_iterations "$W/sig/metrics.jsonl" 5
-  kill -TERM "$pid"
-  rc=0; wait "$pid" || rc=$?
+  term_after_iterations "$W/sig/metrics.jsonl" 5 "$W/sig.txt" "$RDD" train "${R[@]}" --out "$W/sig"
   [ "$rc" = 143 ] || { cat "$W/sig.txt"; fail "SIGTERM: exit $rc, want 143"; }
   grep -q "stopped by SIGTERM after [0-9]* iterations; checkpoint written to $W/sig/checkpoint.safetensors" "$W/sig.txt" \
     || { cat "$W/sig.txt"; fail "no stop message naming the checkpoint"; }
@@ -84,11 +88,8 @@ signal)
   # A signal during a validation stops it within an image: that iteration's checkpoint, no further step.
   "$RDD" synth --out "$W/bigval" --train 4 --val 400 --size 128x256 --seed 6 > /dev/null  # ~3 s of validation
   V=(--dataset cityscapes --data-root "$W/bigval" "${SMALL[@]}" --save-every 100000)
-  "$RDD" train "${V[@]}" --iters 1000 --val-every 1 --out "$W/inval" > "$W/inval.txt" 2>&1 &
-  pid=$!
-  wait_for_iterations "$W/inval/metrics.jsonl" 1
-  kill -TERM "$pid"
-  rc=0; wait "$pid" || rc=$?
+  term_after_iterations "$W/inval/metrics.jsonl" 1 "$W/inval.txt" "$RDD" train "${V[@]}" --iters 1000 --val-every 1 \
+    --out "$W/inval"
   [ "$rc" = 143 ] || { cat "$W/inval.txt"; fail "SIGTERM in a validation: exit $rc, want 143"; }
   grep -q "validation at 1 interrupted by a stop request: not recorded" "$W/inval.txt" \
     || { cat "$W/inval.txt"; fail "the validation was not interrupted"; }
@@ -97,11 +98,7 @@ signal)
   [ "$(grep -c '"loss"' "$W/inval/metrics.jsonl")" = 1 ] || fail "a step ran after the interrupted validation"
   grep -q val_miou "$W/inval/metrics.jsonl" && fail "an interrupted validation was recorded"
   # In the final evaluation: the weights are kept and named, nothing is claimed about their mIoU.
-  "$RDD" train "${V[@]}" --iters 1 --out "$W/infinal" > "$W/infinal.txt" 2>&1 &
-  pid=$!
-  wait_for_iterations "$W/infinal/metrics.jsonl" 1
-  kill -TERM "$pid"
-  rc=0; wait "$pid" || rc=$?
+  term_after_iterations "$W/infinal/metrics.jsonl" 1 "$W/infinal.txt" "$RDD" train "${V[@]}" --iters 1 --out "$W/infinal"
   [ "$rc" = 143 ] || { cat "$W/infinal.txt"; fail "SIGTERM in the final evaluation: exit $rc, want 143"; }
   grep -qF "the final evaluation was stopped by SIGTERM. Weights in $W/infinal/weights.safetensors" "$W/infinal.txt" \
     || { cat "$W/infinal.txt"; fail "no message naming the weights"; }

@@ -382,6 +382,14 @@ GPU_TEST_CASE("emulator: shared memory belongs to one block and starts as 0xff b
 }
 
 #if defined(__SANITIZE_ADDRESS__)
+// Runs the planted case `name` (a doctest filter) in a child process of this test binary, where
+// AddressSanitizer may stop it at the first bad access; returns its exit status, its output in *out.
+static int run_planted_case(const std::string& name, std::string* out) {
+  char self[4096] = {0};
+  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
+  return test::run_command(std::string(self) + " --no-skip -tc='" + name + "'", out);
+}
+
 // Run by the case below in a child process: AddressSanitizer stops the process at the first bad access.
 TEST_CASE("emulator planted: one element past a shared array" * doctest::skip()) {
   Tensor out = Tensor::zeros({32}, DType::f32, Device::cuda(0));
@@ -390,11 +398,8 @@ TEST_CASE("emulator planted: one element past a shared array" * doctest::skip())
 }
 
 GPU_TEST_CASE("emulator: a write past a shared array is reported by AddressSanitizer, naming the kernel and thread") {
-  char self[4096] = {0};
-  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
   std::string out;
-  const int rc =
-      test::run_command(std::string(self) + " --no-skip -tc='emulator planted: one element past a shared array'", &out);
+  const int rc = run_planted_case("emulator planted: one element past a shared array", &out);
   INFO(out);
   CHECK(rc != 0);
   CHECK(out.find("heap-buffer-overflow") != std::string::npos);
@@ -441,11 +446,8 @@ GPU_TEST_CASE("emulator: a block freed while queued kernels still write it is re
 }
 
 GPU_TEST_CASE("emulator: a kernel that writes a freed tensor is reported by AddressSanitizer") {
-  char self[4096] = {0};
-  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
   std::string out;
-  const int rc = test::run_command(
-      std::string(self) + " --no-skip -tc='emulator planted: a kernel writes a tensor the host already freed'", &out);
+  const int rc = run_planted_case("emulator planted: a kernel writes a tensor the host already freed", &out);
   INFO(out);
   CHECK(rc != 0);
   CHECK(out.find("use-after-poison") != std::string::npos);
@@ -453,11 +455,8 @@ GPU_TEST_CASE("emulator: a kernel that writes a freed tensor is reported by Addr
 }
 
 GPU_TEST_CASE("emulator: an out-of-range write in a kernel is reported by AddressSanitizer, naming the kernel") {
-  char self[4096] = {0};
-  REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
   std::string out;
-  const int rc = test::run_command(std::string(self) + " --no-skip -tc='emulator planted: one element past the end*'",
-                                   &out);
+  const int rc = run_planted_case("emulator planted: one element past the end*", &out);
   INFO(out);
   CHECK(rc != 0);
   CHECK(out.find("AddressSanitizer") != std::string::npos);
