@@ -267,6 +267,10 @@ class BlockPool {
     return true;
   }
 
+  // The job is picked by the same look that finds one: blocks are claimed without mu_ (run_one), so a
+  // second look could find every grid taken and leave `job` empty (a null grid run: the SEGV that
+  // "many small grids from two streams" catches). A grid claimed out after the pick is fine: run_one
+  // then claims nothing.
   void work() {
     for (;;) {
       std::shared_ptr<GridRun> job;
@@ -274,14 +278,12 @@ class BlockPool {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] {
           for (auto& j : jobs_)
-            if (j->next.load() < j->blocks) return true;
+            if (j->next.load() < j->blocks) {
+              job = j;
+              return true;
+            }
           return false;
         });
-        for (auto& j : jobs_)
-          if (j->next.load() < j->blocks) {
-            job = j;
-            break;
-          }
       }
       while (run_one(*job)) {
       }

@@ -375,6 +375,25 @@ GPU_TEST_CASE("emulator: the host runs ahead of the device; streams, events and 
   RDD_CUDA_CHECK(cudaEventDestroy(done));
 }
 
+// The block pool's threads pick up a grid that still has blocks to claim; the launching thread claims
+// them too, so a grid can run out between a pool thread's look and its pick. Many two-block grids from
+// two streams at once make that window likely (before the fix a pool thread then ran a null grid: a
+// SEGV once in ~40 runs of models_gpu_shuffled).
+GPU_TEST_CASE("emulator: many small grids from two streams at once all run, every block once") {
+  CudaContext& ctx = cuda_context(0);
+  const int launches = 50000;
+  Tensor a = Tensor::zeros({64}, DType::f32, Device::cuda(0));
+  Tensor b = Tensor::zeros({64}, DType::f32, Device::cuda(0));
+  RDD_CUDA_CHECK(cudaStreamSynchronize(ctx.compute_stream()));  // b's zero fill (and ASan marks) before the comm stream writes it
+  for (int i = 1; i <= launches; ++i) {
+    launch<fill_kernel>(2, 32, 0, ctx.compute_stream())(a.data<float>(), 64, float(i));
+    launch<fill_kernel>(2, 32, 0, ctx.comm_stream())(b.data<float>(), 64, float(-i));
+  }
+  CHECK(a.to_vector<float>() == std::vector<float>(64, float(launches)));
+  RDD_CUDA_CHECK(cudaStreamSynchronize(ctx.comm_stream()));
+  CHECK(b.to_vector<float>() == std::vector<float>(64, float(-launches)));
+}
+
 GPU_TEST_CASE("emulator: shared memory belongs to one block and starts as 0xff bytes (a read before a write shows)") {
   Tensor out = Tensor::zeros({8 * 64}, DType::f32, Device::cuda(0));
   launch<read_before_write_kernel>(8, 64, 0, stream())(out.data<float>());
