@@ -95,7 +95,8 @@ std::string dims(uint3 d) {
   return os.str();
 }
 
-thread_local BlockRunner* t_runner = nullptr;
+thread_local BlockRunner* t_runner = nullptr;       // the runner of the block in progress on this OS thread
+thread_local BlockRunner* t_last_runner = nullptr;  // the runner that ran a block on this OS thread last
 
 }  // namespace
 
@@ -211,6 +212,8 @@ void BlockRunner::order_queue(const std::vector<int>& ids, int round) {
 void BlockRunner::run(const KernelGrid& grid, uint3 block_idx) {
   RDD_CHECK(t_runner == nullptr, "emulated CUDA: a kernel launched from inside a kernel (", grid.name, ")");
   t_runner = this;
+  t_last_runner = this;
+  if (last_kernel_ != grid.name) last_kernel_ = grid.name;
   struct Reset {
     ~Reset() { t_runner = nullptr; }
   } reset;
@@ -396,15 +399,26 @@ std::string BlockRunner::current_thread_text() const {
   return current_ && grid_ ? where(*current_) : std::string();
 }
 
+std::string BlockRunner::last_block_text() const {
+  return last_kernel_.empty() ? std::string() : "kernel '" + last_kernel_ + "' block " + dims(block_idx_);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 // AddressSanitizer's report names frames; this names the emulated GPU thread that made the access, so an
-// out-of-bounds kernel access reads like compute-sanitizer's memcheck.
+// out-of-bounds kernel access reads like compute-sanitizer's memcheck. A report from a thread of the
+// emulated device outside any kernel (a stream's or the block pool's) names the block it ran last: a
+// kernel's stray write into memory that is valid (another thread's stack, say) shows only later, there.
 namespace {
 void name_the_kernel(const char*) {
-  if (t_runner) {
-    const std::string who = t_runner->current_thread_text();
-    if (!who.empty()) std::fprintf(stderr, "rdd emulated CUDA: the access above was made by %s\n", who.c_str());
+  const std::string who = t_runner ? t_runner->current_thread_text() : std::string();
+  if (!who.empty()) {
+    std::fprintf(stderr, "rdd emulated CUDA: the access above was made by %s\n", who.c_str());
+    return;
   }
+  const BlockRunner* last = t_runner ? t_runner : t_last_runner;
+  if (last && !last->last_block_text().empty())
+    std::fprintf(stderr, "rdd emulated CUDA: the fault above happened outside a kernel's code, on an OS thread of the "
+                 "emulated device; the last block it ran: %s\n", last->last_block_text().c_str());
 }
 struct InstallAsanCallback {
   InstallAsanCallback() { __asan_set_error_report_callback(&name_the_kernel); }

@@ -74,6 +74,8 @@ class BlockRunner {
   void* static_shared(const void* key, size_t bytes);
   // "kernel 'k' block (..) thread (..)" for the emulated thread running now, "" between threads.
   std::string current_thread_text() const;
+  // "kernel 'k' block (..)": the block this runner ran last (it may be running it now); "" before the first.
+  std::string last_block_text() const;
 
   BlockRunner() = default;
   BlockRunner(const BlockRunner&) = delete;
@@ -106,8 +108,9 @@ class BlockRunner {
   std::string where(const Thread& t) const;
   void abandon();  // after a fault: every fiber back to the free list, reset
 
-  const KernelGrid* grid_ = nullptr;
+  const KernelGrid* grid_ = nullptr;  // valid while run() runs
   uint3 block_idx_{};
+  std::string last_kernel_;  // grid_->name, kept after run() for AddressSanitizer's report (see last_block_text)
   std::vector<Thread> threads_;
   std::vector<int> queue_;
   size_t pos_ = 0;

@@ -464,6 +464,25 @@ GPU_TEST_CASE("emulator: a block freed while queued kernels still write it is re
   CHECK(b.to_vector<float>() == std::vector<float>(900, 5.f));
 }
 
+// Run by the case below: a one-block kernel runs on the stream's own OS thread; then host work on that
+// stream faults (the shape of a kernel's stray write found later, outside the kernel).
+TEST_CASE("emulator planted: a fault on a stream thread after a kernel" * doctest::skip()) {
+  Tensor t = Tensor::zeros({32}, DType::f32, Device::cuda(0));
+  launch<fill_kernel>(1, 32, 0, stream())(t.data<float>(), 32, 1.f);
+  emu::enqueue_host_work(stream(), [] { *reinterpret_cast<volatile int*>(uintptr_t(0x5222)) = 1; });
+  synchronize(Device::cuda(0));
+}
+
+GPU_TEST_CASE("emulator: a fault outside any kernel on a device thread names the last block that thread ran") {
+  std::string out;
+  const int rc = run_planted_case("emulator planted: a fault on a stream thread after a kernel", &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("SEGV on unknown address 0x000000005222") != std::string::npos);
+  CHECK(out.find("outside a kernel's code, on an OS thread of the emulated device; the last block it ran: kernel "
+                 "'fill_kernel' block (0,0,0)") != std::string::npos);
+}
+
 GPU_TEST_CASE("emulator: a kernel that writes a freed tensor is reported by AddressSanitizer") {
   std::string out;
   const int rc = run_planted_case("emulator planted: a kernel writes a tensor the host already freed", &out);

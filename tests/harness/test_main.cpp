@@ -5,6 +5,13 @@
 // never as passed or silently absent. `--rdd-silicon-only` (the <folder>_silicon entries of an emulated
 // build) does the same on the emulated device, which has no cuDNN or NCCL.
 #define DOCTEST_CONFIG_IMPLEMENT
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// Under a sanitizer, its own handler reports a crash with the faulting address and a hint. doctest's
+// handler would catch SIGSEGV first and re-raise it with raise(), whose siginfo carries the process id
+// where the address was: ASan then names the pid as the address (one emulator crash read as a write to
+// 0x5222 was process 21026's re-raised signal).
+#define DOCTEST_CONFIG_NO_POSIX_SIGNALS
+#endif
 #include <doctest/doctest.h>
 
 #include <cstdio>
