@@ -415,10 +415,10 @@ void name_the_kernel(const char*) {
     std::fprintf(stderr, "rdd emulated CUDA: the access above was made by %s\n", who.c_str());
     return;
   }
-  const BlockRunner* last = t_runner ? t_runner : t_last_runner;
-  if (last && !last->last_block_text().empty())
+  const std::string last = t_last_runner ? t_last_runner->last_block_text() : std::string();  // set with t_runner
+  if (!last.empty())
     std::fprintf(stderr, "rdd emulated CUDA: the fault above happened outside a kernel's code, on an OS thread of the "
-                 "emulated device; the last block it ran: %s\n", last->last_block_text().c_str());
+                 "emulated device; the last block it ran: %s\n", last.c_str());
 }
 struct InstallAsanCallback {
   InstallAsanCallback() { __asan_set_error_report_callback(&name_the_kernel); }

@@ -402,11 +402,19 @@ GPU_TEST_CASE("emulator: shared memory belongs to one block and starts as 0xff b
 
 #if defined(__SANITIZE_ADDRESS__)
 // Runs the planted case `name` (a doctest filter) in a child process of this test binary, where
-// AddressSanitizer may stop it at the first bad access; returns its exit status, its output in *out.
-static int run_planted_case(const std::string& name, std::string* out) {
+// AddressSanitizer may stop it at the first bad access, and checks that it failed with every one of
+// `expected` in its output.
+static void check_planted_report(const std::string& name, std::initializer_list<const char*> expected) {
   char self[4096] = {0};
   REQUIRE(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0);
-  return test::run_command(std::string(self) + " --no-skip -tc='" + name + "'", out);
+  std::string out;
+  const int rc = test::run_command(std::string(self) + " --no-skip -tc='" + name + "'", &out);
+  INFO(out);
+  CHECK(rc != 0);
+  for (const char* text : expected) {
+    INFO("expected in the report: ", std::string(text));
+    CHECK(out.find(text) != std::string::npos);
+  }
 }
 
 // Run by the case below in a child process: AddressSanitizer stops the process at the first bad access.
@@ -417,14 +425,9 @@ TEST_CASE("emulator planted: one element past a shared array" * doctest::skip())
 }
 
 GPU_TEST_CASE("emulator: a write past a shared array is reported by AddressSanitizer, naming the kernel and thread") {
-  std::string out;
-  const int rc = run_planted_case("emulator planted: one element past a shared array", &out);
-  INFO(out);
-  CHECK(rc != 0);
-  CHECK(out.find("heap-buffer-overflow") != std::string::npos);
-  CHECK(out.find("WRITE of size 4") != std::string::npos);
-  CHECK(out.find("the access above was made by kernel 'shared_out_of_range_kernel' block (0,0,0) thread (31,0,0)") !=
-        std::string::npos);
+  check_planted_report("emulator planted: one element past a shared array",
+                       {"heap-buffer-overflow", "WRITE of size 4",
+                        "the access above was made by kernel 'shared_out_of_range_kernel' block (0,0,0) thread (31,0,0)"});
 }
 
 TEST_CASE("emulator planted: one element past the end of a tensor" * doctest::skip()) {
@@ -474,33 +477,21 @@ TEST_CASE("emulator planted: a fault on a stream thread after a kernel" * doctes
 }
 
 GPU_TEST_CASE("emulator: a fault outside any kernel on a device thread names the last block that thread ran") {
-  std::string out;
-  const int rc = run_planted_case("emulator planted: a fault on a stream thread after a kernel", &out);
-  INFO(out);
-  CHECK(rc != 0);
-  CHECK(out.find("SEGV on unknown address 0x000000005222") != std::string::npos);
-  CHECK(out.find("outside a kernel's code, on an OS thread of the emulated device; the last block it ran: kernel "
-                 "'fill_kernel' block (0,0,0)") != std::string::npos);
+  check_planted_report("emulator planted: a fault on a stream thread after a kernel",
+                       {"SEGV on unknown address 0x000000005222",
+                        "outside a kernel's code, on an OS thread of the emulated device; the last block it ran: kernel "
+                        "'fill_kernel' block (0,0,0)"});
 }
 
 GPU_TEST_CASE("emulator: a kernel that writes a freed tensor is reported by AddressSanitizer") {
-  std::string out;
-  const int rc = run_planted_case("emulator planted: a kernel writes a tensor the host already freed", &out);
-  INFO(out);
-  CHECK(rc != 0);
-  CHECK(out.find("use-after-poison") != std::string::npos);
-  CHECK(out.find("the access above was made by kernel 'fill_kernel'") != std::string::npos);
+  check_planted_report("emulator planted: a kernel writes a tensor the host already freed",
+                       {"use-after-poison", "the access above was made by kernel 'fill_kernel'"});
 }
 
 GPU_TEST_CASE("emulator: an out-of-range write in a kernel is reported by AddressSanitizer, naming the kernel") {
-  std::string out;
-  const int rc = run_planted_case("emulator planted: one element past the end*", &out);
-  INFO(out);
-  CHECK(rc != 0);
-  CHECK(out.find("AddressSanitizer") != std::string::npos);
-  CHECK(out.find("WRITE of size 4") != std::string::npos);
-  CHECK(out.find("the access above was made by kernel 'out_of_range_kernel' block (0,0,0) thread (0,0,0)") !=
-        std::string::npos);
+  check_planted_report("emulator planted: one element past the end*",
+                       {"AddressSanitizer", "WRITE of size 4",
+                        "the access above was made by kernel 'out_of_range_kernel' block (0,0,0) thread (0,0,0)"});
 }
 #endif
 #endif  // RDD_CUDA_EMULATED
